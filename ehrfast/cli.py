@@ -1,0 +1,124 @@
+"""``ehrfast <command>``: a thin shell over the public Python API.
+
+Each command parses its arguments, calls one public function, and prints what it returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ehrfast import build_info
+
+    info = build_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    yes = {True: "yes", False: "no"}
+    print(f"ehrfast {info['version']}")
+    print(f"  C++ core (ehrfast._core):      {'built' if info['cpp_core'] else 'NOT built: ' + str(info['core_error'])}")
+    print(f"  C++ core OpenMP:               {yes[info['cpp_openmp']]}")
+    print(f"  CUDA kernels (ehrfast._cuda):  {'built' if info['cuda_kernels'] else 'not built'}")
+    print(f"  Triton importable:             {yes[info['triton']]}")
+    print(f"  torch:                         {info['torch'] or 'not installed'}")
+    print(f"  GPU visible:                   {info['gpu'] or 'none'}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+
+    # Score files hold up to 1,200 variants (300 causal); fewer on small panels.
+    score_variants = min(1_200, max(4, args.variants // 2))
+    cfg = SyntheticConfig(
+        n_subjects=args.subjects,
+        seed=args.seed,
+        n_variants=args.variants,
+        n_null_traits=args.null_traits,
+        causal_variants=min(300, score_variants // 4),
+        score_variants=score_variants,
+        shard_size=args.shard_size,
+    )
+    summary = generate_cohort(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    _print_cohort(summary)
+    return 0
+
+
+def _print_cohort(summary) -> None:
+    r = summary.rows_per_subject
+    print(f"synthetic cohort written to {summary.out_dir} in {summary.seconds:.1f} s")
+    print(f"  subjects {summary.n_subjects:,}  rows {summary.n_rows:,}  codes {summary.n_codes}  deaths {summary.deaths:,}")
+    print(f"  rows/subject: min {r['min']}  median {r['median']:.0f}  mean {r['mean']}  p99 {r['p99']:.0f}  max {r['max']}")
+    print(f"  genotypes: {summary.n_genotyped:,} samples x {summary.n_variants:,} variants; {summary.n_traits} score files")
+    print("  10-year incidence from record start / ever diagnosed / corr(PRS, true liability):")
+    for d, inc in summary.incidence_10y_at_start.items():
+        print(f"    {d:<14} {inc:7.2%}  {summary.prevalence_at_end[d]:7.2%}  {summary.prs_liability_correlation[d]:.3f}")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from ehrfast.data.meds import validate_meds_dataset
+
+    s = validate_meds_dataset(args.meds_dir)
+    print(f"{args.meds_dir}: valid MEDS — {s.n_subjects:,} subjects, {s.n_rows:,} rows, {s.n_codes:,} codes")
+    for split, rows in s.rows_per_split.items():
+        print(f"  {split:<10} {s.subjects_per_split[split]:>9,} subjects {rows:>12,} rows")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ehrfast.pipeline import run_demo
+
+    run_demo(args.out, n_subjects=args.subjects, seed=args.seed, force=args.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ehrfast",
+        description="Generative EHR foundation models with genomics: synth, validate, demo.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="show which compiled backends and accelerators are available")
+    p.add_argument("--json", action="store_true", help="print build_info() as JSON")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("synth", help="generate a synthetic cohort (MEDS + genotypes + score files + truth)")
+    p.add_argument("--subjects", type=int, default=10_000, help="number of subjects (default 10,000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
+    p.add_argument("--variants", type=int, default=8_000, help="genotyped variants (default 8,000)")
+    p.add_argument("--null-traits", type=int, default=200, help="score files with no effect (default 200)")
+    p.add_argument("--shard-size", type=int, default=20_000, help="subjects per MEDS shard (default 20,000)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("validate", help="validate a MEDS dataset (schema, sort order, metadata)")
+    p.add_argument("meds_dir")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("demo", help="run the pipeline end to end on a fresh synthetic cohort")
+    p.add_argument("--out", default="ehrfast_demo", help="output directory (default ./ehrfast_demo)")
+    p.add_argument("--subjects", type=int, default=5_000, help="cohort size (default 5,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rerun stages that already finished")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
+        print(f"ehrfast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""PLINK 1 binary genotypes (.bed/.bim/.fam), SNP-major.
+
+A genotype is the count of the A1 allele (the .bim's 5th column): 0, 1, 2, or -1 for a
+missing call. Packing/unpacking has a C++ fast path (``ehrfast._core``) and the numpy
+reference below; both produce identical bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ehrfast._backend import require_core, resolve_backend
+from ehrfast.io import atomic_output
+
+BED_MAGIC = bytes([0x6C, 0x1B, 0x01])  # plink 1 magic + SNP-major mode
+
+# A1 count + 1 -> 2-bit code, and 2-bit code -> A1 count.
+_CODE_OF_COUNT = np.array([0b01, 0b11, 0b10, 0b00], dtype=np.uint8)
+_COUNT_OF_CODE = np.array([2, -1, 1, 0], dtype=np.int8)
+
+
+def bytes_per_variant(n_samples: int) -> int:
+    return (n_samples + 3) // 4
+
+
+def _check_genotypes(genotypes: np.ndarray, check_values: bool = True) -> np.ndarray:
+    g = np.asarray(genotypes)
+    if g.ndim != 2:
+        raise ValueError(f"genotypes must be 2-D [n_variants, n_samples], got shape {g.shape}")
+    if not np.issubdtype(g.dtype, np.integer):
+        raise TypeError(f"genotypes must be integer A1 counts, got dtype {g.dtype}")
+    if g.dtype != np.int8 and (g.min(initial=0) < -128 or g.max(initial=0) > 127):
+        check_values = True  # values that do not fit int8 must be caught before the cast
+    if not check_values:
+        return np.ascontiguousarray(g, dtype=np.int8)
+    bad = (g < -1) | (g > 2)
+    if bad.any():
+        v, s = np.argwhere(bad)[0]
+        raise ValueError(
+            f"genotype at [variant {v}, sample {s}] is {g[v, s]}; allowed: -1 (missing), 0, 1, 2"
+        )
+    return np.ascontiguousarray(g, dtype=np.int8)
+
+
+def pack_bed_reference(genotypes: np.ndarray) -> np.ndarray:
+    """numpy reference: [n_variants, n_samples] int8 -> [n_variants, ceil(n/4)] uint8."""
+    g = _check_genotypes(genotypes)
+    n_variants, n_samples = g.shape
+    padded = np.full((n_variants, 4 * bytes_per_variant(n_samples)), 2, dtype=np.int8)
+    padded[:, :n_samples] = g  # padding as count 2 -> code 00, as plink writes it
+    codes = _CODE_OF_COUNT[padded + 1].reshape(n_variants, bytes_per_variant(n_samples), 4)
+    return (codes[..., 0] | codes[..., 1] << 2 | codes[..., 2] << 4 | codes[..., 3] << 6).astype(np.uint8)
+
+
+def unpack_bed_reference(packed: np.ndarray, n_samples: int) -> np.ndarray:
+    """numpy reference: [n_variants, ceil(n/4)] uint8 -> [n_variants, n_samples] int8."""
+    p = _check_packed(packed, n_samples)
+    shifts = np.array([0, 2, 4, 6], dtype=np.uint8)
+    codes = (p[..., None] >> shifts) & 3
+    return _COUNT_OF_CODE[codes.reshape(p.shape[0], 4 * p.shape[1])[:, :n_samples]]
+
+
+def _check_packed(packed: np.ndarray, n_samples: int) -> np.ndarray:
+    p = np.asarray(packed)
+    if p.ndim != 2 or p.dtype != np.uint8:
+        raise ValueError(f"packed .bed bytes must be 2-D uint8, got shape {p.shape} dtype {p.dtype}")
+    if n_samples < 0 or p.shape[1] != bytes_per_variant(n_samples):
+        raise ValueError(
+            f"packed has {p.shape[1]} bytes per variant but {n_samples} samples need "
+            f"{bytes_per_variant(max(n_samples, 0))}"
+        )
+    return np.ascontiguousarray(p)
+
+
+def pack_bed(genotypes: np.ndarray, backend: str | None = None) -> np.ndarray:
+    """[n_variants, n_samples] A1 counts (int, -1 = missing) -> SNP-major .bed bytes."""
+    if resolve_backend(backend, "bed packing") == "cpp":
+        # the core scans values itself (in parallel) and names the first bad one
+        return require_core().pack_bed(_check_genotypes(genotypes, check_values=False))
+    return pack_bed_reference(genotypes)
+
+
+def unpack_bed(packed: np.ndarray, n_samples: int, backend: str | None = None) -> np.ndarray:
+    """SNP-major .bed bytes [n_variants, ceil(n/4)] -> int8 A1 counts [n_variants, n_samples]."""
+    p = _check_packed(packed, n_samples)
+    if resolve_backend(backend, "bed unpacking") == "cpp":
+        return require_core().unpack_bed(p, n_samples)
+    return unpack_bed_reference(p, n_samples)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One .bim row. ``a1`` is the counted allele."""
+
+    chrom: str
+    id: str
+    cm: float
+    pos: int
+    a1: str
+    a2: str
+
+
+def read_fam(path: str | os.PathLike) -> np.ndarray:
+    """IIDs (column 2) of a .fam file as a string array, in file order."""
+    rows = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    for i, r in enumerate(rows, start=1):
+        if len(r) < 6:
+            raise ValueError(f"{path}: line {i} has {len(r)} columns, a .fam row needs 6")
+    return np.array([r[1] for r in rows], dtype=object)
+
+
+def read_bim(path: str | os.PathLike) -> list[Variant]:
+    """All rows of a .bim file."""
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        f = line.split()
+        if len(f) != 6:
+            raise ValueError(f"{path}: line {i} has {len(f)} columns, a .bim row needs 6")
+        try:
+            out.append(Variant(f[0], f[1], float(f[2]), int(f[3]), f[4], f[5]))
+        except ValueError as exc:
+            raise ValueError(f"{path}: line {i}: {exc}") from None
+    return out
+
+
+class BedFile:
+    """A memory-mapped SNP-major .bed with its .bim/.fam; decodes variant blocks on demand."""
+
+    def __init__(self, prefix: str | os.PathLike):
+        prefix = str(prefix)
+        for ext in (".bed", ".bim", ".fam"):
+            if not os.path.exists(prefix + ext):
+                raise FileNotFoundError(f"PLINK fileset {prefix}: missing {prefix + ext}")
+        self.prefix = prefix
+        self.sample_ids = read_fam(prefix + ".fam")
+        self.variants = read_bim(prefix + ".bim")
+        n_s, n_v = len(self.sample_ids), len(self.variants)
+        bpv = bytes_per_variant(n_s)
+        with open(prefix + ".bed", "rb") as fh:
+            magic = fh.read(3)
+        if magic != BED_MAGIC:
+            raise ValueError(f"{prefix}.bed: not a SNP-major PLINK 1 .bed (magic bytes {magic.hex()})")
+        size = os.path.getsize(prefix + ".bed")
+        if size != 3 + n_v * bpv:
+            raise ValueError(
+                f"{prefix}.bed: {size} bytes, but {n_v} variants x {n_s} samples need "
+                f"{3 + n_v * bpv} (truncated or mismatched .bim/.fam)"
+            )
+        self._packed = np.memmap(prefix + ".bed", dtype=np.uint8, mode="r", offset=3, shape=(n_v, bpv))
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_ids)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.variants)
+
+    def read(self, start: int = 0, stop: int | None = None, backend: str | None = None) -> np.ndarray:
+        """A1 counts of variants [start, stop) as int8 [n_variants, n_samples]."""
+        return unpack_bed(np.asarray(self._packed[start:stop]), self.n_samples, backend=backend)
+
+
+class PlinkWriter:
+    """Streams variant blocks into a .bed/.bim/.fam fileset, atomically.
+
+    Files are written under temporary names and renamed only when the writer closes
+    without an error, so a failed run leaves nothing half-written in place.
+    """
+
+    def __init__(self, prefix: str | os.PathLike, sample_ids, sexes=None):
+        self.prefix = str(prefix)
+        self.n_samples = len(sample_ids)
+        self._stack = contextlib.ExitStack()
+        paths = {ext: self._stack.enter_context(atomic_output(self.prefix + ext)) for ext in (".bed", ".bim", ".fam")}
+        sexes = np.zeros(self.n_samples, dtype=int) if sexes is None else np.asarray(sexes)
+        with open(paths[".fam"], "w") as fam:
+            fam.writelines(f"{iid}\t{iid}\t0\t0\t{int(sex)}\t-9\n" for iid, sex in zip(sample_ids, sexes))
+        self._bed = self._stack.enter_context(open(paths[".bed"], "wb"))
+        self._bim = self._stack.enter_context(open(paths[".bim"], "w"))
+        self._bed.write(BED_MAGIC)
+
+    def write(self, genotypes: np.ndarray, variants: list[Variant], backend: str | None = None) -> None:
+        """Appends a block: ``genotypes`` [len(variants), n_samples] A1 counts."""
+        if genotypes.shape != (len(variants), self.n_samples):
+            raise ValueError(
+                f"block shape {genotypes.shape} != ({len(variants)} variants, {self.n_samples} samples)"
+            )
+        self._bed.write(pack_bed(genotypes, backend=backend).tobytes())
+        self._bim.writelines(f"{v.chrom}\t{v.id}\t{v.cm:g}\t{v.pos}\t{v.a1}\t{v.a2}\n" for v in variants)
+
+    def __enter__(self) -> "PlinkWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        # ExitStack closes the files first, then renames (or deletes, on error) the temporaries.
+        return self._stack.__exit__(exc_type, exc, tb)

@@ -1,0 +1,46 @@
+"""Shared fixtures: paths to the shared reference data, and small synthetic cohorts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EHRFAST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $EHRFAST_SHARED_DATA); tests that need it skip when it is absent."""
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory):
+    """A 1,500-subject cohort with a small genotype panel, generated once per test session."""
+    from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+
+    out = tmp_path_factory.mktemp("cohort") / "small"
+    cfg = SyntheticConfig(n_subjects=1_500, seed=7, n_variants=1_500, n_null_traits=12,
+                          causal_variants=100, score_variants=400, shard_size=600)
+    summary = generate_cohort(out, cfg, progress=False)
+    return out, cfg, summary

@@ -1,0 +1,37 @@
+"""Backend selection: the fast path when built, a clear error when forced but missing."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+import ehrfast
+from ehrfast import _backend
+
+
+def test_version_and_build_info():
+    assert ehrfast.__version__
+    info = ehrfast.build_info()
+    assert isinstance(info["cpp_core"], bool)
+    if os.environ.get("EHRFAST_REQUIRE_CORE") == "1":
+        assert info["cpp_core"], info["core_error"]
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="must be 'auto', 'cpp' or 'python'"):
+        _backend.resolve_backend("fortran", "bed packing")
+
+
+def test_missing_core_falls_back_once_or_errors(monkeypatch):
+    monkeypatch.setattr(_backend, "core", None)
+    monkeypatch.setattr(_backend, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="Python reference"):
+        assert _backend.resolve_backend(None, "thing") == "python"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _backend.resolve_backend("auto", "thing") == "python"  # warned once only
+    with pytest.raises(_backend.BackendUnavailableError, match="pip install"):
+        _backend.resolve_backend("cpp", "thing")
+    assert _backend.resolve_backend("python", "thing") == "python"

@@ -1,0 +1,58 @@
+"""The console script: help, info, synth, validate, demo (subprocesses, as a user runs them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+EHRFAST = shutil.which("ehrfast")
+
+
+def run(*args, check=True):
+    cmd = [EHRFAST, *args] if EHRFAST else [sys.executable, "-m", "ehrfast.cli", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_commands():
+    out = run("--help").stdout
+    for command in ("info", "synth", "validate", "demo"):
+        assert command in out
+
+
+def test_info_reports_core():
+    info = json.loads(run("info", "--json").stdout)
+    assert set(info) >= {"version", "cpp_core", "cuda_kernels", "triton", "gpu"}
+    assert "C++ core" in run("info").stdout
+
+
+def test_synth_then_validate(tmp_path):
+    out = tmp_path / "cohort"
+    p = run("synth", "--subjects", "120", "--variants", "300", "--null-traits", "3", "--out", str(out), "--quiet")
+    assert "subjects 120" in p.stdout
+    assert (out / "genomics" / "genotypes.bed").exists()
+    assert "valid MEDS" in run("validate", str(out)).stdout
+    again = run("synth", "--subjects", "120", "--out", str(out), "--quiet", check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_validate_error_is_one_clear_line(tmp_path):
+    p = run("validate", str(tmp_path), check=False)
+    assert p.returncode == 2
+    assert "no data/ directory" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_demo_runs_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    first = run("demo", "--out", str(out), "--subjects", "150")
+    assert "demo finished" in first.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["synth"]["n_subjects"] == 150 and results["validate"]["n_subjects"] == 150
+    second = run("demo", "--out", str(out), "--subjects", "150")
+    assert second.stdout.count("skipping") == 2
