@@ -69,6 +69,43 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ehrfast.evaluate import evaluate
+
+    files = args.predictions
+    if len(files) % 2:
+        raise ValueError(f"predictions come in pairs (A B [A B ...]); got {len(files)} files")
+    pairs = list(zip(files[0::2], files[1::2]))
+    results = evaluate(
+        pairs,
+        args.out,
+        names=args.names,
+        model_names=tuple(args.model_names),
+        score_column=args.score_column,
+        iterations=args.iterations,
+        seed=args.seed,
+        threshold_rule=args.threshold,
+        fixed_threshold=args.fixed_threshold,
+        prs_path=args.prs,
+        traits=args.traits,
+        subgroups_path=args.subgroups,
+        subgroup_columns=tuple(args.subgroup_columns or ()),
+        loss_column=args.loss_column,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    for name, t in results["tasks"].items():
+        d = t["bootstrap"]["deltas"]["auroc"]
+        p = f"< {t['bootstrap']['p_floor']:.1e}" if d["p_at_floor"] else f"= {d['p_value']:.4f}"
+        print(f"{name}: AUROC A {d['value_a']:.4f}  B {d['value_b']:.4f}  Δ {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]  p {p}")
+    if "meta_analysis" in results:
+        m = results["meta_analysis"]
+        pooled = m[m["emphasized"]]
+        print(f"meta-analysis ({m['emphasized']} effects): pooled Δ AUROC {pooled['estimate']:+.4f} [{pooled['ci_low']:+.4f}, {pooled['ci_high']:+.4f}]  p = {pooled['p_value']:.3g}")
+    print(f"report: {args.out}/report.md, {args.out}/report.html, {args.out}/results.json")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ehrfast.pipeline import run_demo
 
@@ -79,7 +116,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ehrfast",
-        description="Generative EHR foundation models with genomics: synth, validate, demo.",
+        description="Generative EHR foundation models with genomics.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -101,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a MEDS dataset (schema, sort order, metadata)")
     p.add_argument("meds_dir")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("evaluate", help="compare model A with model B: paired bootstrap, meta-analysis, plots, report")
+    p.add_argument("predictions", nargs="+", metavar="PRED", help="prediction files in pairs: A B [A B ...] (one pair per task)")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--names", nargs="+", help="task names, one per pair (default: file names of B)")
+    p.add_argument("--model-names", nargs=2, default=["A", "B"], metavar=("A", "B"))
+    p.add_argument("--iterations", type=int, default=2000, help="bootstrap iterations (default 2,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--score-column", default="predicted_boolean_probability")
+    p.add_argument("--threshold", choices=["fixed", "youden", "closest"], default="fixed", help="threshold rule for thresholded metrics")
+    p.add_argument("--fixed-threshold", type=float, default=0.5)
+    p.add_argument("--prs", help="PRS parquet (subject_id + trait columns) for the Spearman analysis")
+    p.add_argument("--traits", nargs="+", help="PRS trait columns to correlate with P(B) − P(A)")
+    p.add_argument("--subgroups", help="parquet with subject_id and demographic columns")
+    p.add_argument("--subgroup-columns", nargs="+", help="columns of --subgroups to break AUROC down by")
+    p.add_argument("--loss-column", help="per-subject test-loss column present in both files: paired t / Wilcoxon tests")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="run the pipeline end to end on a fresh synthetic cohort")
     p.add_argument("--out", default="ehrfast_demo", help="output directory (default ./ehrfast_demo)")
