@@ -1,9 +1,9 @@
 """Rank metrics for many weightings of the same scores at once — the bootstrap engine.
 
 A bootstrap resample of n subjects is a vector of counts w [n] (how often each subject was
-drawn). Sorting the scores once and summing the counts per distinct score lets AUROC, AUPRC
-and the PR curve of every resample be computed with cumulative sums over a [b, n] matrix,
-instead of b calls to a sort-based routine. With w = 1 the results equal scikit-learn's.
+drawn). Sorting each class's scores once turns AUROC, AUPRC and the PR curve of every
+resample into cumulative sums and gathers over a [b, n] matrix, instead of b calls to a
+sort-based routine. With w = 1 (and with tied scores) the results equal scikit-learn's.
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import numpy as np
 
 
 class RankedScores:
-    """Scores sorted descending, grouped by distinct value; built once per model."""
+    """Scores of one model split by class and sorted; built once, reused for every resample."""
 
     def __init__(self, label: np.ndarray, score: np.ndarray):
         score = np.asarray(score, np.float64)
         label = np.asarray(label, bool)
-        self.order = np.argsort(-score, kind="stable")
-        s = score[self.order]
-        self.label_sorted = label[self.order]
-        self.group_starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        # Per-positive view for AUROC/AUPRC: positives and negatives each sorted ascending;
-        # for every positive, where its score falls among the negatives and the positives.
+        # Positives and negatives each sorted ascending; for every positive, where its
+        # score falls among the negatives and among the positives.
         pos_idx, neg_idx = np.flatnonzero(label), np.flatnonzero(~label)
         self.pos_sorted = pos_idx[np.argsort(score[pos_idx], kind="stable")]
         self.neg_sorted = neg_idx[np.argsort(score[neg_idx], kind="stable")]
@@ -31,21 +27,9 @@ class RankedScores:
         self.neg_upto = np.searchsorted(neg_scores, pos_scores, side="right")  # negatives with s <= s_i
         self.pos_below = np.searchsorted(pos_scores, pos_scores, side="left")  # positives with s < s_i
 
-    def group_counts(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positive and negative weight per distinct score: two [b, n_groups] arrays, descending score."""
-        w = np.asarray(weights, np.float64)[:, self.order]
-        pos = np.add.reduceat(w * self.label_sorted, self.group_starts, axis=1)
-        neg = np.add.reduceat(w * ~self.label_sorted, self.group_starts, axis=1)
-        return pos, neg
-
-    def auroc_auprc(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """AUROC and average precision for each row of ``weights`` [b, n]; NaN for rows
-        whose resample holds one class only.
-
-        AUROC = Σ_i w_i (N(s < s_i) + ½ N(s = s_i)) / (P·N) over positives i;
-        AP = Σ_i w_i · TP(s ≥ s_i) / (TP(s ≥ s_i) + FP(s ≥ s_i)) / P — both from cumulative
-        weights of the negatives and positives sorted once.
-        """
+    def _per_positive(self, weights: np.ndarray):
+        """For each positive i (ascending score): its weight, TP(s ≥ s_i), FP(s ≥ s_i), the
+        weighted negatives below and tied with it, and the class totals; [b, n_pos] / [b]."""
         w = np.asarray(weights, np.float64)
         w_pos = w[:, self.pos_sorted]
         cum_neg = _cumsum0(w[:, self.neg_sorted])
@@ -55,6 +39,16 @@ class RankedScores:
         ties = cum_neg[:, self.neg_upto] - below
         tp = p_tot[:, None] - cum_pos[:, self.pos_below]
         fp = n_tot[:, None] - below
+        return w_pos, tp, fp, below, ties, p_tot, n_tot
+
+    def auroc_auprc(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """AUROC and average precision for each row of ``weights`` [b, n]; NaN for rows
+        whose resample holds one class only.
+
+        AUROC = Σ_i w_i (N(s < s_i) + ½ N(s = s_i)) / (P·N) over positives i;
+        AP = Σ_i w_i · TP(s ≥ s_i) / (TP(s ≥ s_i) + FP(s ≥ s_i)) / P.
+        """
+        w_pos, tp, fp, below, ties, p_tot, n_tot = self._per_positive(weights)
         with np.errstate(invalid="ignore", divide="ignore"):
             auc = np.sum(w_pos * (below + 0.5 * ties), axis=1) / (p_tot * n_tot)
             # tp + fp = 0 only where w_i = 0 too; guard so 0 · (0/0) does not poison the sum
@@ -66,20 +60,23 @@ class RankedScores:
 
     def interpolated_precision(self, weights: np.ndarray, recall_grid: np.ndarray) -> np.ndarray:
         """Interpolated precision max_{R ≥ r} P at each grid recall r: [b, len(grid)].
-        As in scikit-learn's PR curve, the curve starts at (recall 0, precision 1)."""
-        pos, neg = self.group_counts(weights)
-        tp = np.cumsum(pos, axis=1)
-        fp = np.cumsum(neg, axis=1)
+        As in scikit-learn's PR curve, the curve starts at (recall 0, precision 1).
+
+        Only thresholds at positives matter: between them recall is flat and precision
+        can only fall. Over positives in ascending score, recall does not increase, so the
+        best precision at recall ≥ r is a prefix maximum."""
+        grid = np.asarray(recall_grid, np.float64)
+        _, tp, fp, _, _, p_tot, _ = self._per_positive(weights)
         with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-            recall = tp / tp[:, -1:]
-        best_after = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-        out = np.empty((len(tp), len(recall_grid)))
+            precision = tp / np.maximum(tp + fp, 1e-300)
+            recall = tp / p_tot[:, None]
+        best = np.maximum.accumulate(precision, axis=1)
+        out = np.zeros((len(tp), len(grid)))
         for i in range(len(tp)):  # searchsorted is per row; everything else is vectorized
-            k = np.searchsorted(recall[i], recall_grid, side="left")
-            out[i] = best_after[i, np.minimum(k, tp.shape[1] - 1)]
-        out[:, np.asarray(recall_grid) <= 0] = 1.0
-        out[tp[:, -1] == 0] = np.nan
+            reach = np.searchsorted(-recall[i], -grid, side="right")  # positives with recall ≥ r
+            out[i] = np.where(reach > 0, best[i, np.maximum(reach - 1, 0)], 0.0)
+        out[:, grid <= 0] = 1.0
+        out[p_tot == 0] = np.nan
         return out
 
 
