@@ -69,6 +69,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from ehrfast.tokenize import TokenizerConfig, tokenize_dataset
+
+    config = TokenizerConfig.load(args.config) if args.config else None
+    s = tokenize_dataset(args.meds_dir, args.out_dir, config, backend=args.backend, vocab_from=args.vocab,
+                         overwrite=args.overwrite, progress=not args.quiet)
+    print(f"tokenized {args.meds_dir} -> {s.out_dir} in {s.seconds:.1f} s ({s.backend} backend); vocabulary {s.vocab_size:,} tokens")
+    for split, d in s.splits.items():
+        f = d["filtered"]
+        print(f"  {split:<10} {d['subjects']:>9,} subjects {d['tokens']:>13,} tokens  (dropped: {f['too_few_events']} too few, {f['too_many_events']} too many events)")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ehrfast.evaluate import evaluate
 
@@ -138,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a MEDS dataset (schema, sort order, metadata)")
     p.add_argument("meds_dir")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("tokenize", help="MEDS -> token timelines (fit on train, apply to every split)")
+    p.add_argument("meds_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--config", help="tokenizer config JSON (a TokenizerConfig, or a saved tokenizer.json)")
+    p.add_argument("--backend", choices=["cpp", "python"], help="force a backend (default: C++ if built)")
+    p.add_argument("--vocab", metavar="FROM_DIR", help="reuse the tokenizer fitted in FROM_DIR instead of fitting")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_tokenize)
 
     p = sub.add_parser("evaluate", help="compare model A with model B: paired bootstrap, meta-analysis, plots, report")
     p.add_argument("predictions", nargs="+", metavar="PRED", help="prediction files in pairs: A B [A B ...] (one pair per task)")

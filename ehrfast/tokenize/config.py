@@ -1,0 +1,108 @@
+"""Tokenizer configuration: a dataclass saved as ``tokenizer.json`` beside every output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+MINUTE = 60 * 1_000_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+# ETHOS's 19 interval bins: (token, lower edge µs). The last bin repeats for long gaps.
+ETHOS_INTERVALS = [
+    ("5m-15m", 5 * MINUTE), ("15m-45m", 15 * MINUTE), ("45m-1h15m", 45 * MINUTE), ("1h15m-2h", 75 * MINUTE),
+    ("2h-3h", 2 * HOUR), ("3h-5h", 3 * HOUR), ("5h-8h", 5 * HOUR), ("8h-12h", 8 * HOUR), ("12h-18h", 12 * HOUR),
+    ("18h-1d", 18 * HOUR), ("1d-2d", DAY), ("2d-4d", 2 * DAY), ("4d-7d", 4 * DAY), ("7d-12d", 7 * DAY),
+    ("12d-20d", 12 * DAY), ("20d-30d", 20 * DAY), ("30d-2mt", 30 * DAY), ("2mt-6mt", 60 * DAY), ("=6mt", 180 * DAY),
+]
+# Long-horizon primary-care data (the genomics paper: 1 day up to 10 years).
+PRIMARY_CARE_INTERVALS = [
+    ("1d-7d", DAY), ("7d-1mt", 7 * DAY), ("1mt-3mt", 30 * DAY), ("3mt-6mt", 91 * DAY), ("6mt-1y", 182 * DAY),
+    ("1y-2y", 365 * DAY), ("2y-5y", 730 * DAY), ("5y-10y", 1826 * DAY), ("=10y", 3652 * DAY),
+]
+INTERVAL_PRESETS = {"ethos": ETHOS_INTERVALS, "primary_care": PRIMARY_CARE_INTERVALS}
+TOKENIZER_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VisitRule:
+    """Codes matching ``start`` (a regex, searched) open a visit: ``VISIT_START//<name>`` is
+    emitted before them; codes matching ``end`` close it: ``VISIT_END//<name>`` after them."""
+
+    name: str
+    start: str
+    end: str
+
+    def start_token(self) -> str:
+        return f"VISIT_START//{self.name}"
+
+    def end_token(self) -> str:
+        return f"VISIT_END//{self.name}"
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    intervals: str = "ethos"  # preset name: "ethos" or "primary_care"
+    n_quantiles: int = 10  # Q1..Qk for numeric values (also the age digits)
+    min_values_for_quantiles: int = 10  # codes with fewer training values emit only the code
+    age_tokens: bool = True  # two Q tokens (tens, units of age) after the static tokens
+    birth_code: str = "MEDS_BIRTH"
+    min_events: int = 1  # subjects with fewer timed events are dropped
+    max_events: int | None = None  # ... or with more
+    min_subjects: int = 1  # codes seen in fewer training subjects are rare
+    rare_codes: str = "unk"  # rare and unseen codes: "unk" -> [UNK], "drop" -> nothing
+    timeline_end: bool = True
+    visit_rules: tuple[VisitRule, ...] = ()
+    hierarchical_prefixes: tuple[str, ...] = ()  # e.g. ("DIAGNOSIS//ICD//10//",)
+    hierarchical_category_length: int = 3
+    train_split: str = "train"
+    extra: dict = field(default_factory=dict)  # free-form notes kept with the output
+
+    def __post_init__(self):
+        if self.intervals not in INTERVAL_PRESETS:
+            raise ValueError(f"intervals must be one of {sorted(INTERVAL_PRESETS)}, got {self.intervals!r}")
+        if not 1 <= self.n_quantiles <= 100:
+            raise ValueError(f"n_quantiles must be in 1..100, got {self.n_quantiles}")
+        if self.rare_codes not in ("unk", "drop"):
+            raise ValueError(f"rare_codes must be 'unk' or 'drop', got {self.rare_codes!r}")
+        if self.min_events < 0 or (self.max_events is not None and self.max_events < self.min_events):
+            raise ValueError("need 0 <= min_events <= max_events")
+        for rule in self.visit_rules:
+            for pattern in (rule.start, rule.end):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"visit rule {rule.name!r}: bad pattern {pattern!r}: {exc}") from None
+
+    def interval_bins(self) -> list[tuple[str, int]]:
+        return list(INTERVAL_PRESETS[self.intervals])
+
+    def quantile_probs(self) -> list[float]:
+        return [i / self.n_quantiles for i in range(1, self.n_quantiles)]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["visit_rules"] = [asdict(r) for r in self.visit_rules]
+        d["hierarchical_prefixes"] = list(self.hierarchical_prefixes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenizerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown tokenizer config keys: {sorted(unknown)}")
+        d = dict(d)
+        d["visit_rules"] = tuple(VisitRule(**r) for r in d.get("visit_rules", ()))
+        d["hierarchical_prefixes"] = tuple(d.get("hierarchical_prefixes", ()))
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TokenizerConfig:
+        """Reads a config file: either a bare config or a saved ``tokenizer.json``."""
+        d = json.loads(Path(path).read_text())
+        return cls.from_dict(d.get("config", d))

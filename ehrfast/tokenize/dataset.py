@@ -1,0 +1,108 @@
+"""TokenizedDataset: the on-disk token arrays of one split, memory-mapped.
+
+Files (all ``.npy`` memory-mappable):
+``tokens`` int32 [T] flat; ``offsets`` int64 [n + 1]; ``subject_ids`` int64 [n];
+``times`` int64 [T] µs (time of the event that emitted each token; static and age tokens
+carry the timeline start); ``static_lengths`` int32 [n] (static + age tokens at the start of
+each timeline); ``birth_times`` int64 [n] µs (int64 min when unknown); plus ``vocab.json``,
+``quantiles.parquet`` and ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ehrfast.tokenize.reader import STATIC_TIME
+from ehrfast.tokenize.vocab import Vocabulary
+
+ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
+DTYPES = {"tokens": np.int32, "offsets": np.int64, "subject_ids": np.int64, "times": np.int64, "static_lengths": np.int32, "birth_times": np.int64}
+US_PER_YEAR = 365.25 * 86400.0 * 1e6
+
+
+def write_npy_parts(path: Path, parts: list[np.ndarray], dtype) -> None:
+    """Writes the concatenation of 1-D ``parts`` as one .npy file without building it in memory."""
+    dtype = np.dtype(dtype)
+    total = sum(len(p) for p in parts)
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total,)})
+        for p in parts:
+            np.ascontiguousarray(p, dtype=dtype).tofile(fh)
+
+
+class TokenizedDataset:
+    def __init__(self, directory: str | os.PathLike, mmap: bool = True):
+        d = Path(directory)
+        missing = [f"{n}.npy" for n in ARRAYS if not (d / f"{n}.npy").exists()] + [n for n in ("vocab.json", "tokenizer.json") if not (d / n).exists()]
+        if missing:
+            raise FileNotFoundError(f"{d}: not a TokenizedDataset (missing {missing})")
+        mode = "r" if mmap else None
+        for name in ARRAYS:
+            setattr(self, name, np.load(d / f"{name}.npy", mmap_mode=mode))
+        self.directory = d
+        self.vocab = Vocabulary.load(d / "vocab.json")
+        meta = json.loads((d / "tokenizer.json").read_text())
+        self.config = meta["config"]
+        n = len(self.subject_ids)
+        if len(self.offsets) != n + 1 or self.offsets[-1] != len(self.tokens) or len(self.times) != len(self.tokens):
+            raise ValueError(f"{d}: arrays are inconsistent (offsets/tokens/times lengths differ)")
+        self._row_of = None
+
+    def __len__(self) -> int:
+        return len(self.subject_ids)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    def row(self, subject_id: int) -> int:
+        """Index of ``subject_id`` in this split (KeyError if absent)."""
+        if self._row_of is None:
+            self._row_of = {int(s): i for i, s in enumerate(np.asarray(self.subject_ids))}
+        return self._row_of[int(subject_id)]
+
+    def timeline(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens int32 [L], times int64 [L]) of the i-th subject."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return np.asarray(self.tokens[a:b]), np.asarray(self.times[a:b])
+
+    def decode(self, ids) -> list[str]:
+        return self.vocab.decode(ids)
+
+    def context(self, subject_id: int, prediction_time_us: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens a model may see at ``prediction_time_us``: the static tokens, the age tokens
+        recomputed at the prediction time (ETHOS), then the timeline's tokens with time ≤ the
+        prediction time (TIMELINE_END excluded), left-truncated so the whole fits ``max_tokens``.
+        Returns (tokens int32, times int64)."""
+        i = self.row(subject_id)
+        tokens, times = self.timeline(i)
+        n_static = int(self.static_lengths[i])
+        birth = int(self.birth_times[i])
+        age_on = bool(self.config.get("age_tokens", True)) and birth != STATIC_TIME
+        n_fixed = n_static - 2 if age_on else n_static
+        head = list(tokens[:n_fixed])
+        if age_on:
+            head += self._age_tokens(prediction_time_us, birth)
+        body_t, body_s = tokens[n_static:], times[n_static:]
+        end_id = self.vocab.get("TIMELINE_END", -1)
+        keep = (body_s <= prediction_time_us) & (body_t != end_id)
+        body_t, body_s = body_t[keep], body_s[keep]
+        if max_tokens is not None:
+            room = max_tokens - len(head)
+            if room < 0:
+                raise ValueError(f"max_tokens={max_tokens} cannot hold the {len(head)} static tokens")
+            body_t, body_s = body_t[len(body_t) - room:] if room else body_t[:0], body_s[len(body_s) - room:] if room else body_s[:0]
+        head_t = np.full(len(head), prediction_time_us, np.int64)
+        return np.r_[np.array(head, np.int32), body_t].astype(np.int32), np.r_[head_t, body_s].astype(np.int64)
+
+    def _age_tokens(self, t_us: int, birth_us: int) -> list[int]:
+        k = int(self.config.get("n_quantiles", 10))
+        age = min(max((t_us - birth_us) / US_PER_YEAR, 0.0), 99.0)
+        tens = min(9, int(np.floor(age / 10)), k - 1)
+        units = min(9, int(np.floor(np.fmod(age, 10.0) + 0.5)), k - 1)
+        q1 = self.vocab.id("Q1")
+        return [q1 + tens, q1 + units]

@@ -1,0 +1,86 @@
+"""Reading MEDS shards into the flat arrays the tokenizer works on, with validation.
+
+The ``code`` column is read dictionary-encoded, so each distinct code string of a shard is
+seen once (``code_dictionary``) and rows carry only an index into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ehrfast.data.meds import MedsValidationError, check_shard_order, validate_shard_schema
+
+STATIC_TIME = np.iinfo(np.int64).min  # null time in the int64 µs arrays
+
+
+@dataclass
+class ShardRows:
+    """One shard as flat arrays; rows sorted by subject, then time (static rows first)."""
+
+    path: Path
+    subject_ids: np.ndarray  # [m] int64, one per subject, in row order
+    seg: np.ndarray  # [m + 1] int64 row boundaries of each subject
+    time: np.ndarray  # [n] int64 µs, STATIC_TIME for static rows
+    code_index: np.ndarray  # [n] int32 index into code_dictionary
+    code_dictionary: list[str]  # distinct codes of this shard
+    value: np.ndarray  # [n] float32, NaN when absent
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.time)
+
+
+def read_shard(path: str | Path) -> ShardRows:
+    """Reads and validates one shard (schema, nulls, sort order)."""
+    path = Path(path)
+    pf = pq.ParquetFile(path)
+    validate_shard_schema(path, pf.schema_arrow)
+    cols = ["subject_id", "time", "code"] + (["numeric_value"] if "numeric_value" in pf.schema_arrow.names else [])
+    table = pq.read_table(path, columns=cols, read_dictionary=["code"])
+    for col in ("subject_id", "code"):
+        if table.column(col).null_count:
+            row = int(np.argmax(table.column(col).is_null().to_numpy(zero_copy_only=False)))
+            raise MedsValidationError(f"{path}: row {row}: column '{col}' is null")
+    sid = table.column("subject_id").to_numpy()
+    time_col = table.column("time").cast(pa.int64())
+    null = time_col.is_null().to_numpy(zero_copy_only=False)
+    time = time_col.fill_null(STATIC_TIME).to_numpy()
+    check_shard_order(path, sid, time, null)
+    code = table.column("code")
+    if not pa.types.is_dictionary(code.type):  # e.g. large_string read plainly
+        code = pc.dictionary_encode(code)
+    # chunks (row groups) may carry different dictionaries: unify them, then one array
+    code = code.unify_dictionaries().combine_chunks() if code.num_chunks else pa.array([], pa.dictionary(pa.int32(), pa.string()))
+    indices = code.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    dictionary = code.dictionary.to_pylist()
+    if "numeric_value" in table.column_names:
+        value = pc.cast(table.column("numeric_value"), pa.float32()).fill_null(np.nan).to_numpy()
+    else:
+        value = np.full(len(sid), np.nan, np.float32)
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.zeros(0, np.int64)
+    seg = np.r_[starts, len(sid)].astype(np.int64)
+    return ShardRows(path, sid[starts], seg, time, indices, dictionary, np.ascontiguousarray(value, np.float32))
+
+
+class SubjectRegistry:
+    """Remembers which shard each subject came from; a subject in two shards is an error."""
+
+    def __init__(self):
+        self._ids: list[np.ndarray] = []
+        self._paths: list[Path] = []
+
+    def add(self, shard: ShardRows) -> None:
+        for ids, path in zip(self._ids, self._paths):
+            both = np.intersect1d(ids, shard.subject_ids, assume_unique=True)
+            if len(both):
+                raise MedsValidationError(
+                    f"{shard.path}: subject {both[0]} also appears in {path}; a subject's rows must all be in one shard"
+                )
+        self._ids.append(shard.subject_ids)
+        self._paths.append(shard.path)

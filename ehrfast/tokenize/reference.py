@@ -1,0 +1,154 @@
+"""The Python reference tokenizer: the timeline rules written plainly, one subject at a time.
+
+The C++ core (csrc/tokenizer/timeline.cpp) must produce identical arrays; tests compare the
+two on random and real MEDS data. Keep the two in step when a rule changes.
+
+Rules for one subject (rows sorted, static rows first):
+1. t0 = time of the first timed row that emits tokens (else the last timed row, else birth, else 0).
+2. Static rows emit their tokens at t0; then, if the subject has a birth row and age tokens
+   are on, two quantile tokens for the age at t0 (tens digit, then units digit rounded half
+   up, each capped at 9; age clamped to [0, 99] years of 365.25 days).
+3. Each timed row that emits (not birth, not dropped) is preceded, when the gap from the
+   previous emitting row is at least the smallest interval edge, by the token of the largest
+   edge not above the gap — the top bin repeated round(gap / edge) times, halves up.
+4. A row emits its entry's ``pre`` tokens, then Q(1 + #cuts < value) if it has a value and the
+   entry has cut points, then its ``post`` tokens — all at the row's time.
+5. TIMELINE_END closes the timeline at the time of the last emitting row (or t0).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+
+from ehrfast.tokenize.reader import STATIC_TIME
+
+DROP, BIRTH = -1, -2
+US_PER_YEAR = 365.25 * 86400.0 * 1e6
+
+
+def tokenize_subject(time, entry, value, table, rules, want_share=False):
+    """One subject's (tokens, times, static_length, birth, intervals).
+
+    ``table``: CodeTable-like with ``pre[e]``, ``post[e]`` (lists of token ids) and ``cuts[e]``
+    (ascending list); ``rules``: TimelineRules.
+    """
+    tokens: list[int] = []
+    times: list[int] = []
+    intervals: list[tuple[int, float]] = []  # (bin, share of the gap) per interval token
+
+    def put(tok, t):
+        tokens.append(int(tok))
+        times.append(int(t))
+
+    timed = [r for r in range(len(time)) if time[r] != STATIC_TIME]
+    birth = next((int(time[r]) for r in timed if entry[r] == BIRTH), STATIC_TIME)
+    emitting = [r for r in timed if entry[r] >= 0]
+    if emitting:
+        t0 = int(time[emitting[0]])
+    elif timed:
+        t0 = int(time[timed[-1]])
+    else:
+        t0 = birth if birth != STATIC_TIME else 0
+
+    def emit_entry(r, t):
+        e = entry[r]
+        for tok in table.pre[e]:
+            put(tok, t)
+        cuts = table.cuts[e]
+        if cuts and not math.isnan(value[r]):
+            put(rules.q_first + bisect.bisect_left(cuts, float(value[r])), t)
+        for tok in table.post[e]:
+            put(tok, t)
+
+    for r in range(len(time)):
+        if time[r] == STATIC_TIME and entry[r] >= 0:
+            emit_entry(r, t0)
+    if rules.age_tokens and birth != STATIC_TIME:
+        age = min(max((t0 - birth) / US_PER_YEAR, 0.0), 99.0)
+        tens = min(9, math.floor(age / 10))
+        units = min(9, math.floor(math.fmod(age, 10.0) + 0.5))
+        put(rules.q_first + min(tens, rules.n_quantiles - 1), t0)
+        put(rules.q_first + min(units, rules.n_quantiles - 1), t0)
+    static_length = len(tokens)
+
+    prev = None
+    lower = rules.interval_lower
+    for r in emitting:
+        t = int(time[r])
+        if prev is not None and len(lower) and t - prev >= lower[0]:
+            gap = t - prev
+            b = bisect.bisect_right(lower, gap) - 1
+            count = (2 * gap + lower[b]) // (2 * lower[b]) if b == len(lower) - 1 else 1
+            for _ in range(count):
+                put(rules.interval_token[b], t)
+                intervals.append((b, gap / count))
+        emit_entry(r, t)
+        prev = t
+    if rules.timeline_end >= 0:
+        put(rules.timeline_end, prev if prev is not None else t0)
+    return tokens, times, static_length, birth, (intervals if want_share else None)
+
+
+def tokenize_rows_reference(time, entry, value, seg, keep, table, rules, want_share=False):
+    """Same outputs as ``ehrfast._core.tokenize_rows``: (tokens, times, offsets,
+    static_lengths, births, (interval_bin, interval_share) or None)."""
+    all_tokens, all_times, all_intervals = [], [], []
+    offsets, static_lengths, births = [0], [], []
+    for s in range(len(seg) - 1):
+        if not keep[s]:
+            continue
+        a, b = seg[s], seg[s + 1]
+        tok, tim, static_len, birth, intervals = tokenize_subject(time[a:b], entry[a:b], value[a:b], table, rules, want_share)
+        all_tokens += tok
+        all_times += tim
+        if want_share:
+            all_intervals += intervals
+        offsets.append(offsets[-1] + len(tok))
+        static_lengths.append(static_len)
+        births.append(birth)
+    return (
+        np.array(all_tokens, np.int32),
+        np.array(all_times, np.int64),
+        np.array(offsets, np.int64),
+        np.array(static_lengths, np.int32),
+        np.array(births, np.int64),
+        (np.array([b for b, _ in all_intervals], np.int32), np.array([v for _, v in all_intervals], np.float64)) if want_share else None,
+    )
+
+
+def event_counts_reference(time, entry, seg, birth_entry) -> np.ndarray:
+    timed = (time != STATIC_TIME) & (entry != birth_entry)
+    csum = np.r_[0, np.cumsum(timed)]
+    return (csum[seg[1:]] - csum[seg[:-1]]).astype(np.int64)
+
+
+def code_subject_counts_reference(entry, seg, n_entries) -> np.ndarray:
+    subj = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
+    ok = entry >= 0
+    pairs = np.unique(subj[ok].astype(np.int64) * n_entries + entry[ok])
+    return np.bincount(pairs % n_entries, minlength=n_entries).astype(np.int64)
+
+
+def grouped_quantiles_reference(group, values, n_groups, probs, min_count):
+    offsets, cuts, counts = [0], [], []
+    for g in range(n_groups):
+        v = values[(group == g) & ~np.isnan(values)]
+        counts.append(len(v))
+        if len(v) >= max(min_count, 1):
+            q = np.unique(np.quantile(v, probs, method="nearest"))
+            cuts += q.tolist()
+        offsets.append(len(cuts))
+    return np.array(offsets, np.int64), np.array(cuts, np.float64), np.array(counts, np.int64)
+
+
+def grouped_mean_median_reference(group, values, n_groups):
+    count, mean, median = [], [], []
+    for g in range(n_groups):
+        v = values[(group == g) & ~np.isnan(values)]
+        count.append(len(v))
+        mean.append(v.mean() if len(v) else np.nan)
+        median.append(np.median(v) if len(v) else np.nan)
+    return np.array(count, np.int64), np.array(mean), np.array(median)
