@@ -97,90 +97,151 @@ void require_csr(const Int64Array& off, const py::array& values, py::ssize_t n_e
         if (o[e + 1] < o[e]) throw std::invalid_argument(std::string(name) + " offsets must be non-decreasing");
 }
 
-// Tokenizes one shard. Returns (tokens, token_times, offsets, static_lengths, births,
-// (interval_bin, interval_share) or None).
-py::tuple tokenize_rows(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
-                        const UInt8Array& keep, const Int64Array& pre_off, const Int32Array& pre, const Int64Array& post_off,
-                        const Int32Array& post, const Int64Array& cut_off, const Float64Array& cuts,
-                        const Int64Array& interval_lower, const Int32Array& interval_token, std::int32_t q_first,
-                        std::int32_t n_quantiles, std::int32_t timeline_end, bool age_tokens, bool want_share) {
-    const py::ssize_t n = time.shape(0);
-    require_len(entry, n, "entry");
-    require_len(value, n, "value");
-    const py::ssize_t n_subjects = seg.shape(0) - 1;
-    if (seg.ndim() != 1 || n_subjects < 0 || seg.data()[0] != 0 || seg.data()[n_subjects] != n)
-        throw std::invalid_argument("seg must hold subject row boundaries from 0 to the number of rows");
-    for (py::ssize_t s = 0; s < n_subjects; ++s)
-        if (seg.data()[s + 1] < seg.data()[s]) throw std::invalid_argument("seg must be non-decreasing");
-    require_len(keep, n_subjects, "keep");
-    const py::ssize_t n_entries = pre_off.shape(0) - 1;
-    require_csr(pre_off, pre, n_entries, "pre");
-    require_csr(post_off, post, n_entries, "post");
-    require_csr(cut_off, cuts, n_entries, "cuts");
-    require_len(interval_token, interval_lower.shape(0), "interval_token");
-    for (py::ssize_t i = 1; i < interval_lower.shape(0); ++i)
-        if (interval_lower.data()[i] <= interval_lower.data()[i - 1])
-            throw std::invalid_argument("interval lower edges must be strictly increasing");
-    if (interval_lower.shape(0) && interval_lower.data()[0] <= 0)
-        throw std::invalid_argument("interval lower edges must be positive");
-    if (n_quantiles < 1) throw std::invalid_argument("n_quantiles must be >= 1");
-
-    tokenizer::Rows rows{time.data(), entry.data(), value.data(), seg.data(), keep.data(), static_cast<std::size_t>(n_subjects)};
-    const std::int64_t bad = tokenizer::first_bad_entry(rows, static_cast<std::size_t>(n), n_entries);
-    if (bad >= 0) throw std::invalid_argument("row " + std::to_string(bad) + " has entry " + std::to_string(entry.data()[bad]) + " outside the code table");
-    tokenizer::CodeTable table{pre_off.data(), pre.data(), post_off.data(), post.data(), cut_off.data(), cuts.data(), n_entries};
-    tokenizer::Rules rules{interval_lower.data(), interval_token.data(), static_cast<std::size_t>(interval_lower.shape(0)),
-                           q_first, n_quantiles, timeline_end, age_tokens};
-
-    std::vector<tokenizer::SubjectSummary> summary(static_cast<std::size_t>(n_subjects));
-    {
-        py::gil_scoped_release release;
-#if defined(EHRFAST_OPENMP)
-#pragma omp parallel for schedule(dynamic, 256)
-#endif
-        for (py::ssize_t s = 0; s < n_subjects; ++s)
-            if (rows.keep[s]) summary[s] = tokenizer::measure_subject(rows, table, rules, static_cast<std::size_t>(s));
-    }
-    std::vector<std::int64_t> kept;
-    for (py::ssize_t s = 0; s < n_subjects; ++s)
-        if (rows.keep[s]) kept.push_back(s);
-    Int64Array offsets(static_cast<py::ssize_t>(kept.size() + 1));
-    std::vector<std::int64_t> interval_off(kept.size() + 1, 0);
-    Int32Array static_lengths(static_cast<py::ssize_t>(kept.size()));
-    Int64Array births(static_cast<py::ssize_t>(kept.size()));
-    std::int64_t* off = offsets.mutable_data();
-    off[0] = 0;
-    for (std::size_t k = 0; k < kept.size(); ++k) {
-        off[k + 1] = off[k] + summary[kept[k]].n_tokens;
-        interval_off[k + 1] = interval_off[k] + summary[kept[k]].n_intervals;
-        static_lengths.mutable_data()[k] = summary[kept[k]].static_length;
-        births.mutable_data()[k] = summary[kept[k]].birth;
-    }
-    const py::ssize_t total = off[kept.size()];
-    Int32Array tokens(total);
-    Int64Array times(total);
-    const py::ssize_t n_shares = want_share ? interval_off.back() : 0;
-    Int32Array interval_bin(n_shares);
-    Float64Array interval_share(n_shares);
-    std::int32_t* tok_out = tokens.mutable_data();
-    std::int64_t* time_out = times.mutable_data();
-    std::int32_t* bins = want_share ? interval_bin.mutable_data() : nullptr;
-    double* shares = want_share ? interval_share.mutable_data() : nullptr;
-    {
-        py::gil_scoped_release release;
-        const auto n_kept = static_cast<std::int64_t>(kept.size());
-#if defined(EHRFAST_OPENMP)
-#pragma omp parallel for schedule(dynamic, 256)
-#endif
-        for (std::int64_t k = 0; k < n_kept; ++k) {
-            tokenizer::Sink sink{tok_out + off[k], time_out + off[k],
-                                 bins ? bins + interval_off[k] : nullptr, shares ? shares + interval_off[k] : nullptr};
-            tokenizer::write_subject(rows, table, rules, static_cast<std::size_t>(kept[k]), sink);
-        }
-    }
-    py::object shares_out = want_share ? py::object(py::make_tuple(interval_bin, interval_share)) : py::object(py::none());
-    return py::make_tuple(tokens, times, offsets, static_lengths, births, shares_out);
+template <typename T>
+std::vector<T> copy_of(const py::array_t<T, py::array::c_style>& a) {
+    return std::vector<T>(a.data(), a.data() + a.size());
 }
+
+// A writable, C-contiguous 1-D output array of exactly dtype T and length n (a numpy array or
+// a slice of a memory-mapped file); no conversion, since a converted copy would drop writes.
+template <typename T>
+T* output_buffer(py::array& a, py::ssize_t n, const char* name) {
+    if (!a.dtype().is(py::dtype::of<T>()) || a.ndim() != 1 || a.shape(0) != n || !(a.flags() & py::array::c_style) || !a.writeable())
+        throw std::invalid_argument(std::string(name) + " must be a writable C-contiguous 1-D array of " + std::to_string(n) + " " +
+                                    py::str(py::dtype::of<T>()).cast<std::string>());
+    return static_cast<T*>(a.mutable_data());
+}
+
+// The fitted code table and timeline rules, validated once, applied to many shards.
+class TimelineProgram {
+  public:
+    TimelineProgram(const Int64Array& pre_off, const Int32Array& pre, const Int64Array& post_off, const Int32Array& post,
+                    const Int64Array& cut_off, const Float64Array& cuts, const Int64Array& interval_lower,
+                    const Int32Array& interval_token, std::int32_t q_first, std::int32_t n_quantiles, std::int32_t timeline_end,
+                    bool age_tokens)
+        : pre_off_(copy_of(pre_off)), pre_(copy_of(pre)), post_off_(copy_of(post_off)), post_(copy_of(post)),
+          cut_off_(copy_of(cut_off)), cuts_(copy_of(cuts)), lower_(copy_of(interval_lower)), token_(copy_of(interval_token)) {
+        n_entries_ = pre_off.shape(0) - 1;
+        require_csr(pre_off, pre, n_entries_, "pre");
+        require_csr(post_off, post, n_entries_, "post");
+        require_csr(cut_off, cuts, n_entries_, "cuts");
+        require_len(interval_token, interval_lower.shape(0), "interval_token");
+        for (std::size_t i = 1; i < lower_.size(); ++i)
+            if (lower_[i] <= lower_[i - 1]) throw std::invalid_argument("interval lower edges must be strictly increasing");
+        if (!lower_.empty() && lower_[0] <= 0) throw std::invalid_argument("interval lower edges must be positive");
+        if (n_quantiles < 1) throw std::invalid_argument("n_quantiles must be >= 1");
+        table_ = tokenizer::CodeTable{pre_off_.data(), pre_.data(), post_off_.data(), post_.data(), cut_off_.data(), cuts_.data(), n_entries_};
+        rules_ = tokenizer::Rules{lower_.data(), token_.data(), lower_.size(), q_first, n_quantiles, timeline_end, age_tokens};
+    }
+
+    // Per kept subject: (n_tokens, n_intervals, static_lengths, births).
+    py::tuple measure(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
+                      const UInt8Array& keep) const {
+        const tokenizer::Rows rows = checked_rows(time, entry, value, seg, keep);
+        const std::vector<std::int64_t> kept = kept_subjects(rows);
+        const auto k = static_cast<py::ssize_t>(kept.size());
+        Int64Array n_tokens(k), n_intervals(k), births(k);
+        Int32Array static_lengths(k);
+        std::int64_t* nt = n_tokens.mutable_data();
+        std::int64_t* ni = n_intervals.mutable_data();
+        std::int64_t* bt = births.mutable_data();
+        std::int32_t* sl = static_lengths.mutable_data();
+        {
+            py::gil_scoped_release release;
+#if defined(EHRFAST_OPENMP)
+#pragma omp parallel for schedule(dynamic, 256)
+#endif
+            for (py::ssize_t j = 0; j < k; ++j) {
+                const auto sum = tokenizer::measure_subject(rows, table_, rules_, static_cast<std::size_t>(kept[j]));
+                nt[j] = sum.n_tokens;
+                ni[j] = sum.n_intervals;
+                bt[j] = sum.birth;
+                sl[j] = sum.static_length;
+            }
+        }
+        return py::make_tuple(n_tokens, n_intervals, static_lengths, births);
+    }
+
+    // Writes the kept subjects' tokens at token_offsets (and interval data at interval_offsets,
+    // when out_bins/out_shares are non-empty) into caller-owned arrays, e.g. memory-mapped files.
+    void write(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
+               const UInt8Array& keep, const Int64Array& token_offsets, const Int64Array& interval_offsets, py::array out_tokens,
+               py::array out_times, py::array out_bins, py::array out_shares) const {
+        const tokenizer::Rows rows = checked_rows(time, entry, value, seg, keep);
+        const std::vector<std::int64_t> kept = kept_subjects(rows);
+        const auto k = static_cast<py::ssize_t>(kept.size());
+        require_len(token_offsets, k + 1, "token_offsets");
+        require_len(interval_offsets, k + 1, "interval_offsets");
+        const std::int64_t* to = token_offsets.data();
+        const std::int64_t* io = interval_offsets.data();
+        std::int32_t* tokens = output_buffer<std::int32_t>(out_tokens, to[k] - to[0], "out_tokens");
+        std::int64_t* times = output_buffer<std::int64_t>(out_times, to[k] - to[0], "out_times");
+        const bool with_intervals = out_bins.size() > 0 || out_shares.size() > 0;
+        std::int32_t* bins = with_intervals ? output_buffer<std::int32_t>(out_bins, io[k] - io[0], "out_bins") : nullptr;
+        double* shares = with_intervals ? output_buffer<double>(out_shares, io[k] - io[0], "out_shares") : nullptr;
+        for (py::ssize_t j = 0; j < k; ++j)
+            if (to[j + 1] < to[j] || io[j + 1] < io[j]) throw std::invalid_argument("offsets must be non-decreasing");
+        std::int64_t first_mismatch = -1;
+        {
+            py::gil_scoped_release release;
+#if defined(EHRFAST_OPENMP)
+#pragma omp parallel for schedule(dynamic, 256)
+#endif
+            for (py::ssize_t j = 0; j < k; ++j) {
+                tokenizer::Sink sink{tokens + (to[j] - to[0]), times + (to[j] - to[0]), bins ? bins + (io[j] - io[0]) : nullptr,
+                                     shares ? shares + (io[j] - io[0]) : nullptr, to[j + 1] - to[j], io[j + 1] - io[j]};
+                const auto sum = tokenizer::write_subject(rows, table_, rules_, static_cast<std::size_t>(kept[j]), sink);
+                if (sum.n_tokens != sink.capacity || (bins && sum.n_intervals != sink.interval_capacity)) {
+#if defined(EHRFAST_OPENMP)
+#pragma omp critical
+#endif
+                    if (first_mismatch < 0 || j < first_mismatch) first_mismatch = j;
+                }
+            }
+        }
+        if (first_mismatch >= 0)
+            throw std::invalid_argument("offsets do not match the measured token counts (kept subject " + std::to_string(first_mismatch) +
+                                        "); call measure() with the same rows first");
+    }
+
+  private:
+    tokenizer::Rows checked_rows(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
+                                 const UInt8Array& keep) const {
+        const py::ssize_t n = time.shape(0);
+        require_len(entry, n, "entry");
+        require_len(value, n, "value");
+        const py::ssize_t n_subjects = seg.shape(0) - 1;
+        if (seg.ndim() != 1 || n_subjects < 0 || seg.data()[0] != 0 || seg.data()[n_subjects] != n)
+            throw std::invalid_argument("seg must hold subject row boundaries from 0 to the number of rows");
+        for (py::ssize_t s = 0; s < n_subjects; ++s)
+            if (seg.data()[s + 1] < seg.data()[s]) throw std::invalid_argument("seg must be non-decreasing");
+        require_len(keep, n_subjects, "keep");
+        tokenizer::Rows rows{time.data(), entry.data(), value.data(), seg.data(), keep.data(), static_cast<std::size_t>(n_subjects)};
+        const std::int64_t bad = tokenizer::first_bad_entry(rows, static_cast<std::size_t>(n), n_entries_);
+        if (bad >= 0)
+            throw std::invalid_argument("row " + std::to_string(bad) + " has entry " + std::to_string(entry.data()[bad]) + " outside the code table");
+        return rows;
+    }
+
+    static std::vector<std::int64_t> kept_subjects(const tokenizer::Rows& rows) {
+        std::vector<std::int64_t> kept;
+        for (std::size_t s = 0; s < rows.n_subjects; ++s)
+            if (rows.keep[s]) kept.push_back(static_cast<std::int64_t>(s));
+        return kept;
+    }
+
+    std::vector<std::int64_t> pre_off_;
+    std::vector<std::int32_t> pre_;
+    std::vector<std::int64_t> post_off_;
+    std::vector<std::int32_t> post_;
+    std::vector<std::int64_t> cut_off_;
+    std::vector<double> cuts_;
+    std::vector<std::int64_t> lower_;
+    std::vector<std::int32_t> token_;
+    std::int64_t n_entries_ = 0;
+    tokenizer::CodeTable table_{};
+    tokenizer::Rules rules_{};
+};
 
 py::array_t<std::int64_t> code_subject_counts(const Int32Array& entry, const Int64Array& seg, std::int64_t n_entries) {
     const py::ssize_t n_subjects = seg.shape(0) - 1;
@@ -247,11 +308,17 @@ PYBIND11_MODULE(_core, m) {
           "[n_variants, ceil(n_samples/4)] uint8.");
     m.def("unpack_bed", &unpack_bed, py::arg("packed"), py::arg("n_samples"),
           "Unpack SNP-major .bed bytes [n_variants, ceil(n_samples/4)] into int8 A1 counts (-1 = missing).");
-    m.def("tokenize_rows", &tokenize_rows, py::arg("time"), py::arg("entry"), py::arg("value"), py::arg("seg"),
-          py::arg("keep"), py::arg("pre_off"), py::arg("pre"), py::arg("post_off"), py::arg("post"), py::arg("cut_off"),
-          py::arg("cuts"), py::arg("interval_lower"), py::arg("interval_token"), py::arg("q_first"),
-          py::arg("n_quantiles"), py::arg("timeline_end"), py::arg("age_tokens"), py::arg("want_share"),
-          "Tokenize one shard's rows; see ehrfast/tokenize/reference.py for the rules.");
+    py::class_<TimelineProgram>(m, "TimelineProgram", "A fitted code table + timeline rules (see ehrfast/tokenize/reference.py).")
+        .def(py::init<const Int64Array&, const Int32Array&, const Int64Array&, const Int32Array&, const Int64Array&,
+                      const Float64Array&, const Int64Array&, const Int32Array&, std::int32_t, std::int32_t, std::int32_t, bool>(),
+             py::arg("pre_off"), py::arg("pre"), py::arg("post_off"), py::arg("post"), py::arg("cut_off"), py::arg("cuts"),
+             py::arg("interval_lower"), py::arg("interval_token"), py::arg("q_first"), py::arg("n_quantiles"),
+             py::arg("timeline_end"), py::arg("age_tokens"))
+        .def("measure", &TimelineProgram::measure, py::arg("time"), py::arg("entry"), py::arg("value"), py::arg("seg"), py::arg("keep"),
+             "Per kept subject: (n_tokens, n_intervals, static_lengths, births).")
+        .def("write", &TimelineProgram::write, py::arg("time"), py::arg("entry"), py::arg("value"), py::arg("seg"), py::arg("keep"),
+             py::arg("token_offsets"), py::arg("interval_offsets"), py::arg("out_tokens"), py::arg("out_times"), py::arg("out_bins"),
+             py::arg("out_shares"), "Write kept subjects' tokens into caller-owned arrays.");
     m.def("event_counts", &event_counts, py::arg("time"), py::arg("entry"), py::arg("seg"), py::arg("birth_entry"),
           "Timed rows per subject, birth rows not counted.");
     m.def("code_subject_counts", &code_subject_counts, py::arg("entry"), py::arg("seg"), py::arg("n_entries"));

@@ -50,31 +50,37 @@ GroupedQuantiles grouped_quantiles(const std::int32_t* group, const double* valu
     std::vector<std::int64_t> offsets;
     std::vector<double> sorted;
     bucket(group, values, n, n_groups, offsets, sorted);
+    std::vector<std::vector<double>> per_group(static_cast<std::size_t>(n_groups));
+#if defined(EHRFAST_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+    for (std::int64_t g = 0; g < n_groups; ++g) {
+        double* begin = sorted.data() + offsets[g];
+        const std::int64_t m = offsets[g + 1] - offsets[g];
+        if (m < std::max<std::int64_t>(min_count, 1)) continue;
+        // numpy "nearest": order statistic at (m - 1)·p rounded half to even. Selecting the
+        // order statistics in ascending order (each nth_element on what is left) is O(m·q)
+        // instead of a full sort.
+        std::vector<std::int64_t> ranks;
+        for (double p : probs)
+            ranks.push_back(std::clamp<std::int64_t>(static_cast<std::int64_t>(std::nearbyint(static_cast<double>(m - 1) * p)), 0, m - 1));
+        std::sort(ranks.begin(), ranks.end());
+        std::int64_t lo = 0;
+        std::vector<double>& cuts = per_group[g];
+        for (std::int64_t k : ranks) {
+            if (k >= lo) {
+                std::nth_element(begin + lo, begin + k, begin + m);
+                lo = k + 1;
+            }
+            if (cuts.empty() || cuts.back() != begin[k]) cuts.push_back(begin[k]);
+        }
+    }
     GroupedQuantiles out;
     out.offsets.assign(static_cast<std::size_t>(n_groups) + 1, 0);
     out.counts.assign(static_cast<std::size_t>(n_groups), 0);
     for (std::int64_t g = 0; g < n_groups; ++g) {
-        double* begin = sorted.data() + offsets[g];
-        const std::int64_t m = offsets[g + 1] - offsets[g];
-        out.counts[g] = m;
-        if (m >= std::max<std::int64_t>(min_count, 1)) {
-            // numpy "nearest": order statistic at (m - 1)·p rounded half to even. Selecting the
-            // order statistics in ascending order (each nth_element on what is left) is O(m·q)
-            // instead of a full sort.
-            std::vector<std::int64_t> ranks;
-            for (double p : probs)
-                ranks.push_back(std::clamp<std::int64_t>(static_cast<std::int64_t>(std::nearbyint(static_cast<double>(m - 1) * p)), 0, m - 1));
-            std::sort(ranks.begin(), ranks.end());
-            std::int64_t lo = 0;
-            for (std::int64_t k : ranks) {
-                if (k >= lo) {
-                    std::nth_element(begin + lo, begin + k, begin + m);
-                    lo = k + 1;
-                }
-                const double c = begin[k];
-                if (out.cuts.size() == static_cast<std::size_t>(out.offsets[g]) || out.cuts.back() != c) out.cuts.push_back(c);
-            }
-        }
+        out.counts[g] = offsets[g + 1] - offsets[g];
+        out.cuts.insert(out.cuts.end(), per_group[g].begin(), per_group[g].end());
         out.offsets[g + 1] = static_cast<std::int64_t>(out.cuts.size());
     }
     return out;
@@ -88,6 +94,9 @@ GroupedMoments grouped_mean_median(const std::int32_t* group, const double* valu
     out.count.assign(static_cast<std::size_t>(n_groups), 0);
     out.mean.assign(static_cast<std::size_t>(n_groups), std::nan(""));
     out.median.assign(static_cast<std::size_t>(n_groups), std::nan(""));
+#if defined(EHRFAST_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
     for (std::int64_t g = 0; g < n_groups; ++g) {
         double* begin = sorted.data() + offsets[g];
         const std::int64_t m = offsets[g + 1] - offsets[g];

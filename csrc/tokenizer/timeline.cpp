@@ -52,8 +52,10 @@ class Emitter {
   private:
     void put(std::int32_t token, std::int64_t time) {
         if constexpr (kWrite) {
-            sink_.tokens[n_] = token;
-            sink_.times[n_] = time;
+            if (n_ < sink_.capacity) {
+                sink_.tokens[n_] = token;
+                sink_.times[n_] = time;
+            }
         }
         ++n_;
     }
@@ -82,7 +84,7 @@ class Emitter {
         for (std::int64_t k = 0; k < count; ++k) {
             put(rules_.interval_token[bin], t);
             if constexpr (kWrite) {
-                if (sink_.interval_bin) {
+                if (sink_.interval_bin && n_intervals_ < sink_.interval_capacity) {
                     sink_.interval_bin[n_intervals_] = static_cast<std::int32_t>(bin);
                     sink_.interval_share[n_intervals_] = share;
                 }
@@ -113,8 +115,8 @@ SubjectSummary measure_subject(const Rows& rows, const CodeTable& table, const R
     return Emitter<false>(rows, table, rules, Sink{}).run(s);
 }
 
-void write_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s, Sink sink) {
-    Emitter<true>(rows, table, rules, sink).run(s);
+SubjectSummary write_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s, Sink sink) {
+    return Emitter<true>(rows, table, rules, sink).run(s);
 }
 
 std::int64_t first_bad_entry(const Rows& rows, std::size_t n_rows, std::int64_t n_entries) {

@@ -58,18 +58,22 @@ struct SubjectSummary {
 
 // Output buffers. Optional (may be null): for each interval token in order, its bin and
 // its share of the gap (gap length / number of interval tokens emitted for it, µs).
+// Writes never go past `capacity` / `interval_capacity`; the returned summary says how many
+// tokens the subject really has, so a caller can detect offsets that do not match.
 struct Sink {
     std::int32_t* tokens = nullptr;
     std::int64_t* times = nullptr;
     std::int32_t* interval_bin = nullptr;
     double* interval_share = nullptr;
+    std::int64_t capacity = 0;
+    std::int64_t interval_capacity = 0;
 };
 
 // Token count (and static length, birth) of subject s without writing anything.
 SubjectSummary measure_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s);
 
-// Writes subject s's tokens at sink offsets [0, n_tokens).
-void write_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s, Sink sink);
+// Writes subject s's tokens at sink offsets [0, n_tokens) and returns its summary.
+SubjectSummary write_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s, Sink sink);
 
 // Index of the first row whose entry is out of range, or -1.
 std::int64_t first_bad_entry(const Rows& rows, std::size_t n_rows, std::int64_t n_entries);

@@ -20,18 +20,7 @@ from ehrfast.tokenize.reader import STATIC_TIME
 from ehrfast.tokenize.vocab import Vocabulary
 
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
-DTYPES = {"tokens": np.int32, "offsets": np.int64, "subject_ids": np.int64, "times": np.int64, "static_lengths": np.int32, "birth_times": np.int64}
 US_PER_YEAR = 365.25 * 86400.0 * 1e6
-
-
-def write_npy_parts(path: Path, parts: list[np.ndarray], dtype) -> None:
-    """Writes the concatenation of 1-D ``parts`` as one .npy file without building it in memory."""
-    dtype = np.dtype(dtype)
-    total = sum(len(p) for p in parts)
-    with open(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total,)})
-        for p in parts:
-            np.ascontiguousarray(p, dtype=dtype).tofile(fh)
 
 
 class TokenizedDataset:

@@ -111,6 +111,7 @@ class Tokenizer:
         self._csr = self.table.csr()
         self.rules = self._build_rules()
         self._entry_of = {c: i for i, c in enumerate(self.codes)}
+        self._program = None
 
     # ---- construction -------------------------------------------------------------
 
@@ -157,49 +158,68 @@ class Tokenizer:
         )
         return lut[shard.code_index]
 
-    def tokenize_shard(self, shard: ShardRows, backend: str | None = None, want_share: bool = False) -> ShardTokens:
-        entry = self.entries(shard)
-        keep, filtered = _keep_mask(self.config, _event_counts(shard, entry, BIRTH, backend))
-        args = (shard.time, entry, shard.value, shard.seg, keep.astype(np.uint8))
-        r = self.rules
-        if resolve_backend(backend, "tokenizer") == "cpp":
-            c = self._csr
-            out = require_core().tokenize_rows(
-                *args, c["pre_off"], c["pre"], c["post_off"], c["post"], c["cut_off"], c["cuts"],
-                r.interval_lower, r.interval_token, r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens, want_share,
+    def keep_subjects(self, shard: ShardRows, entry: np.ndarray, backend: str | None = None) -> tuple[np.ndarray, dict]:
+        """[m] bool subjects passing the event-count filters, and how many failed each."""
+        return _keep_mask(self.config, _event_counts(shard, entry, BIRTH, backend))
+
+    def program(self):
+        """The C++ TimelineProgram for this tokenizer (built once)."""
+        if self._program is None:
+            c, r = self._csr, self.rules
+            self._program = require_core().TimelineProgram(
+                c["pre_off"], c["pre"], c["post_off"], c["post"], c["cut_off"], c["cuts"],
+                r.interval_lower, r.interval_token, r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens,
             )
+        return self._program
+
+    def tokenize_shard(self, shard: ShardRows, backend: str | None = None, want_share: bool = False) -> ShardTokens:
+        """Tokenizes one shard into in-memory arrays."""
+        entry = self.entries(shard)
+        keep, filtered = self.keep_subjects(shard, entry, backend)
+        rows = (shard.time, entry, shard.value, shard.seg, keep.astype(np.uint8))
+        if resolve_backend(backend, "tokenizer") == "cpp":
+            n_tokens, n_intervals, static_lengths, births = self.program().measure(*rows)
+            offsets, ioff = np.r_[0, np.cumsum(n_tokens)], np.r_[0, np.cumsum(n_intervals)]
+            tokens, times = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.int64)
+            bins = np.empty(ioff[-1] if want_share else 0, np.int32)
+            shares = np.empty(ioff[-1] if want_share else 0, np.float64)
+            self.program().write(*rows, offsets, ioff, tokens, times, bins, shares)
+            intervals = (bins, shares) if want_share else None
         else:
-            out = reference.tokenize_rows_reference(*args, self.table, r, want_share)
-        tokens, times, offsets, static_lengths, births, intervals = out
+            tokens, times, offsets, static_lengths, births, intervals = reference.tokenize_rows_reference(*rows, self.table, self.rules, want_share)
         return ShardTokens(tokens, times, offsets, shard.subject_ids[keep], static_lengths, births, intervals, filtered)
 
     # ---- fitting ------------------------------------------------------------------
 
     @classmethod
     def fit(cls, meds_dir: str | os.PathLike, config: TokenizerConfig | None = None, backend: str | None = None,
-            progress: bool = True, registry: SubjectRegistry | None = None) -> tuple[Tokenizer, list[ShardTokens]]:
-        """Fits on the training split. Returns the tokenizer and the tokenized training shards.
-        ``registry`` collects the training subjects so other splits can be checked against them."""
+            progress: bool = True) -> Tokenizer:
+        """Fits vocabulary, quantile cut points and interval durations on the training split."""
         config = config or TokenizerConfig()
         shards = data_files(meds_dir)
         if config.train_split not in shards:
             raise ValueError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
-        stats = _TrainStatistics(config, backend)
-        registry = registry if registry is not None else SubjectRegistry()
-        cached: dict[Path, ShardRows] = {}  # training shards kept between the passes, up to a budget
-        cached_rows = 0
-        for path in tqdm(shards[config.train_split], desc="fit: statistics", unit="shard", disable=not progress, leave=False):
-            shard = read_shard(path)
-            registry.add(shard)
-            stats.add(shard)
-            if cached_rows + shard.n_rows <= CACHE_ROWS:
-                cached[path] = shard
-                cached_rows += shard.n_rows
-        tok = stats.tokenizer()
+        tok, cached = fit_statistics(shards[config.train_split], config, backend, SubjectRegistry(), progress)
         train = [tok.tokenize_shard(cached.pop(p, None) or read_shard(p), backend, want_share=True)
                  for p in tqdm(shards[config.train_split], desc="fit: durations", unit="shard", disable=not progress, leave=False)]
-        tok.vocab.intervals = _fit_durations(tok, train, backend)
-        return tok, train
+        tok.fit_durations([st.intervals[0] for st in train], [st.intervals[1] for st in train], backend)
+        return tok
+
+    def fit_durations(self, bins: list[np.ndarray], shares: list[np.ndarray], backend: str | None = None) -> None:
+        """Sets each interval token's mean and median duration from the training gaps:
+        ``bins`` / ``shares`` hold, per interval token emitted on train, its bin and its share of
+        the gap (µs)."""
+        n_bins = len(self.rules.interval_token)
+        g = bins[0] if len(bins) == 1 else (np.concatenate(bins) if bins else np.zeros(0, np.int32))
+        v = shares[0] if len(shares) == 1 else (np.concatenate(shares) if shares else np.zeros(0))
+        if resolve_backend(backend, "tokenizer") == "cpp":
+            count, mean, median = require_core().grouped_mean_median(g.astype(np.int32, copy=False), v, n_bins)
+        else:
+            count, mean, median = reference.grouped_mean_median_reference(g, v, n_bins)
+        for k, (name, lo) in enumerate(self.config.interval_bins()):
+            n = int(count[k])
+            # whole µs: summation order differs between backends in the last bits only
+            self.vocab.intervals[name] = IntervalDuration(int(lo), round(float(mean[k])) if n else None, round(float(median[k])) if n else None, n)
 
     # ---- persistence ----------------------------------------------------------------
 
@@ -322,19 +342,21 @@ def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str]) -> 
     return Vocabulary(tokens, kinds, intervals)
 
 
-def _fit_durations(tok: Tokenizer, train: list[ShardTokens], backend) -> dict[str, IntervalDuration]:
-    n_bins = len(tok.rules.interval_token)
-    g = np.concatenate([st.intervals[0] for st in train]) if train else np.zeros(0, np.int32)
-    v = np.concatenate([st.intervals[1] for st in train]) if train else np.zeros(0)
-    for st in train:
-        st.intervals = None
-    if resolve_backend(backend, "tokenizer") == "cpp":
-        count, mean, median = require_core().grouped_mean_median(g, v, n_bins)
-    else:
-        count, mean, median = reference.grouped_mean_median_reference(g, v, n_bins)
-    out = {}
-    for k, (name, lo) in enumerate(tok.config.interval_bins()):
-        n = int(count[k])
-        # whole µs: summation order differs between backends in the last bits only
-        out[name] = IntervalDuration(int(lo), round(float(mean[k])) if n else None, round(float(median[k])) if n else None, n)
-    return out
+
+
+def fit_statistics(paths: list[Path], config: TokenizerConfig, backend: str | None, registry: SubjectRegistry,
+                   progress: bool = True) -> tuple[Tokenizer, dict[Path, ShardRows]]:
+    """First fitting pass over the training shards: vocabulary, quantile cut points, filters.
+    Returns the tokenizer (interval durations not yet fitted) and the shards kept in memory
+    (up to CACHE_ROWS rows) so the second pass need not read them again."""
+    stats = _TrainStatistics(config, backend)
+    cached: dict[Path, ShardRows] = {}
+    cached_rows = 0
+    for path in tqdm(paths, desc="fit: statistics", unit="shard", disable=not progress, leave=False):
+        shard = read_shard(path)
+        registry.add(shard)
+        stats.add(shard)
+        if cached_rows + shard.n_rows <= CACHE_ROWS:
+            cached[path] = shard
+            cached_rows += shard.n_rows
+    return stats.tokenizer(), cached

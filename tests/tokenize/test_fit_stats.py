@@ -50,15 +50,34 @@ def test_counts_match_numpy(sizes, n_entries, seed):
     np.testing.assert_array_equal(core.event_counts(time, entry, seg, -2), reference.event_counts_reference(time, entry, seg, -2))
 
 
-def test_tokenize_rows_rejects_bad_tables():
-    z32 = np.zeros(0, np.int32)
-    args = dict(time=np.zeros(2, np.int64), entry=np.array([0, 5], np.int32), value=np.zeros(2, np.float32), seg=np.array([0, 2]),
-                keep=np.ones(1, np.uint8), pre_off=np.array([0, 1]), pre=np.array([3], np.int32), post_off=np.array([0, 0]), post=z32,
+def _program(**over):
+    args = dict(pre_off=np.array([0, 1]), pre=np.array([3], np.int32), post_off=np.array([0, 0]), post=np.zeros(0, np.int32),
                 cut_off=np.array([0, 0]), cuts=np.zeros(0), interval_lower=np.array([10]), interval_token=np.array([4], np.int32),
-                q_first=5, n_quantiles=10, timeline_end=2, age_tokens=False, want_share=False)
-    with pytest.raises(ValueError, match="row 1 has entry 5 outside the code table"):
-        core.tokenize_rows(**args)
-    with pytest.raises(ValueError, match="seg"):
-        core.tokenize_rows(**{**args, "entry": np.zeros(2, np.int32), "seg": np.array([0, 3])})
+                q_first=5, n_quantiles=10, timeline_end=2, age_tokens=False)
+    return core.TimelineProgram(**{**args, **over})
+
+
+def test_timeline_program_rejects_bad_inputs():
     with pytest.raises(ValueError, match="strictly increasing"):
-        core.tokenize_rows(**{**args, "entry": np.zeros(2, np.int32), "interval_lower": np.array([10, 10]), "interval_token": np.array([4, 4], np.int32)})
+        _program(interval_lower=np.array([10, 10]), interval_token=np.array([4, 4], np.int32))
+    with pytest.raises(ValueError, match="offsets do not cover"):
+        _program(pre_off=np.array([0, 2]))
+    prog = _program()
+    rows = dict(time=np.zeros(2, np.int64), entry=np.array([0, 5], np.int32), value=np.zeros(2, np.float32), seg=np.array([0, 2]), keep=np.ones(1, np.uint8))
+    with pytest.raises(ValueError, match="row 1 has entry 5 outside the code table"):
+        prog.measure(**rows)
+    rows["entry"] = np.zeros(2, np.int32)
+    with pytest.raises(ValueError, match="seg"):
+        prog.measure(**{**rows, "seg": np.array([0, 3])})
+    n_tokens, n_intervals, _, _ = prog.measure(**rows)
+    assert n_tokens.tolist() == [3]  # two code tokens and TIMELINE_END
+    out_t, out_s = np.empty(3, np.int32), np.empty(3, np.int64)
+    empty_i, empty_f = np.empty(0, np.int32), np.empty(0)
+    prog.write(**rows, token_offsets=np.array([0, 3]), interval_offsets=np.array([0, 0]), out_tokens=out_t, out_times=out_s, out_bins=empty_i, out_shares=empty_f)
+    assert out_t.tolist() == [3, 3, 2]
+    # offsets that do not match the rows: refused, nothing written out of bounds
+    small_t, small_s = np.empty(2, np.int32), np.empty(2, np.int64)
+    with pytest.raises(ValueError, match="do not match"):
+        prog.write(**rows, token_offsets=np.array([0, 2]), interval_offsets=np.array([0, 0]), out_tokens=small_t, out_times=small_s, out_bins=empty_i, out_shares=empty_f)
+    with pytest.raises(ValueError, match="writable C-contiguous"):
+        prog.write(**rows, token_offsets=np.array([0, 3]), interval_offsets=np.array([0, 0]), out_tokens=np.empty(3, np.int64), out_times=out_s, out_bins=empty_i, out_shares=empty_f)
