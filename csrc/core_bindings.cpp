@@ -9,6 +9,7 @@
 #include <string>
 
 #include "prs/bed.hpp"
+#include "prs/score.hpp"
 #include "tokenizer/fit.hpp"
 #include "tokenizer/timeline.hpp"
 
@@ -291,6 +292,100 @@ py::tuple grouped_mean_median(const Int32Array& group, const Float64Array& value
     return py::make_tuple(to_numpy(m.count), to_numpy(m.mean), to_numpy(m.median));
 }
 
+prs::PackedGenotypes packed_view(const UInt8Array& packed, std::size_t n_samples) {
+    require_2d(packed, "packed");
+    if (static_cast<std::size_t>(packed.shape(1)) != bed::bytes_per_variant(n_samples))
+        throw std::invalid_argument("packed has " + std::to_string(packed.shape(1)) + " bytes per variant but " +
+                                    std::to_string(n_samples) + " samples need " + std::to_string(bed::bytes_per_variant(n_samples)));
+    return {packed.data(), static_cast<std::size_t>(packed.shape(0)), static_cast<std::size_t>(packed.shape(1)), n_samples};
+}
+
+void check_rows(const Int32Array& rows, std::size_t limit, const char* name) {
+    for (py::ssize_t k = 0; k < rows.shape(0); ++k)
+        if (rows.data()[k] < 0 || static_cast<std::size_t>(rows.data()[k]) >= limit)
+            throw std::invalid_argument(std::string(name) + "[" + std::to_string(k) + "] = " + std::to_string(rows.data()[k]) +
+                                        " is out of range (" + std::to_string(limit) + ")");
+}
+
+// scores [n_traits, n_samples] += sparse pairs (see prs/score.hpp).
+void score_sparse(const UInt8Array& packed, std::size_t n_samples, const Float64Array& lut, const Int64Array& trait_off,
+                  const Int32Array& row, const Int32Array& lut_row, const Float64Array& weight, py::array scores) {
+    const prs::PackedGenotypes g = packed_view(packed, n_samples);
+    if (lut.ndim() != 2 || lut.shape(1) != 4) throw std::invalid_argument("lut must be [n_tables, 4]");
+    const py::ssize_t n_traits = trait_off.shape(0) - 1;
+    if (n_traits < 0 || trait_off.data()[0] != 0 || trait_off.data()[n_traits] != row.shape(0))
+        throw std::invalid_argument("trait_off must run from 0 to the number of pairs");
+    for (py::ssize_t t = 0; t < n_traits; ++t)
+        if (trait_off.data()[t + 1] < trait_off.data()[t]) throw std::invalid_argument("trait_off must be non-decreasing");
+    require_len(lut_row, row.shape(0), "lut_row");
+    require_len(weight, row.shape(0), "weight");
+    check_rows(row, g.n_variants, "row");
+    check_rows(lut_row, static_cast<std::size_t>(lut.shape(0)), "lut_row");
+    if (scores.ndim() != 2 || scores.shape(0) != n_traits || static_cast<std::size_t>(scores.shape(1)) != n_samples ||
+        !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
+        throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_traits, n_samples]");
+    double* out = static_cast<double*>(scores.mutable_data());
+    prs::SparseTraits traits{trait_off.data(), row.data(), lut_row.data(), weight.data(), static_cast<std::size_t>(n_traits)};
+    py::gil_scoped_release release;
+    prs::accumulate_sparse(g, lut.data(), traits, out);
+}
+
+// Fills out[:n_rows] (a reusable buffer of at least n_rows rows) with lut[lut_row][code(row, s)].
+void decode_values(const UInt8Array& packed, std::size_t n_samples, const Float64Array& lut, const Int32Array& row,
+                   const Int32Array& lut_row, py::array out) {
+    const prs::PackedGenotypes g = packed_view(packed, n_samples);
+    if (lut.ndim() != 2 || lut.shape(1) != 4) throw std::invalid_argument("lut must be [n_tables, 4]");
+    require_len(lut_row, row.shape(0), "lut_row");
+    check_rows(row, g.n_variants, "row");
+    check_rows(lut_row, static_cast<std::size_t>(lut.shape(0)), "lut_row");
+    if (out.ndim() != 2 || out.shape(0) < row.shape(0) || static_cast<std::size_t>(out.shape(1)) != n_samples ||
+        !out.dtype().is(py::dtype::of<double>()) || !(out.flags() & py::array::c_style) || !out.writeable())
+        throw std::invalid_argument("out must be a writable C-contiguous float64 array with >= n_rows rows and n_samples columns");
+    double* o = static_cast<double*>(out.mutable_data());
+    py::gil_scoped_release release;
+    prs::decode_values(g, lut.data(), row.data(), lut_row.data(), static_cast<std::size_t>(row.shape(0)), o);
+}
+
+void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const Int64Array& trait_off, const Int32Array& row,
+                   const UInt8Array& effect_is_alt, const Float64Array& weight, int kind, bool mean_impute, bool center,
+                   bool variance_standardize, bool plink2_center_quirk, int output, py::array scores) {
+    require_2d(dosages, "dosages");
+    const auto n_rows = static_cast<std::size_t>(dosages.shape(0));
+    const auto n_samples = static_cast<std::size_t>(dosages.shape(1));
+    require_len(p_alt, dosages.shape(0), "p_alt");
+    const py::ssize_t n_traits = trait_off.shape(0) - 1;
+    if (n_traits < 0 || trait_off.data()[0] != 0 || trait_off.data()[n_traits] != row.shape(0))
+        throw std::invalid_argument("trait_off must run from 0 to the number of pairs");
+    for (py::ssize_t t = 0; t < n_traits; ++t)
+        if (trait_off.data()[t + 1] < trait_off.data()[t]) throw std::invalid_argument("trait_off must be non-decreasing");
+    require_len(effect_is_alt, row.shape(0), "effect_is_alt");
+    require_len(weight, row.shape(0), "weight");
+    check_rows(row, n_rows, "row");
+    if (kind < 0 || kind > 2 || output < 0 || output > 2) throw std::invalid_argument("kind and output must be 0, 1 or 2");
+    if (scores.ndim() != 2 || scores.shape(0) != n_traits || static_cast<std::size_t>(scores.shape(1)) != n_samples ||
+        !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
+        throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_traits, n_samples]");
+    prs::CallModel model{kind, mean_impute, center, variance_standardize, plink2_center_quirk, output};
+    double* out = static_cast<double*>(scores.mutable_data());
+    py::gil_scoped_release release;
+    prs::accumulate_dosages(dosages.data(), n_rows, n_samples, p_alt.data(), trait_off.data(), row.data(), effect_is_alt.data(),
+                            weight.data(), static_cast<std::size_t>(n_traits), model, out);
+}
+
+// Per variant: (sum of A1 counts, number of called samples) straight from .bed bytes.
+py::tuple bed_allele_counts(const UInt8Array& packed, std::size_t n_samples) {
+    const prs::PackedGenotypes g = packed_view(packed, n_samples);
+    Float64Array alt_sum(static_cast<py::ssize_t>(g.n_variants));
+    Float64Array called(static_cast<py::ssize_t>(g.n_variants));
+    double* a = alt_sum.mutable_data();
+    double* c = called.mutable_data();
+    {
+        py::gil_scoped_release release;
+        prs::allele_counts(g, a, c);
+    }
+    return py::make_tuple(alt_sum, called);
+}
+
 bool built_with_openmp() {
 #if defined(EHRFAST_OPENMP)
     return true;
@@ -325,5 +420,16 @@ PYBIND11_MODULE(_core, m) {
     m.def("grouped_quantiles", &grouped_quantiles, py::arg("group"), py::arg("values"), py::arg("n_groups"),
           py::arg("probs"), py::arg("min_count"));
     m.def("grouped_mean_median", &grouped_mean_median, py::arg("group"), py::arg("values"), py::arg("n_groups"));
+    m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("lut"), py::arg("trait_off"), py::arg("row"),
+          py::arg("lut_row"), py::arg("weight"), py::arg("scores"),
+          "scores[t, s] += Σ weight · lut[lut_row][code(row, s)] over trait t's pairs (in place, float64).");
+    m.def("decode_values", &decode_values, py::arg("packed"), py::arg("n_samples"), py::arg("lut"), py::arg("row"), py::arg("lut_row"),
+          py::arg("out"), "out[r, s] = lut[lut_row[r]][code(row[r], s)] for r < len(row) (for dense GEMM scoring).");
+    m.def("score_dosages", &score_dosages, py::arg("dosages"), py::arg("p_alt"), py::arg("trait_off"), py::arg("row"),
+          py::arg("effect_is_alt"), py::arg("weight"), py::arg("kind"), py::arg("mean_impute"), py::arg("center"),
+          py::arg("variance_standardize"), py::arg("plink2_center_quirk"), py::arg("output"), py::arg("scores"),
+          "scores[t, s] += Σ weight · value(effect-allele dosage) over trait t's pairs, fractional dosages (in place).");
+    m.def("bed_allele_counts", &bed_allele_counts, py::arg("packed"), py::arg("n_samples"),
+          "(A1 count sum, called samples) per variant of SNP-major .bed bytes.");
     m.def("built_with_openmp", &built_with_openmp, "Whether the core was compiled with OpenMP.");
 }

@@ -11,34 +11,58 @@ def unpack_bed(packed: npt.NDArray[np.uint8], n_samples: int) -> npt.NDArray[np.
 
 def built_with_openmp() -> bool: ...
 
-def tokenize_rows(
-    time: npt.NDArray[np.int64],
-    entry: npt.NDArray[np.int32],
-    value: npt.NDArray[np.float32],
-    seg: npt.NDArray[np.int64],
-    keep: npt.NDArray[np.uint8],
-    pre_off: npt.NDArray[np.int64],
-    pre: npt.NDArray[np.int32],
-    post_off: npt.NDArray[np.int64],
-    post: npt.NDArray[np.int32],
-    cut_off: npt.NDArray[np.int64],
-    cuts: npt.NDArray[np.float64],
-    interval_lower: npt.NDArray[np.int64],
-    interval_token: npt.NDArray[np.int32],
-    q_first: int,
-    n_quantiles: int,
-    timeline_end: int,
-    age_tokens: bool,
-    want_share: bool,
-) -> tuple[
-    npt.NDArray[np.int32],  # tokens [T]
-    npt.NDArray[np.int64],  # token times µs [T]
-    npt.NDArray[np.int64],  # offsets [n_kept + 1]
-    npt.NDArray[np.int32],  # static lengths [n_kept]
-    npt.NDArray[np.int64],  # birth times µs [n_kept] (int64 min = unknown)
-    tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]] | None,  # (bin, gap share µs) per interval token
-]:
-    """Tokenize one shard's rows (rules: ehrfast/tokenize/reference.py)."""
+class TimelineProgram:
+    """A fitted code table + timeline rules (ehrfast/tokenize/reference.py has the rules)."""
+
+    def __init__(
+        self,
+        pre_off: npt.NDArray[np.int64],
+        pre: npt.NDArray[np.int32],
+        post_off: npt.NDArray[np.int64],
+        post: npt.NDArray[np.int32],
+        cut_off: npt.NDArray[np.int64],
+        cuts: npt.NDArray[np.float64],
+        interval_lower: npt.NDArray[np.int64],
+        interval_token: npt.NDArray[np.int32],
+        q_first: int,
+        n_quantiles: int,
+        timeline_end: int,
+        age_tokens: bool,
+    ) -> None: ...
+    def measure(
+        self, time: npt.NDArray[np.int64], entry: npt.NDArray[np.int32], value: npt.NDArray[np.float32],
+        seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """Per kept subject: (n_tokens, n_intervals, static_lengths, births µs)."""
+    def write(
+        self, time: npt.NDArray[np.int64], entry: npt.NDArray[np.int32], value: npt.NDArray[np.float32],
+        seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8], token_offsets: npt.NDArray[np.int64],
+        interval_offsets: npt.NDArray[np.int64], out_tokens: npt.NDArray[np.int32], out_times: npt.NDArray[np.int64],
+        out_bins: npt.NDArray[np.int32], out_shares: npt.NDArray[np.float64],
+    ) -> None:
+        """Writes kept subjects' tokens into caller-owned arrays (checked against measure())."""
+
+def score_sparse(
+    packed: npt.NDArray[np.uint8], n_samples: int, lut: npt.NDArray[np.float64], trait_off: npt.NDArray[np.int64],
+    row: npt.NDArray[np.int32], lut_row: npt.NDArray[np.int32], weight: npt.NDArray[np.float64], scores: npt.NDArray[np.float64],
+) -> None:
+    """scores[t, s] += Σ weight · lut[lut_row][code(row, s)] over trait t's pairs (in place)."""
+
+def decode_values(
+    packed: npt.NDArray[np.uint8], n_samples: int, lut: npt.NDArray[np.float64], row: npt.NDArray[np.int32],
+    lut_row: npt.NDArray[np.int32], out: npt.NDArray[np.float64],
+) -> None:
+    """out[r, s] = lut[lut_row[r]][code(row[r], s)] for r < len(row); out is a reusable buffer."""
+
+def score_dosages(
+    dosages: npt.NDArray[np.float64], p_alt: npt.NDArray[np.float64], trait_off: npt.NDArray[np.int64], row: npt.NDArray[np.int32],
+    effect_is_alt: npt.NDArray[np.uint8], weight: npt.NDArray[np.float64], kind: int, mean_impute: bool, center: bool,
+    variance_standardize: bool, plink2_center_quirk: bool, output: int, scores: npt.NDArray[np.float64],
+) -> None:
+    """Fractional-dosage scoring, in place (see ehrfast.genomics.score.call_values)."""
+
+def bed_allele_counts(packed: npt.NDArray[np.uint8], n_samples: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(A1 count sum, called samples) per variant."""
 
 def event_counts(time: npt.NDArray[np.int64], entry: npt.NDArray[np.int32], seg: npt.NDArray[np.int64], birth_entry: int) -> npt.NDArray[np.int64]:
     """Timed, non-birth rows per subject."""

@@ -82,6 +82,27 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prs(args: argparse.Namespace) -> int:
+    from ehrfast.genomics.match import MatchOptions
+    from ehrfast.genomics.prs import PRSOptions, compute_prs
+    from ehrfast.genomics.score import ScoreModel
+
+    options = PRSOptions(
+        max_variants=None if args.max_variants <= 0 else args.max_variants,
+        model=ScoreModel(model=args.model, mean_impute=not args.no_mean_imputation, center=args.center,
+                         variance_standardize=args.variance_standardize, plink2_center_quirk=args.plink2_center_quirk),
+        match=MatchOptions(keep_ambiguous=args.keep_ambiguous, keep_multiallelic=args.keep_multiallelic, min_overlap=args.min_overlap),
+        clip_sd=args.clip,
+        raw=args.raw,
+    )
+    s = compute_prs(args.genotypes, args.scores, args.out, options, backend=args.backend, sample_map=args.sample_map,
+                    meds_dir=args.meds, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"PRS for {len(s.traits)} traits x {s.n_samples:,} samples ({s.n_subjects_mapped:,} mapped to subjects) -> {s.out_path} in {s.seconds:.1f} s [{s.backend}]")
+    if s.dropped_traits:
+        print(f"  dropped (match rate below the minimum): {', '.join(s.dropped_traits)}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ehrfast.evaluate import evaluate
 
@@ -161,6 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_tokenize)
+
+    p = sub.add_parser("prs", help="polygenic risk scores: match score files to genotypes and score every trait")
+    p.add_argument("--genotypes", required=True, help="PLINK prefix (.bed or .pgen) or VCF/BCF")
+    p.add_argument("--scores", nargs="+", required=True, help="PGS Catalog scoring files or ID/effect_allele/weight tables")
+    p.add_argument("--out", required=True, help="output parquet (prs_meta.json is written beside it)")
+    p.add_argument("--max-variants", type=int, default=1500, help="per trait, by |weight| after matching (0 = all)")
+    p.add_argument("--raw", action="store_true", help="write unstandardized sums")
+    p.add_argument("--backend", choices=["cpp", "python"])
+    p.add_argument("--model", choices=["additive", "dominant", "recessive"], default="additive")
+    p.add_argument("--no-mean-imputation", action="store_true", help="missing calls contribute 0 (plink2 no-mean-imputation)")
+    p.add_argument("--center", action="store_true")
+    p.add_argument("--variance-standardize", action="store_true")
+    p.add_argument("--plink2-center-quirk", action="store_true", help="reproduce plink2: a missing call adds the uncentred mean in center/variance-standardize modes")
+    p.add_argument("--keep-ambiguous", action="store_true", help="keep strand-ambiguous A/T and C/G variants")
+    p.add_argument("--keep-multiallelic", action="store_true")
+    p.add_argument("--min-overlap", type=float, default=0.75, help="drop traits whose match rate is lower (default 0.75)")
+    p.add_argument("--clip", type=float, default=4.0, help="clip standardized scores at ±k sd (default 4)")
+    p.add_argument("--sample-map", help="TSV: sample_id subject_id (when IIDs are not MEDS subject ids)")
+    p.add_argument("--meds", help="MEDS dataset: check ids and fit the standardization on its train split")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_prs)
 
     p = sub.add_parser("evaluate", help="compare model A with model B: paired bootstrap, meta-analysis, plots, report")
     p.add_argument("predictions", nargs="+", metavar="PRED", help="prediction files in pairs: A B [A B ...] (one pair per task)")

@@ -56,3 +56,15 @@ def test_demo_runs_and_resumes(tmp_path):
     assert results["synth"]["n_subjects"] == 150 and results["validate"]["n_subjects"] == 150
     second = run("demo", "--out", str(out), "--subjects", "150")
     assert second.stdout.count("skipping") == 2
+
+
+def test_prs_and_tokenize_commands(tmp_path):
+    cohort = tmp_path / "cohort"
+    run("synth", "--subjects", "150", "--variants", "400", "--null-traits", "2", "--out", str(cohort), "--quiet")
+    scores = sorted(str(p) for p in (cohort / "genomics" / "scores").glob("*.txt"))
+    out = tmp_path / "prs" / "PRS.parquet"
+    p = run("prs", "--genotypes", str(cohort / "genomics" / "genotypes"), "--scores", *scores, "--out", str(out),
+            "--meds", str(cohort), "--min-overlap", "0.5", "--quiet")
+    assert "traits" in p.stdout and out.exists() and (out.parent / "prs_meta.json").exists()
+    t = run("tokenize", str(cohort), str(tmp_path / "tok"), "--quiet")
+    assert "train" in t.stdout and (tmp_path / "tok" / "train" / "tokens.npy").exists()

@@ -174,7 +174,12 @@ def _draw_variants(rng: np.random.Generator, n_variants: int) -> tuple[list[Vari
         pos[m] = np.sort(rng.choice(int(chrom_len[c - 1] * 1e6), size=m.sum(), replace=False)) + 1
     maf = rng.uniform(0.02, 0.5, n_variants)
     a1 = rng.integers(0, 4, n_variants)
-    a2 = (a1 + rng.integers(1, 4, n_variants)) % 4  # any other base; A/T and C/G pairs are ambiguous
+    # About 8% strand-ambiguous pairs (A/T, C/G), as on real arrays; otherwise one of the two
+    # non-complementary bases. _BASES is "ACGT", so the complement of base i is 3 - i.
+    other = np.stack([(a1 + 1) % 4, (a1 + 2) % 4, (a1 + 3) % 4], axis=1)
+    non_comp = np.where(other != (3 - a1)[:, None], other, -1)
+    non_comp = np.sort(non_comp, axis=1)[:, 1:]  # the two non-complementary bases
+    a2 = np.where(rng.random(n_variants) < 0.08, 3 - a1, non_comp[np.arange(n_variants), rng.integers(0, 2, n_variants)])
     rsids = 1_000_000 + rng.choice(50_000_000, size=n_variants, replace=False)
     variants = [
         Variant(str(c), f"rs{r}", 0.0, int(p), _BASES[x], _BASES[y])

@@ -93,7 +93,7 @@ def tokenize_subject(time, entry, value, table, rules, want_share=False):
 
 
 def tokenize_rows_reference(time, entry, value, seg, keep, table, rules, want_share=False):
-    """Same outputs as ``ehrfast._core.tokenize_rows``: (tokens, times, offsets,
+    """The same results as ``ehrfast._core.TimelineProgram`` (measure + write): (tokens, times, offsets,
     static_lengths, births, (interval_bin, interval_share) or None)."""
     all_tokens, all_times, all_intervals = [], [], []
     offsets, static_lengths, births = [0], [], []

@@ -1,0 +1,185 @@
+"""Genotype sources behind one interface: variant table, sample ids, and ALT-allele dosages
+of chosen variants in blocks (float64, NaN = missing).
+
+* PLINK 1 ``.bed/.bim/.fam``: native (memory-mapped, decoded by the C++ core); the counted
+  allele A1 plays ALT, A2 plays REF.
+* PLINK 2 ``.pgen/.pvar/.psam``: through ``pgenlib`` (hard calls and fractional dosages).
+* VCF/BCF with ``DS`` or ``GT``: through ``cyvcf2``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ehrfast.genomics.bed import BedFile, unpack_bed
+
+
+class GenotypeError(ValueError):
+    """Unusable genotype input; the message names the file and the problem."""
+
+
+@dataclass
+class VariantTable:
+    chrom: np.ndarray  # object [n] (no "chr" prefix)
+    pos: np.ndarray  # int64 [n]
+    id: np.ndarray  # object [n]
+    ref: np.ndarray  # object [n]
+    alt: np.ndarray  # object [n] (the allele whose dosage is read)
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
+def _strip_chr(values) -> np.ndarray:
+    return np.array([v[3:] if v.lower().startswith("chr") else v for v in values], dtype=object)
+
+
+class GenotypeSource:
+    kind = "abstract"
+    path: str
+    sample_ids: np.ndarray
+    variants: VariantTable
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_ids)
+
+    def dosages(self, idx: np.ndarray) -> np.ndarray:
+        """ALT dosages of variants ``idx`` (ascending): float64 [len(idx), n_samples], NaN missing."""
+        raise NotImplementedError
+
+
+class BedSource(GenotypeSource):
+    kind = "bed"
+
+    def __init__(self, prefix: str | os.PathLike):
+        self.bed = BedFile(prefix)
+        self.path = str(prefix)
+        self.sample_ids = self.bed.sample_ids
+        v = self.bed.variants
+        self.variants = VariantTable(
+            _strip_chr([x.chrom for x in v]), np.array([x.pos for x in v], np.int64), np.array([x.id for x in v], dtype=object),
+            np.array([x.a2.upper() for x in v], dtype=object), np.array([x.a1.upper() for x in v], dtype=object),
+        )
+
+    def packed(self, idx: np.ndarray) -> np.ndarray:
+        """Raw 2-bit codes of variants ``idx``: uint8 [len(idx), ceil(n/4)] (memory-mapped reads)."""
+        return np.ascontiguousarray(self.bed._packed[np.asarray(idx, np.int64)])
+
+    def dosages(self, idx: np.ndarray) -> np.ndarray:
+        g = unpack_bed(self.packed(idx), self.n_samples).astype(np.float64)
+        g[g < 0] = np.nan
+        return g
+
+
+class PgenSource(GenotypeSource):
+    kind = "pgen"
+
+    def __init__(self, prefix: str | os.PathLike):
+        try:
+            import pgenlib
+        except ImportError:
+            raise GenotypeError("reading .pgen needs the 'pgenlib' package: pip install pgenlib") from None
+        prefix = str(prefix)
+        for ext in (".pgen", ".pvar", ".psam"):
+            if not os.path.exists(prefix + ext):
+                raise GenotypeError(f"PLINK 2 fileset {prefix}: missing {prefix + ext}")
+        self.path = prefix
+        self.sample_ids = _read_psam(prefix + ".psam")
+        self.variants = _read_pvar(prefix + ".pvar")
+        try:
+            self.reader = pgenlib.PgenReader(prefix.encode() + b".pgen", raw_sample_ct=len(self.sample_ids))
+        except RuntimeError as exc:
+            raise GenotypeError(f"{prefix}.pgen: {exc}") from None
+        if self.reader.get_variant_ct() != len(self.variants):
+            raise GenotypeError(f"{prefix}.pgen has {self.reader.get_variant_ct()} variants but the .pvar lists {len(self.variants)}")
+
+    def dosages(self, idx: np.ndarray) -> np.ndarray:
+        out = np.empty((len(idx), self.n_samples), np.float64)
+        if len(idx):
+            self.reader.read_dosages_list(np.asarray(idx, np.uint32), out)
+        out[out < 0] = np.nan  # pgenlib marks missing as -9
+        return out
+
+
+def _read_psam(path: str) -> np.ndarray:
+    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise GenotypeError(f"{path}: empty sample file")
+    head = lines[0].lstrip("#").split()
+    if lines[0].startswith("#") and "IID" in head:
+        j = head.index("IID")
+        return np.array([ln.split()[j] for ln in lines[1:]], dtype=object)
+    return np.array([ln.split()[1] for ln in lines], dtype=object)  # .fam-style: FID IID ...
+
+
+def _read_pvar(path: str) -> VariantTable:
+    rows = [ln.split("\t") for ln in Path(path).read_text().splitlines() if ln and not ln.startswith("##")]
+    if not rows or not rows[0][0].startswith("#CHROM"):
+        raise GenotypeError(f"{path}: expected a '#CHROM POS ID REF ALT' header line")
+    head = [h.lstrip("#") for h in rows[0]]
+    try:
+        c, p, i, r, a = (head.index(k) for k in ("CHROM", "POS", "ID", "REF", "ALT"))
+    except ValueError:
+        raise GenotypeError(f"{path}: header {head} lacks one of CHROM POS ID REF ALT") from None
+    body = rows[1:]
+    return VariantTable(_strip_chr([x[c] for x in body]), np.array([int(x[p]) for x in body], np.int64),
+                        np.array([x[i] for x in body], dtype=object), np.array([x[r].upper() for x in body], dtype=object),
+                        np.array([x[a].upper() for x in body], dtype=object))
+
+
+class VcfSource(GenotypeSource):
+    kind = "vcf"
+
+    def __init__(self, path: str | os.PathLike, field: str = "auto"):
+        try:
+            import cyvcf2
+        except ImportError:
+            raise GenotypeError("reading VCF/BCF needs the 'cyvcf2' package: pip install cyvcf2") from None
+        self.path = str(path)
+        vcf = cyvcf2.VCF(self.path)
+        self.sample_ids = np.array(vcf.samples, dtype=object)
+        formats = {h["ID"] for h in vcf.header_iter() if h["HeaderType"] == "FORMAT"}
+        self.field = ("DS" if "DS" in formats else "GT") if field == "auto" else field
+        if self.field not in formats:
+            raise GenotypeError(f"{self.path}: FORMAT/{self.field} not declared in the header")
+        chrom, pos, ids, ref, alt, values = [], [], [], [], [], []
+        for v in vcf:  # one pass: VCFs here are test-sized; big cohorts should use .pgen/.bed
+            chrom.append(v.CHROM)
+            pos.append(v.POS)
+            ids.append(v.ID or f"{v.CHROM}:{v.POS}:{v.REF}:{','.join(v.ALT)}")
+            ref.append(v.REF.upper())
+            alt.append(",".join(v.ALT).upper())
+            if self.field == "DS":
+                ds = v.format("DS")
+                values.append(np.full(len(self.sample_ids), np.nan) if ds is None else ds[:, 0].astype(np.float64))
+            else:
+                gt = v.gt_types.astype(np.float64)  # 0 hom-ref, 1 het, 2 unknown, 3 hom-alt
+                values.append(np.select([gt == 0, gt == 1, gt == 3], [0.0, 1.0, 2.0], np.nan))
+        self.variants = VariantTable(_strip_chr(chrom), np.array(pos, np.int64), np.array(ids, dtype=object),
+                                     np.array(ref, dtype=object), np.array(alt, dtype=object))
+        self._values = np.array(values).reshape(len(pos), len(self.sample_ids))
+        self._values[self._values < -1e30] = np.nan  # cyvcf2 marks missing floats as -inf-like sentinels
+
+    def dosages(self, idx: np.ndarray) -> np.ndarray:
+        return self._values[np.asarray(idx, np.int64)]
+
+
+def open_genotypes(path: str | os.PathLike) -> GenotypeSource:
+    """Opens ``path``: a PLINK prefix (``x`` for x.bed or x.pgen, or the file itself) or a VCF/BCF."""
+    p = str(path)
+    for ext in (".bed", ".bim", ".fam", ".pgen", ".pvar", ".psam"):
+        if p.endswith(ext):
+            prefix = p[: -len(ext)]
+            return BedSource(prefix) if ext in (".bed", ".bim", ".fam") else PgenSource(prefix)
+    if p.endswith((".vcf", ".vcf.gz", ".bcf")):
+        return VcfSource(p)
+    if os.path.exists(p + ".pgen"):
+        return PgenSource(p)
+    if os.path.exists(p + ".bed"):
+        return BedSource(p)
+    raise GenotypeError(f"{p}: no .bed/.pgen fileset or VCF/BCF file found")

@@ -1,0 +1,213 @@
+"""Score files: PGS Catalog scoring files (format 2.0 headers, older column layouts,
+harmonized ``hm_*`` columns, pgscatalog "normalised" files) and plink2-style weight tables
+(``ID``, ``effect_allele``, one column per trait), gzip or not."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+class ScoreFileError(ValueError):
+    """A score file that cannot be used; the message names the file, line and column."""
+
+
+@dataclass
+class ScoreFile:
+    """Score rows: one variant per row, one weight column per trait.
+
+    ``chrom``/``pos`` are None for files keyed by variant ID only; ``other_allele`` entries are
+    "" when unknown. ``weights`` [n_rows, n_traits] float64.
+    """
+
+    path: str
+    traits: list[str]
+    ids: list[str]
+    chrom: list[str] | None
+    pos: np.ndarray | None
+    effect_allele: list[str]
+    other_allele: list[str]
+    weights: np.ndarray
+    header: dict[str, str] = field(default_factory=dict)
+    weight_type: str = "NR"
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.effect_allele)
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _norm_chrom(c: str) -> str:
+    c = c.strip()
+    return c[3:] if c.lower().startswith("chr") else c
+
+
+def _header(path: Path) -> tuple[dict[str, str], int, list[str]]:
+    """(``#key=value`` header entries, number of lines before the column line, column names)."""
+    header: dict[str, str] = {}
+    with _open_text(path) as fh:
+        for n, line in enumerate(fh):
+            if line.startswith("#"):
+                if "=" in line and not line.startswith("##"):
+                    key, value = line[1:].split("=", 1)
+                    header[key.strip()] = value.strip()
+            elif line.strip():
+                return header, n, line.rstrip("\r\n").split("\t")
+    raise ScoreFileError(f"{path}: no column header line")
+
+
+def _table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozenset()) -> dict:
+    """The body as columns, parsed by pyarrow's multithreaded CSV reader: ``numeric`` columns
+    as float64 (falling back to strings so a bad value can be located), the rest as strings."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    def read(types):
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=skip + 1, column_names=columns, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        )
+
+    strings = {c: pa.string() for c in columns}
+    try:
+        try:
+            t = read({**strings, **{c: pa.float64() for c in numeric}})
+        except pa.ArrowInvalid:
+            t = read(strings)  # a weight does not parse: read as text; _weights names the line
+    except pa.ArrowInvalid as exc:
+        raise ScoreFileError(f"{path}: {exc}") from None
+    return {c: t.column(c) for c in columns}
+
+
+def read_score_file(path: str | os.PathLike) -> ScoreFile:
+    """Reads one score file; traits are named by ``pgs_id`` (PGS Catalog), the ``accession``
+    column (normalised files) or the weight column names (plink2-style tables)."""
+    path = Path(path)
+    if not path.exists():
+        raise ScoreFileError(f"{path}: no such score file")
+    header, body_start, columns = _header(path)
+    if len(set(columns)) != len(columns):
+        raise ScoreFileError(f"{path}: duplicate column names in {columns}")
+    is_pgs = any(c in columns for c in ("effect_weight", "chr_position", "hm_pos", "rsID"))
+    skip = {"ID", "effect_allele", "A1", "other_allele", "A2", "CHR", "POS", "chr_name", "chr_position"}
+    numeric = {"effect_weight"} if is_pgs else {c for c in columns if c not in skip}
+    col = _table(path, body_start, columns, numeric)
+    if "effect_weight" in col or "chr_position" in col or "hm_pos" in col or "rsID" in col:
+        sf = _pgs_catalog(path, header, col, body_start)
+    elif "ID" in col and ("effect_allele" in col or "A1" in col):
+        sf = _plink_table(path, col, columns, body_start)
+    else:
+        raise ScoreFileError(f"{path}: unrecognised columns {columns}; expected a PGS Catalog file or ID/effect_allele/weight columns")
+    _check_alleles(sf, body_start)
+    return sf
+
+
+def _weights(path: Path, values, column: str, body_start: int) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.type == pa.float64():
+        w = values.to_numpy()
+    else:
+        try:
+            w = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            strings = values.to_pylist()
+            bad = next(i for i, v in enumerate(strings) if not _is_float(v))
+            raise ScoreFileError(f"{path}: line {body_start + 2 + bad}: column '{column}' has non-numeric weight {strings[bad]!r}") from None
+    if not np.isfinite(w).all():
+        bad = int(np.flatnonzero(~np.isfinite(w))[0])
+        raise ScoreFileError(f"{path}: line {body_start + 2 + bad}: column '{column}' has weight {values[bad]!r} (NaN/inf)")
+    return w
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _strings(col: dict, name: str, upper: bool = False) -> list[str] | None:
+    if name not in col:
+        return None
+    import pyarrow.compute as pc
+
+    return (pc.utf8_upper(col[name]) if upper else col[name]).to_pylist()
+
+
+def _pgs_catalog(path: Path, header: dict, col: dict, body_start: int) -> ScoreFile:
+    if "effect_allele" not in col:
+        raise ScoreFileError(f"{path}: missing column 'effect_allele'")
+    weight_col = "effect_weight" if "effect_weight" in col else None
+    if weight_col is None:
+        raise ScoreFileError(f"{path}: missing column 'effect_weight'")
+    # Harmonized positions win when present and filled in (pgsc_calc does the same).
+    use_hm = "hm_chr" in col and "hm_pos" in col and any(_strings(col, "hm_pos"))
+    chrom_col, pos_col = ("hm_chr", "hm_pos") if use_hm else ("chr_name", "chr_position")
+    n = len(col["effect_allele"])
+    chrom = pos = None
+    if chrom_col in col and pos_col in col:
+        chrom = [_norm_chrom(c) for c in _strings(col, chrom_col)]
+        positions = _strings(col, pos_col)
+        try:
+            pos = np.array([int(p) if p else -1 for p in positions], np.int64)
+        except ValueError:
+            bad = next(i for i, p in enumerate(positions) if p and not p.isdigit())
+            raise ScoreFileError(f"{path}: line {body_start + 2 + bad}: column '{pos_col}' is not an integer: {positions[bad]!r}") from None
+    ids = _strings(col, "rsID") or _strings(col, "hm_rsID") or _strings(col, "ID") or [""] * n
+    if chrom is None and not any(ids):
+        raise ScoreFileError(f"{path}: needs chr_name/chr_position (or hm_chr/hm_pos) or rsID columns to match variants")
+    other = _strings(col, "other_allele", upper=True) or _strings(col, "hm_inferOtherAllele", upper=True) or [""] * n
+    accession = _strings(col, "accession")
+    trait = header.get("pgs_id") or (accession[0] if accession else None) or path.name.split(".")[0]
+    weight_types = _strings(col, "weight_type")
+    weight_type = header.get("weight_type") or (weight_types[0] if weight_types else "NR")
+    return ScoreFile(str(path), [trait], list(ids), chrom, pos, _strings(col, "effect_allele", upper=True), other,
+                     _weights(path, col[weight_col], weight_col, body_start)[:, None], header, weight_type)
+
+
+def _plink_table(path: Path, col: dict, columns: list[str], body_start: int) -> ScoreFile:
+    ea_col = "effect_allele" if "effect_allele" in col else "A1"
+    skip = {"ID", ea_col, "other_allele", "A2", "CHR", "POS", "chr_name", "chr_position"}
+    traits = [c for c in columns if c not in skip]
+    if not traits:
+        raise ScoreFileError(f"{path}: no weight columns besides {sorted(skip & set(columns))}")
+    weights = np.column_stack([_weights(path, col[t], t, body_start) for t in traits])
+    ids = _strings(col, "ID")
+    other = _strings(col, "other_allele", upper=True) or _strings(col, "A2", upper=True) or [""] * len(ids)
+    return ScoreFile(str(path), traits, ids, None, None, _strings(col, ea_col, upper=True), other, weights)
+
+
+def _check_alleles(sf: ScoreFile, body_start: int) -> None:
+    # Non-DNA alleles (PGS Catalog uses e.g. P/N for HLA presence, I/D for indels) are legal in
+    # score files; they simply never match a genotype allele. An empty one is an error.
+    if "" in set(sf.effect_allele):
+        i = sf.effect_allele.index("")
+        raise ScoreFileError(f"{sf.path}: line {body_start + 2 + i}: empty effect allele")
+
+
+def read_score_files(paths) -> list[ScoreFile]:
+    """Reads several score files; duplicate trait names across files are an error."""
+    files = [read_score_file(p) for p in paths]
+    seen: dict[str, str] = {}
+    for f in files:
+        for t in f.traits:
+            if t in seen:
+                raise ScoreFileError(f"trait {t!r} appears in both {seen[t]} and {f.path}; trait names must be unique")
+            seen[t] = f.path
+    return files
