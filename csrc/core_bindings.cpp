@@ -307,16 +307,22 @@ void check_rows(const Int32Array& rows, std::size_t limit, const char* name) {
                                         " is out of range (" + std::to_string(limit) + ")");
 }
 
+// Number of traits of a CSR offset array over `n_pairs` pairs (validated).
+py::ssize_t checked_trait_count(const Int64Array& trait_off, py::ssize_t n_pairs) {
+    const py::ssize_t n_traits = trait_off.shape(0) - 1;
+    if (n_traits < 0 || trait_off.data()[0] != 0 || trait_off.data()[n_traits] != n_pairs)
+        throw std::invalid_argument("trait_off must run from 0 to the number of pairs");
+    for (py::ssize_t t = 0; t < n_traits; ++t)
+        if (trait_off.data()[t + 1] < trait_off.data()[t]) throw std::invalid_argument("trait_off must be non-decreasing");
+    return n_traits;
+}
+
 // scores [n_traits, n_samples] += sparse pairs (see prs/score.hpp).
 void score_sparse(const UInt8Array& packed, std::size_t n_samples, const Float64Array& lut, const Int64Array& trait_off,
                   const Int32Array& row, const Int32Array& lut_row, const Float64Array& weight, py::array scores) {
     const prs::PackedGenotypes g = packed_view(packed, n_samples);
     if (lut.ndim() != 2 || lut.shape(1) != 4) throw std::invalid_argument("lut must be [n_tables, 4]");
-    const py::ssize_t n_traits = trait_off.shape(0) - 1;
-    if (n_traits < 0 || trait_off.data()[0] != 0 || trait_off.data()[n_traits] != row.shape(0))
-        throw std::invalid_argument("trait_off must run from 0 to the number of pairs");
-    for (py::ssize_t t = 0; t < n_traits; ++t)
-        if (trait_off.data()[t + 1] < trait_off.data()[t]) throw std::invalid_argument("trait_off must be non-decreasing");
+    const py::ssize_t n_traits = checked_trait_count(trait_off, row.shape(0));
     require_len(lut_row, row.shape(0), "lut_row");
     require_len(weight, row.shape(0), "weight");
     check_rows(row, g.n_variants, "row");
@@ -353,11 +359,7 @@ void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const
     const auto n_rows = static_cast<std::size_t>(dosages.shape(0));
     const auto n_samples = static_cast<std::size_t>(dosages.shape(1));
     require_len(p_alt, dosages.shape(0), "p_alt");
-    const py::ssize_t n_traits = trait_off.shape(0) - 1;
-    if (n_traits < 0 || trait_off.data()[0] != 0 || trait_off.data()[n_traits] != row.shape(0))
-        throw std::invalid_argument("trait_off must run from 0 to the number of pairs");
-    for (py::ssize_t t = 0; t < n_traits; ++t)
-        if (trait_off.data()[t + 1] < trait_off.data()[t]) throw std::invalid_argument("trait_off must be non-decreasing");
+    const py::ssize_t n_traits = checked_trait_count(trait_off, row.shape(0));
     require_len(effect_is_alt, row.shape(0), "effect_is_alt");
     require_len(weight, row.shape(0), "weight");
     check_rows(row, n_rows, "row");

@@ -1,9 +1,10 @@
 """The end-to-end pipeline behind ``ehrfast demo``: named stages, each writing into its own
 folder of the run directory, skipped on rerun when its output is complete.
 
-Stages present in this version: ``synth`` (cohort) and ``validate`` (MEDS check). The PRS,
-tokenize, train, score, evaluate and report stages join this list as they land; a stage is
-only listed once it does its real work.
+Stages present in this version: ``synth`` (cohort), ``validate`` (MEDS check), ``prs`` (the
+real scorer over the cohort's genotypes and score files) and ``tokenize`` (TokenizedDatasets
+per split). The train, score, evaluate and report stages join this list as they land; a stage
+is only listed once it does its real work.
 """
 
 from __future__ import annotations
@@ -69,11 +70,39 @@ def _validate_stage() -> Stage:
     return Stage("validate", "validation", run)
 
 
+def _prs_stage() -> Stage:
+    def run(run_dir: Path, out: Path) -> dict:
+        from dataclasses import asdict
+
+        from ehrfast.genomics.prs import compute_prs
+
+        cohort = run_dir / "cohort"
+        scores = sorted((cohort / "genomics" / "scores").glob("*.txt"))
+        s = compute_prs(cohort / "genomics" / "genotypes", scores, out / "PRS.parquet", meds_dir=cohort, overwrite=True)
+        print(f"  PRS: {len(s.traits)} traits x {s.n_samples:,} samples ({len(s.dropped_traits)} traits below the match threshold)")
+        return asdict(s)
+
+    return Stage("prs", "prs", run)
+
+
+def _tokenize_stage() -> Stage:
+    def run(run_dir: Path, out: Path) -> dict:
+        from dataclasses import asdict
+
+        from ehrfast.tokenize import tokenize_dataset
+
+        s = tokenize_dataset(run_dir / "cohort", out, overwrite=True)
+        print(f"  tokens: vocabulary {s.vocab_size}; " + ", ".join(f"{k} {v['tokens']:,}" for k, v in s.splits.items()))
+        return asdict(s)
+
+    return Stage("tokenize", "tokens", run)
+
+
 def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force: bool = False) -> dict[str, dict]:
     """Runs every available stage on a fresh synthetic cohort; returns each stage's summary."""
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    stages = [_synth_stage(n_subjects, seed), _validate_stage()]
+    stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage()]
     results = {}
     upstream_ran = False  # a rerun stage invalidates everything after it
     for i, stage in enumerate(stages, start=1):

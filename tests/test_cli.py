@@ -54,8 +54,10 @@ def test_demo_runs_and_resumes(tmp_path):
     assert "demo finished" in first.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["synth"]["n_subjects"] == 150 and results["validate"]["n_subjects"] == 150
+    assert len(results["prs"]["traits"]) > 100 and (out / "prs" / "PRS.parquet").exists()
+    assert results["tokenize"]["splits"]["train"]["subjects"] > 0 and (out / "tokens" / "train" / "tokens.npy").exists()
     second = run("demo", "--out", str(out), "--subjects", "150")
-    assert second.stdout.count("skipping") == 2
+    assert second.stdout.count("skipping") == 4
 
 
 def test_prs_and_tokenize_commands(tmp_path):

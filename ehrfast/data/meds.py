@@ -126,6 +126,21 @@ def check_shard_order(path: str | os.PathLike, subject_id: np.ndarray, time_us: 
         )
 
 
+def shard_core_columns(path, table: pa.Table, static_time: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(subject_id int64, time µs int64 with ``static_time`` for null, null mask) of a shard
+    table, after checking the non-nullable columns and the sort order."""
+    for col in ("subject_id", "code"):
+        if table.column(col).null_count:
+            row = int(np.argmax(table.column(col).is_null().to_numpy(zero_copy_only=False)))
+            raise MedsValidationError(f"{path}: row {row}: column '{col}' is null")
+    sid = table.column("subject_id").to_numpy()
+    time_col = table.column("time").cast(pa.int64())
+    null = time_col.is_null().to_numpy(zero_copy_only=False)
+    time = time_col.fill_null(static_time).to_numpy()
+    check_shard_order(path, sid, time, null)
+    return sid, time, null
+
+
 def validate_meds_dataset(root: str | os.PathLike) -> MedsSummary:
     """Validates a whole MEDS dataset: schemas, nulls, sort order, subjects in one shard only,
     metadata files, and that every code and subject is listed in the metadata.
@@ -144,15 +159,7 @@ def validate_meds_dataset(root: str | os.PathLike) -> MedsSummary:
             pf = pq.ParquetFile(f)
             validate_shard_schema(f, pf.schema_arrow)
             t = pf.read(columns=["subject_id", "time", "code"])
-            for col in ("subject_id", "code"):
-                if t.column(col).null_count:
-                    row = int(np.argmax(t.column(col).is_null().to_numpy(zero_copy_only=False)))
-                    raise MedsValidationError(f"{f}: row {row}: column '{col}' is null")
-            sid = t.column("subject_id").to_numpy()
-            time_col = t.column("time").cast(pa.int64())
-            null = time_col.is_null().to_numpy(zero_copy_only=False)
-            tus = time_col.fill_null(0).to_numpy()
-            check_shard_order(f, sid, tus, null)
+            sid, _, _ = shard_core_columns(f, t)
             uniq = np.unique(sid)
             for s in uniq[np.isin(uniq, np.fromiter(seen_subjects, dtype=np.int64, count=len(seen_subjects)))]:
                 raise MedsValidationError(f"{f}: subject {s} also appears in {seen_subjects[int(s)]}; a subject must live in one shard")

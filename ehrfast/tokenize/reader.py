@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ehrfast.data.meds import MedsValidationError, check_shard_order, validate_shard_schema
+from ehrfast.data.meds import MedsValidationError, shard_core_columns, validate_shard_schema
 
 STATIC_TIME = np.iinfo(np.int64).min  # null time in the int64 µs arrays
 
@@ -43,15 +43,7 @@ def read_shard(path: str | Path) -> ShardRows:
     validate_shard_schema(path, pf.schema_arrow)
     cols = ["subject_id", "time", "code"] + (["numeric_value"] if "numeric_value" in pf.schema_arrow.names else [])
     table = pq.read_table(path, columns=cols, read_dictionary=["code"])
-    for col in ("subject_id", "code"):
-        if table.column(col).null_count:
-            row = int(np.argmax(table.column(col).is_null().to_numpy(zero_copy_only=False)))
-            raise MedsValidationError(f"{path}: row {row}: column '{col}' is null")
-    sid = table.column("subject_id").to_numpy()
-    time_col = table.column("time").cast(pa.int64())
-    null = time_col.is_null().to_numpy(zero_copy_only=False)
-    time = time_col.fill_null(STATIC_TIME).to_numpy()
-    check_shard_order(path, sid, time, null)
+    sid, time, _ = shard_core_columns(path, table, STATIC_TIME)
     code = table.column("code")
     if not pa.types.is_dictionary(code.type):  # e.g. large_string read plainly
         code = pc.dictionary_encode(code)
