@@ -95,8 +95,9 @@ def _cmd_prs(args: argparse.Namespace) -> int:
         clip_sd=args.clip,
         raw=args.raw,
     )
+    genotype_options = {"ref_first": False} if args.bgen_ref_last else None
     s = compute_prs(args.genotypes, args.scores, args.out, options, backend=args.backend, sample_map=args.sample_map,
-                    meds_dir=args.meds, overwrite=args.overwrite, progress=not args.quiet)
+                    meds_dir=args.meds, genotype_options=genotype_options, overwrite=args.overwrite, progress=not args.quiet)
     print(f"PRS for {len(s.traits)} traits x {s.n_samples:,} samples ({s.n_subjects_mapped:,} mapped to subjects) -> {s.out_path} in {s.seconds:.1f} s [{s.backend}]")
     if s.dropped_traits:
         print(f"  dropped (match rate below the minimum): {', '.join(s.dropped_traits)}")
@@ -184,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tokenize)
 
     p = sub.add_parser("prs", help="polygenic risk scores: match score files to genotypes and score every trait")
-    p.add_argument("--genotypes", required=True, help="PLINK prefix (.bed or .pgen) or VCF/BCF")
+    p.add_argument("--genotypes", required=True, help="PLINK prefix (.bed or .pgen), VCF/BCF, or BGEN")
+    p.add_argument("--bgen-ref-last", action="store_true", help="BGEN stores ALT first (plink2 'ref-last'); default: REF first")
     p.add_argument("--scores", nargs="+", required=True, help="PGS Catalog scoring files or ID/effect_allele/weight tables")
     p.add_argument("--out", required=True, help="output parquet (prs_meta.json is written beside it)")
     p.add_argument("--max-variants", type=int, default=1500, help="per trait, by |weight| after matching (0 = all)")

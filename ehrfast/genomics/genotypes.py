@@ -5,6 +5,7 @@ of chosen variants in blocks (float64, NaN = missing).
   allele A1 plays ALT, A2 plays REF.
 * PLINK 2 ``.pgen/.pvar/.psam``: through ``pgenlib`` (hard calls and fractional dosages).
 * VCF/BCF with ``DS`` or ``GT``: through ``cyvcf2``.
+* BGEN (unphased diploid biallelic): through ``cbgen``.
 """
 
 from __future__ import annotations
@@ -169,9 +170,79 @@ class VcfSource(GenotypeSource):
         return self._values[np.asarray(idx, np.int64)]
 
 
-def open_genotypes(path: str | os.PathLike) -> GenotypeSource:
-    """Opens ``path``: a PLINK prefix (``x`` for x.bed or x.pgen, or the file itself) or a VCF/BCF."""
+class BgenSource(GenotypeSource):
+    """BGEN (v1.1–1.3, diploid biallelic) through ``cbgen``. BGEN does not say which allele is
+    REF: ``ref_first=True`` (the usual convention, plink2's ``ref-first``) reads the first
+    allele as REF, ``False`` the second (``ref-last``)."""
+
+    kind = "bgen"
+
+    def __init__(self, path: str | os.PathLike, sample_file: str | os.PathLike | None = None, ref_first: bool = True):
+        try:
+            import cbgen
+        except ImportError:
+            raise GenotypeError("reading BGEN needs the 'cbgen' package: pip install cbgen") from None
+        import tempfile
+
+        self.path = str(path)
+        if not os.path.exists(self.path):
+            raise GenotypeError(f"{self.path}: no such BGEN file")
+        self._tmp = tempfile.TemporaryDirectory(prefix="ehrfast-bgen-")
+        metafile = os.path.join(self._tmp.name, "index.metafile")
+        self._bgen = cbgen.bgen_file(self.path)
+        self._bgen.create_metafile(metafile, verbose=False)
+        self.sample_ids = self._samples(sample_file)
+        chrom, pos, ids, a1, a2, self._offsets = [], [], [], [], [], []
+        with cbgen.bgen_metafile(metafile) as meta:
+            for k in range(meta.npartitions):
+                v = meta.read_partition(k).variants
+                for c, p, rs, vid, alleles, off, nal in zip(v.chromosome, v.position, v.rsid, v.id, v.allele_ids, v.offset, v.nalleles):
+                    first, _, second = alleles.decode().partition(",")
+                    chrom.append(c.decode())
+                    pos.append(int(p))
+                    ids.append(rs.decode() or vid.decode())
+                    a1.append(first.upper())
+                    a2.append(second.upper() if nal == 2 else ",".join(alleles.decode().upper().split(",")[1:]))
+                    self._offsets.append(int(off))
+        ref, alt = (a1, a2) if ref_first else (a2, a1)
+        self.ref_first = ref_first
+        self.variants = VariantTable(_strip_chr(chrom), np.array(pos, np.int64), np.array(ids, dtype=object),
+                                     np.array(ref, dtype=object), np.array(alt, dtype=object))
+
+    def _samples(self, sample_file) -> np.ndarray:
+        if sample_file is None and os.path.exists(self.path[: -len(".bgen")] + ".sample"):
+            sample_file = self.path[: -len(".bgen")] + ".sample"
+        if sample_file is not None:
+            lines = [ln.split() for ln in Path(sample_file).read_text().splitlines() if ln.strip()]
+            ids = [r[1] for r in lines[2:]]  # header line, type line, then ID_1 ID_2 ...
+        elif self._bgen.contain_samples:
+            ids = [s.decode() if isinstance(s, bytes) else str(s) for s in self._bgen.read_samples()]
+        else:
+            ids = [f"sample_{i}" for i in range(self._bgen.nsamples)]
+        if len(ids) != self._bgen.nsamples:
+            raise GenotypeError(f"{sample_file}: {len(ids)} samples listed, the BGEN holds {self._bgen.nsamples}")
+        return np.array(ids, dtype=object)
+
+    def dosages(self, idx: np.ndarray) -> np.ndarray:
+        out = np.empty((len(idx), self.n_samples))
+        for k, v in enumerate(np.asarray(idx, np.int64)):
+            g = self._bgen.read_genotype(self._offsets[v])
+            prob = np.asarray(g.probability, np.float64)
+            if prob.shape[1] != 3 or g.phased:
+                raise GenotypeError(f"{self.path}: variant {self.variants.id[v]} is not unphased diploid biallelic")
+            # dosage of the second allele: P(het) + 2 P(hom second)
+            second = prob[:, 1] + 2 * prob[:, 2]
+            out[k] = second if self.ref_first else 2.0 - second
+            out[k, np.asarray(g.missing, bool)] = np.nan
+        return out
+
+
+def open_genotypes(path: str | os.PathLike, **options) -> GenotypeSource:
+    """Opens ``path``: a PLINK prefix (``x`` for x.bed or x.pgen, or the file itself), a VCF/BCF
+    or a BGEN file (``options`` go to its reader, e.g. ``ref_first=False``)."""
     p = str(path)
+    if p.endswith(".bgen"):
+        return BgenSource(p, **options)
     for ext in (".bed", ".bim", ".fam", ".pgen", ".pvar", ".psam"):
         if p.endswith(ext):
             prefix = p[: -len(ext)]

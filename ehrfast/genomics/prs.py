@@ -102,12 +102,14 @@ def compute_prs(
     backend: str | None = None,
     sample_map: str | os.PathLike | None = None,
     meds_dir: str | os.PathLike | None = None,
+    genotype_options: dict | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PRSSummary:
     """Matches every score file to the genotypes, scores all traits at once and writes the
     PRS matrix. With ``meds_dir``, sample ids must reach MEDS subjects and the standardization
-    is fitted on the MEDS training split; otherwise on all samples."""
+    is fitted on the MEDS training split; otherwise on all samples. ``genotype_options`` go to
+    the genotype reader (e.g. ``{"ref_first": False}`` for a BGEN storing ALT first)."""
     from ehrfast._backend import resolve_backend
 
     t0 = time.perf_counter()
@@ -116,7 +118,7 @@ def compute_prs(
     meta_path = out_path.with_name(out_path.stem + "_meta.json") if out_path.stem != "PRS" else out_path.with_name("prs_meta.json")
     if not overwrite and (out_path.exists() or meta_path.exists()):
         raise FileExistsError(f"{out_path} already exists (pass overwrite=True / --overwrite to replace it)")
-    source = open_genotypes(genotypes)
+    source = open_genotypes(genotypes, **(genotype_options or {}))
     files = read_score_files(score_files)
     matches, dropped = [], []
     for sf in files:

@@ -145,3 +145,14 @@ def test_vcf_hard_calls_match_bed(ref):
     assert m.report["matched"] >= 880
     result = score_traits(vcf, [m], plink2_columns=True)
     assert np.isfinite(result.sums).all() and result.sums.std() > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("run,model", [("g1k_missing_meanimp", ScoreModel()), ("g1k_missing_nomeanimp", ScoreModel(mean_impute=False))])
+def test_bgen_with_30_percent_missing(ref, backend, run, model):
+    pytest.importorskip("cbgen")
+    # the BGEN stores ALT first; plink2 imported it with 'ref-last'
+    src = open_genotypes(ref / "inputs/1000g/missing.bgen", ref_first=False)
+    (m,) = match_score_file(read_score_file(ref / "inputs/1000g/PGS001229_hmPOS_GRCh38.txt.gz"), src.variants, MatchOptions(min_overlap=0))
+    assert m.report["matched"] == 885
+    check_run(score_traits(src, [m], model, backend=backend, plink2_columns=True), ref / "plink2" / f"{run}.sscore", ["PGS001229"])
