@@ -1,0 +1,73 @@
+"""GPT configuration: one dataclass, named presets, and conversion from a Hugging Face GPT2Config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+MODALITIES = ("none", "cross", "prefix")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    block_size: int = 256
+    dropout: float = 0.0
+    modality: str = "none"  # "none" | "cross" (cross-attention to soft tokens) | "prefix" (soft tokens prepended)
+    n_prs_traits: int = 0
+    n_soft_tokens: int = 10
+    prs_hidden: int = 256
+    layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if min(self.vocab_size, self.n_layer, self.n_head, self.n_embd, self.block_size) < 1:
+            raise ValueError("vocab_size, n_layer, n_head, n_embd and block_size must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int, **overrides) -> GPTConfig:
+        """``paper`` (960 wide, 12 layers, 8 heads, 2048 window, 10 soft tokens, 4096 hidden),
+        ``demo`` (a small model that trains on 2 CPU cores in minutes) or ``tiny`` (tests)."""
+        presets = {
+            "paper": dict(n_layer=12, n_head=8, n_embd=960, block_size=2048, n_soft_tokens=10, prs_hidden=4096),
+            "demo": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, n_soft_tokens=4, prs_hidden=256),
+            "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=64, n_soft_tokens=2, prs_hidden=32),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+        return replace(cls(vocab_size=vocab_size, **presets[name]), **overrides)
+
+    @classmethod
+    def from_hf(cls, hf_config, **overrides) -> GPTConfig:
+        """From a ``transformers.GPT2Config`` (``add_cross_attention`` → modality "cross")."""
+        if getattr(hf_config, "activation_function", "gelu_new") != "gelu_new":
+            raise ValueError(f"only GPT-2's gelu_new activation is supported, got {hf_config.activation_function!r}")
+        fields = dict(
+            vocab_size=hf_config.vocab_size,
+            n_layer=hf_config.n_layer,
+            n_head=hf_config.n_head,
+            n_embd=hf_config.n_embd,
+            block_size=hf_config.n_positions,
+            dropout=0.0,
+            modality="cross" if getattr(hf_config, "add_cross_attention", False) else "none",
+            layer_norm_epsilon=hf_config.layer_norm_epsilon,
+        )
+        return cls(**{**fields, **overrides})

@@ -1,0 +1,255 @@
+"""A GPT-2-style decoder that reads polygenic risk scores, in plain PyTorch.
+
+Learned positions, pre-LayerNorm blocks, GELU (tanh) MLP, tied LM head — GPT-2's layout, with
+weights stored as GPT-2 stores them ([in, out] "Conv1D" matrices, the same parameter names),
+so Hugging Face ``GPT2LMHeadModel`` state dicts load without reshaping. PRS enter through a
+small encoder that maps the trait vector to ``n_soft_tokens`` soft tokens in (−1, 1), read
+either by a cross-attention sub-layer in every block (``modality="cross"``, GPT-2's
+``add_cross_attention``) or prepended to the token embeddings (``modality="prefix"``).
+
+Shapes: ``idx`` [B, T] int64 token ids; ``prs`` [B, n_prs_traits] float; ``soft_tokens``
+[B, n_soft, n_embd]; logits [B, T, vocab] (prefix positions are not returned).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ehrfast.model.config import GPTConfig
+
+
+class Conv1D(nn.Module):
+    """GPT-2's linear layer: y = x @ weight + bias, weight [in, out]."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(*x.shape[:-1], -1)
+
+
+def _heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """[B, L, C] -> [B, H, L, C/H]."""
+    b, length, c = x.shape
+    return x.view(b, length, n_head, c // n_head).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` [B, 1, T, T] bool (True = may attend) for packed rows; None = plain causal."""
+        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
+        y = F.scaled_dot_product_attention(_heads(q, self.n_head), _heads(k, self.n_head), _heads(v, self.n_head),
+                                           attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0)
+        return self.c_proj(y.transpose(1, 2).reshape(x.shape))
+
+
+class CrossAttention(nn.Module):
+    """Queries from the tokens, keys/values from the soft tokens (GPT-2's crossattention)."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.q_attn = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.c_attn = Conv1D(cfg.n_embd, 2 * cfg.n_embd)
+        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` [B, 1, T, M] bool: which soft tokens each position may read (packed rows)."""
+        q = _heads(self.q_attn(x), self.n_head)
+        k, v = (_heads(t, self.n_head) for t in self.c_attn(memory).split(x.shape[-1], dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.c_proj(y.transpose(1, 2).reshape(x.shape))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = Conv1D(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = Conv1D(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.attn = SelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.modality == "cross":
+            self.ln_cross_attn = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+            self.crossattention = CrossAttention(cfg)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, self_mask=None, cross_mask=None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln_1(x), self_mask))
+        if memory is not None:
+            x = x + self.drop(self.crossattention(self.ln_cross_attn(x), memory, cross_mask))
+        return x + self.mlp(self.ln_2(x))
+
+
+class PRSEncoder(nn.Module):
+    """trait vector [B, n_traits] -> soft tokens [B, n_soft, n_embd] in (−1, 1)."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_soft, self.n_embd = cfg.n_soft_tokens, cfg.n_embd
+        self.hidden = nn.Linear(cfg.n_prs_traits, cfg.prs_hidden)
+        self.out = nn.Linear(cfg.prs_hidden, cfg.n_embd * cfg.n_soft_tokens)
+
+    def forward(self, prs: torch.Tensor) -> torch.Tensor:
+        z = self.out(F.gelu(self.hidden(prs)))
+        return (2 * torch.sigmoid(z) - 1).view(prs.shape[0], self.n_soft, self.n_embd)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+                drop=nn.Dropout(cfg.dropout),
+                h=nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
+                ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon),
+            )
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied
+        self.prs_encoder = PRSEncoder(cfg) if cfg.modality != "none" and cfg.n_prs_traits > 0 else None
+        nn.init.normal_(self.transformer.wte.weight, std=0.02)
+        nn.init.normal_(self.transformer.wpe.weight, std=0.01)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def soft_tokens(self, prs: torch.Tensor | None, soft_tokens: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if self.config.modality == "none":
+            if prs is not None or soft_tokens is not None:
+                raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
+            return None
+        if soft_tokens is not None:
+            if soft_tokens.shape[0] != batch or soft_tokens.shape[-1] != self.config.n_embd or soft_tokens.dim() != 3:
+                raise ValueError(f"soft_tokens must be [B={batch}, n_soft, {self.config.n_embd}], got {tuple(soft_tokens.shape)}")
+            return soft_tokens
+        if prs is None:
+            raise ValueError(f"modality {self.config.modality!r} needs prs [B, {self.config.n_prs_traits}] or soft_tokens")
+        if self.prs_encoder is None:
+            raise ValueError("this model has no PRS encoder (n_prs_traits = 0); pass soft_tokens")
+        if prs.shape != (batch, self.config.n_prs_traits):
+            raise ValueError(f"prs must be [B={batch}, {self.config.n_prs_traits}], got {tuple(prs.shape)}")
+        return self.prs_encoder(prs)
+
+    def hidden_states(self, idx: torch.Tensor, prs=None, soft_tokens=None, segment_ids=None) -> torch.Tensor:
+        """Final-LayerNorm outputs [B, T, n_embd] of the token positions."""
+        if segment_ids is not None:
+            return self._packed_hidden_states(idx, prs, soft_tokens, segment_ids)
+        b, t = idx.shape
+        memory = self.soft_tokens(prs, soft_tokens, b)
+        x = self.transformer.wte(idx)
+        n_prefix = 0
+        if self.config.modality == "prefix":
+            n_prefix = memory.shape[1]
+            x = torch.cat([memory.to(x.dtype), x], dim=1)
+            memory = None
+        if x.shape[1] > self.config.block_size:
+            raise ValueError(f"sequence of {x.shape[1]} positions exceeds block_size {self.config.block_size}")
+        pos = torch.arange(x.shape[1], device=idx.device)
+        x = self.transformer.drop(x + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, memory)
+        return self.transformer.ln_f(x)[:, n_prefix:]
+
+    def _packed_hidden_states(self, idx, prs, soft_tokens, segment_ids) -> torch.Tensor:
+        """Packed rows: several subjects per row. ``segment_ids`` [B, T] int64, non-decreasing
+        along each row, numbering the subjects 0..S-1; ``prs`` [B, S, n_traits] or
+        ``soft_tokens`` [B, S, n_soft, n_embd] give each subject its own soft tokens.
+        Self-attention is block-diagonal causal and positions restart at every subject, so no
+        information crosses subjects."""
+        cfg = self.config
+        if cfg.modality == "prefix":
+            raise ValueError("packed rows are supported for modality 'none' and 'cross'; prefix models take one subject per row")
+        b, t = idx.shape
+        if segment_ids.shape != idx.shape:
+            raise ValueError(f"segment_ids must have the shape of idx {tuple(idx.shape)}, got {tuple(segment_ids.shape)}")
+        same = segment_ids[:, :, None] == segment_ids[:, None, :]
+        causal = torch.ones(t, t, dtype=torch.bool, device=idx.device).tril()
+        self_mask = (same & causal)[:, None]
+        starts = torch.cat([torch.ones_like(segment_ids[:, :1], dtype=torch.bool), segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)
+        index = torch.arange(t, device=idx.device).expand(b, t)
+        first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+        pos = index - first  # position within the subject
+        if int(pos.max()) >= cfg.block_size:
+            raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
+        memory = cross_mask = None
+        if cfg.modality == "cross":
+            n_seg = int(segment_ids.max()) + 1
+            if soft_tokens is None:
+                if prs is None or prs.dim() != 3 or prs.shape[:2] != (b, n_seg) or self.prs_encoder is None:
+                    raise ValueError(f"packed cross-attention needs prs [B={b}, S={n_seg}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")
+                soft_tokens = self.prs_encoder(prs.reshape(b * n_seg, -1)).view(b, n_seg, cfg.n_soft_tokens, cfg.n_embd)
+            n_soft = soft_tokens.shape[2]
+            memory = soft_tokens.reshape(b, -1, cfg.n_embd)
+            key_segment = torch.arange(soft_tokens.shape[1], device=idx.device).repeat_interleave(n_soft)
+            cross_mask = (segment_ids[:, :, None] == key_segment[None, None, :])[:, None]
+        elif prs is not None or soft_tokens is not None:
+            raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, memory, self_mask, cross_mask)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, prs: torch.Tensor | None = None, soft_tokens: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, T, vocab] for the token positions (soft-token prefix positions excluded).
+        ``segment_ids`` [B, T] packs several subjects per row (see ``_packed_hidden_states``)."""
+        return self.lm_head(self.hidden_states(idx, prs, soft_tokens, segment_ids))
+
+    def loss(self, idx: torch.Tensor, prs=None, soft_tokens=None, ignore_index: int = 0) -> torch.Tensor:
+        """Next-token cross-entropy over token positions; soft tokens never enter the loss and
+        targets equal to ``ignore_index`` ([PAD]) are skipped."""
+        logits = self(idx[:, :-1], prs, soft_tokens)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1), ignore_index=ignore_index)
+
+    # ---- Hugging Face GPT2LMHeadModel state dicts -------------------------------
+
+    def to_hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """GPT-2 names and layouts (the PRS encoder is not part of GPT-2 and is left out)."""
+        sd = {k: v for k, v in self.state_dict().items() if not k.startswith("prs_encoder.")}
+        sd["lm_head.weight"] = sd["transformer.wte.weight"]
+        return sd
+
+    @classmethod
+    def from_hf_state_dict(cls, state_dict: dict[str, torch.Tensor], config: GPTConfig) -> GPT:
+        model = cls(config)
+        own = model.state_dict()
+        wanted = {k for k in own if not k.startswith("prs_encoder.")}
+        given = {k: v for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        missing = sorted(wanted - set(given))
+        unexpected = sorted(set(given) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"state dict does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        for k, v in given.items():
+            if own[k].shape != v.shape:
+                raise ValueError(f"{k}: shape {tuple(v.shape)} in the state dict, {tuple(own[k].shape)} in the model")
+        model.load_state_dict(given, strict=False)
+        return model

@@ -1,0 +1,105 @@
+"""GPT decoder: Hugging Face GPT-2 state-dict equivalence, PRS modalities, prefix loss masking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ehrfast.model import GPT, GPTConfig
+
+transformers = pytest.importorskip("transformers")
+
+
+def _hf(cross: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(vocab_size=61, n_positions=48, n_embd=40, n_layer=3, n_head=4, add_cross_attention=cross,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # non-trivial LayerNorm parameters and biases
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return cfg, model
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_hf_logits_agree(cross):
+    hf_cfg, hf = _hf(cross)
+    cfg = GPTConfig.from_hf(hf_cfg)
+    ours = GPT.from_hf_state_dict(hf.state_dict(), cfg).eval()
+    idx = torch.randint(0, 61, (3, 20))
+    memory = torch.randn(3, 5, 40) if cross else None
+    with torch.no_grad():
+        expected = hf(input_ids=idx, encoder_hidden_states=memory).logits
+        got = ours(idx, soft_tokens=memory)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    back = ours.to_hf_state_dict()
+    for k, v in hf.state_dict().items():
+        if k in back:
+            torch.testing.assert_close(back[k], v, rtol=0, atol=0)
+
+
+def test_state_dict_mismatch_is_a_clear_error():
+    hf_cfg, hf = _hf(cross=True)
+    with pytest.raises(ValueError, match="unexpected"):
+        GPT.from_hf_state_dict(hf.state_dict(), GPTConfig.from_hf(hf_cfg, modality="none"))
+
+
+def test_prs_modalities_and_prefix_loss():
+    torch.manual_seed(0)
+    for modality in ("cross", "prefix"):
+        cfg = GPTConfig.preset("tiny", vocab_size=30, modality=modality, n_prs_traits=7)
+        model = GPT(cfg).eval()
+        idx = torch.randint(1, 30, (2, 12))
+        prs = torch.randn(2, 7)
+        logits = model(idx, prs=prs)
+        assert logits.shape == (2, 12, 30)
+        soft = model.prs_encoder(prs)
+        assert soft.shape == (2, cfg.n_soft_tokens, cfg.n_embd) and soft.abs().max() < 1
+        torch.testing.assert_close(model(idx, soft_tokens=soft), logits)
+        other = model(idx, prs=prs + 3)
+        assert not torch.allclose(other, logits)  # the PRS reaches the logits
+        # the loss covers token positions only: it equals a manual CE on the returned logits
+        manual = torch.nn.functional.cross_entropy(model(idx[:, :-1], prs=prs).reshape(-1, 30), idx[:, 1:].reshape(-1))
+        torch.testing.assert_close(model.loss(idx, prs=prs), manual)
+    with pytest.raises(ValueError, match="needs prs"):
+        model(idx)
+    with pytest.raises(ValueError, match="prs must be"):
+        model(idx, prs=torch.randn(2, 3))
+
+
+def test_config_validation_and_presets():
+    assert GPTConfig.preset("paper", vocab_size=100).head_dim == 120  # not a power of two
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(vocab_size=10, n_embd=10, n_head=3)
+    with pytest.raises(ValueError, match="modality"):
+        GPTConfig(vocab_size=10, modality="soft")
+    model = GPT(GPTConfig.preset("tiny", vocab_size=10))
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+@pytest.mark.parametrize("modality", ["none", "cross"])
+def test_packed_rows_equal_separate_rows_and_do_not_leak(modality):
+    torch.manual_seed(1)
+    cfg = GPTConfig.preset("tiny", vocab_size=25, modality=modality, n_prs_traits=5 if modality == "cross" else 0)
+    model = GPT(cfg).eval()
+    a, b = torch.randint(1, 25, (1, 7)), torch.randint(1, 25, (1, 9))
+    prs = torch.randn(1, 2, 5) if modality == "cross" else None
+    packed = torch.cat([a, b], dim=1)
+    seg = torch.tensor([[0] * 7 + [1] * 9])
+    with torch.no_grad():
+        out = model(packed, prs=prs, segment_ids=seg)
+        alone_a = model(a, prs=prs[:, 0] if prs is not None else None)
+        alone_b = model(b, prs=prs[:, 1] if prs is not None else None)
+    torch.testing.assert_close(out[:, :7], alone_a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[:, 7:], alone_b, rtol=1e-5, atol=1e-5)
+    # changing subject A's tokens (or PRS) leaves subject B's logits unchanged
+    a2 = torch.randint(1, 25, (1, 7))
+    prs2 = prs.clone() if prs is not None else None
+    if prs2 is not None:
+        prs2[:, 0] += 5
+    with torch.no_grad():
+        changed = model(torch.cat([a2, b], dim=1), prs=prs2, segment_ids=seg)
+    torch.testing.assert_close(changed[:, 7:], out[:, 7:], rtol=0, atol=1e-6)
+    assert not torch.allclose(changed[:, :7], out[:, :7])
