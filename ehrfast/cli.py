@@ -104,6 +104,20 @@ def _cmd_prs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ehrfast.train import TrainConfig, train
+
+    cfg = TrainConfig(preset=args.preset, modality=args.modality, steps=args.steps, batch_size=args.batch_size,
+                      seq_len=args.seq_len, lr=args.lr, seed=args.seed, device=args.device, missing_prs=args.missing_prs,
+                      eval_every=max(1, args.steps // 5))
+    hist = train(args.data, args.out, cfg, prs_path=args.prs, resume=args.resume, progress=not args.quiet)
+    vals = ", ".join(f"step {s}: {v:.3f}" for s, v in hist["val_loss"])
+    print(f"trained {args.preset} ({args.modality}) for {args.steps} steps -> {args.out}/model; validation loss {vals}")
+    if "tokens_per_second" in hist:
+        print(f"  {hist['tokens_per_second']:,.0f} real tokens/s on {args.device}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ehrfast.evaluate import evaluate
 
@@ -206,6 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_prs)
+
+    p = sub.add_parser("train", help="train a GPT on a tokenized dataset (EHR only, or EHR + PRS)")
+    p.add_argument("data", help="tokenize output directory (train/ and tuning/ splits)")
+    p.add_argument("--out", required=True, help="output directory: model/ (checkpoint), last/ (resumable), history.json")
+    p.add_argument("--prs", help="PRS.parquet from `ehrfast prs` (needed for modality cross/prefix)")
+    p.add_argument("--modality", choices=["none", "cross", "prefix"], default="cross")
+    p.add_argument("--preset", choices=["tiny", "demo", "paper"], default="demo")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--missing-prs", choices=["embedding", "exclude"], default="embedding",
+                   help="subjects without PRS: a learned 'missing' vector, or left out of training")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="compare model A with model B: paired bootstrap, meta-analysis, plots, report")
     p.add_argument("predictions", nargs="+", metavar="PRED", help="prediction files in pairs: A B [A B ...] (one pair per task)")

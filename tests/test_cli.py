@@ -70,3 +70,6 @@ def test_prs_and_tokenize_commands(tmp_path):
     assert "traits" in p.stdout and out.exists() and (out.parent / "prs_meta.json").exists()
     t = run("tokenize", str(cohort), str(tmp_path / "tok"), "--quiet")
     assert "train" in t.stdout and (tmp_path / "tok" / "train" / "tokens.npy").exists()
+    m = run("train", str(tmp_path / "tok"), "--prs", str(out), "--preset", "tiny", "--steps", "4", "--batch-size", "2",
+            "--seq-len", "32", "--out", str(tmp_path / "run"), "--quiet")
+    assert "validation loss" in m.stdout and (tmp_path / "run" / "model" / "model.safetensors").exists()

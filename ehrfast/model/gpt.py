@@ -107,15 +107,19 @@ class Block(nn.Module):
 
 
 class PRSEncoder(nn.Module):
-    """trait vector [B, n_traits] -> soft tokens [B, n_soft, n_embd] in (−1, 1)."""
+    """trait vector [B, n_traits] -> soft tokens [B, n_soft, n_embd] in (−1, 1).
+    A row of NaN (a subject without genotypes) is replaced by a learned "missing" vector."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.n_soft, self.n_embd = cfg.n_soft_tokens, cfg.n_embd
         self.hidden = nn.Linear(cfg.n_prs_traits, cfg.prs_hidden)
         self.out = nn.Linear(cfg.prs_hidden, cfg.n_embd * cfg.n_soft_tokens)
+        self.missing = nn.Parameter(torch.zeros(cfg.n_prs_traits))
 
     def forward(self, prs: torch.Tensor) -> torch.Tensor:
+        missing = torch.isnan(prs).all(dim=-1, keepdim=True)
+        prs = torch.where(missing, self.missing.to(prs.dtype).expand_as(prs), torch.nan_to_num(prs))
         z = self.out(F.gelu(self.hidden(prs)))
         return (2 * torch.sigmoid(z) - 1).view(prs.shape[0], self.n_soft, self.n_embd)
 

@@ -1,0 +1,205 @@
+"""The training loop: AdamW, linear warm-up then linear decay, gradient clipping, bf16 autocast
+on CUDA, periodic validation loss, checkpoints that resume to the same next step."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ehrfast.model import GPT, GPTConfig
+from ehrfast.tokenize.dataset import TokenizedDataset
+from ehrfast.train.batches import PAD_ID, Batch, BatchSampler
+from ehrfast.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "demo"
+    modality: str = "cross"  # none | cross | prefix
+    steps: int = 300
+    batch_size: int = 16
+    seq_len: int = 256
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 8
+    seed: int = 0
+    device: str = "cpu"
+    missing_prs: str = "embedding"  # subjects without PRS: learned "missing" vector, or "exclude"
+    pack: bool = True  # several subjects per row (prefix models take one per row)
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (1 - (1 - cfg.min_lr_ratio) * min(frac, 1.0))
+
+
+def prs_rows_for(ds: TokenizedDataset, prs_path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """[n_subjects, n_traits] float32 PRS aligned with the dataset's subjects (NaN rows = none)."""
+    table = pq.read_table(prs_path)
+    traits = [c for c in table.column_names if c not in ("sample_id", "subject_id")]
+    if "subject_id" not in table.column_names or not traits:
+        raise ValueError(f"{prs_path}: needs a subject_id column and at least one trait column")
+    ids = table.column("subject_id").to_pylist()
+    values = np.column_stack([table.column(t).to_numpy(zero_copy_only=False).astype(np.float32) for t in traits])
+    row_of = {s: k for k, s in enumerate(ids) if s is not None}
+    out = np.full((len(ds), len(traits)), np.nan, np.float32)
+    for i, s in enumerate(np.asarray(ds.subject_ids).tolist()):
+        k = row_of.get(s)
+        if k is not None:
+            out[i] = values[k]
+    return out, traits
+
+
+def token_loss(model: GPT, batch: Batch, device, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy; pad targets and targets across a subject boundary are ignored."""
+    idx = batch.idx.to(device)
+    inputs, targets = idx[:, :-1], idx[:, 1:].clone()
+    seg = batch.segment_ids.to(device) if batch.segment_ids is not None else None
+    if seg is not None:
+        targets[seg[:, 1:] != seg[:, :-1]] = PAD_ID
+    prs = batch.prs.to(device) if batch.prs is not None else None
+    if model.config.modality == "none":
+        prs = None
+    if seg is not None:
+        logits = model(inputs, prs=prs, segment_ids=seg[:, :-1])
+    else:
+        logits = model(inputs, prs=prs)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD_ID, reduction=reduction)
+
+
+def _autocast(device):
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def evaluate_loss(model: GPT, sampler: BatchSampler, n_batches: int, device) -> float:
+    model.eval()
+    losses = []
+    with torch.no_grad(), _autocast(device):
+        for _ in range(n_batches):
+            losses.append(float(token_loss(model, sampler.next(), device)))
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
+          prs_path: str | os.PathLike | None = None, resume: bool = False, stop_after: int | None = None,
+          progress: bool = True) -> dict:
+    """Trains a GPT on ``data_dir/train`` (validation on ``data_dir/tuning``) and writes the
+    final checkpoint to ``out_dir/model`` (``out_dir/last`` holds the resumable state; with
+    ``stop_after`` the run pauses there after that many steps, to be continued with
+    ``resume=True``). Returns the training history."""
+    cfg = cfg or TrainConfig()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    train_ds, val_ds = TokenizedDataset(data_dir / "train"), TokenizedDataset(data_dir / "tuning")
+    torch.manual_seed(cfg.seed)
+    prs_train = prs_val = None
+    traits: list[str] = []
+    if cfg.modality != "none":
+        if prs_path is None:
+            raise ValueError(f"modality {cfg.modality!r} needs --prs PRS.parquet")
+        prs_train, traits = prs_rows_for(train_ds, prs_path)
+        prs_val, _ = prs_rows_for(val_ds, prs_path)
+    subjects = None
+    if prs_train is not None and cfg.missing_prs == "exclude":
+        subjects = np.flatnonzero(~np.isnan(prs_train).all(1))
+    pack = cfg.pack and cfg.modality != "prefix"
+    model_cfg = GPTConfig.preset(cfg.preset, vocab_size=len(train_ds.vocab), modality=cfg.modality, n_prs_traits=len(traits))
+    if cfg.seq_len + (model_cfg.n_soft_tokens if cfg.modality == "prefix" else 0) > model_cfg.block_size:
+        raise ValueError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
+    model = GPT(model_cfg).to(cfg.device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed, prs_train, pack, subjects)
+    history: dict = {"train_loss": [], "val_loss": [], "config": asdict(cfg), "model": model_cfg.to_dict(), "traits": traits,
+                     "prs_missing": cfg.missing_prs, "train_subjects": int(len(sampler.subjects))}
+    step = 0
+    state_path = out_dir / "last"
+    if resume and (state_path / "trainer.pt").exists():
+        model = load_checkpoint(state_path, map_location=cfg.device).train()
+        opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                                 {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr)
+        saved = torch.load(state_path / "trainer.pt", weights_only=False)
+        opt.load_state_dict(saved["optimizer"])
+        sampler.set_state(saved["sampler"])
+        torch.set_rng_state(saved["torch_rng"])
+        step, history = saved["step"], saved["history"]
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress)
+    t0, tokens = time.perf_counter(), 0
+    while step < cfg.steps and (stop_after is None or step < stop_after):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        batch = sampler.next()
+        with _autocast(cfg.device):
+            loss = token_loss(model, batch, cfg.device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        tokens += batch.n_real_tokens
+        value = float(loss.detach())
+        history["train_loss"].append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            val = BatchSampler(val_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1, prs_val, pack)
+            history["val_loss"].append((step, evaluate_loss(model, val, cfg.eval_batches, cfg.device)))
+            _save_state(model, opt, sampler, step, history, state_path, data_dir)
+    bar.close()
+    if step < cfg.steps:  # paused: the resumable state is all there is to write
+        _save_state(model, opt, sampler, step, history, state_path, data_dir)
+        return history
+    history["tokens_per_second"] = tokens / max(time.perf_counter() - t0, 1e-9)
+    save_checkpoint(model, out_dir / "model", tokenizer_dir=data_dir, extra={"step": step, "traits": traits}, overwrite=True)
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    return history
+
+
+def _save_state(model, opt, sampler, step, history, path: Path, data_dir: Path) -> None:
+    save_checkpoint(model, path, tokenizer_dir=data_dir, extra={"step": step}, overwrite=True)
+    torch.save({"optimizer": opt.state_dict(), "sampler": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step,
+                "history": history}, path / "trainer.pt")
+
+
+def per_subject_loss(model: GPT, ds: TokenizedDataset, prs_rows: np.ndarray | None = None, max_tokens: int | None = None,
+                     device="cpu") -> np.ndarray:
+    """Mean next-token loss of each subject's timeline (the last ``max_tokens`` tokens, default the
+    model window): [n_subjects] float64, for the paired tests of the evaluation."""
+    model.eval()
+    window = max_tokens or model.config.block_size - (model.config.n_soft_tokens if model.config.modality == "prefix" else 0)
+    out = np.full(len(ds), np.nan)
+    with torch.no_grad():
+        for i in range(len(ds)):
+            tokens, _ = ds.timeline(i)
+            tokens = tokens[-(window + 1):]
+            if len(tokens) < 2:
+                continue
+            idx = torch.from_numpy(tokens.astype(np.int64))[None].to(device)
+            prs = None
+            if model.config.modality != "none" and prs_rows is not None:
+                prs = torch.from_numpy(prs_rows[i : i + 1]).to(device)
+            logits = model(idx[:, :-1], prs=prs)
+            out[i] = float(F.cross_entropy(logits[0].float(), idx[0, 1:]))
+    return out
+
+
+__all__ = ["TrainConfig", "learning_rate", "per_subject_loss", "train"]

@@ -1,0 +1,71 @@
+"""Training loop on CPU: loss goes down, resume gives the same next steps, per-subject loss."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ehrfast.genomics.prs import compute_prs
+from ehrfast.tokenize import TokenizedDataset, tokenize_dataset
+from ehrfast.train import TrainConfig, load_checkpoint, per_subject_loss, train
+from ehrfast.train.loop import learning_rate, prs_rows_for
+
+
+@pytest.fixture(scope="module")
+def prepared(small_cohort, tmp_path_factory):
+    root, _, _ = small_cohort
+    base = tmp_path_factory.mktemp("train")
+    tokenize_dataset(root, base / "tokens", progress=False)
+    scores = sorted((root / "genomics" / "scores").glob("SYN_[A-Z]*.txt"))[:6]
+    compute_prs(root / "genomics" / "genotypes", scores, base / "prs" / "PRS.parquet", meds_dir=root, progress=False)
+    return base
+
+
+def _cfg(**kw):
+    return TrainConfig(**{**dict(preset="tiny", modality="cross", steps=6, batch_size=4, seq_len=48, lr=3e-3, warmup_steps=2,
+                                 eval_every=3, eval_batches=2, seed=3), **kw})
+
+
+def test_schedule():
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert learning_rate(0, cfg) == pytest.approx(0.1) and learning_rate(9, cfg) == pytest.approx(1.0)
+    assert learning_rate(100, cfg) == pytest.approx(0.1) and learning_rate(55, cfg) == pytest.approx(0.55)
+
+
+def test_resume_gives_the_same_run(prepared, tmp_path):
+    data, prs = prepared / "tokens", prepared / "prs" / "PRS.parquet"
+    train(data, tmp_path / "a", _cfg(), prs_path=prs, progress=False)
+    train(data, tmp_path / "b", _cfg(), prs_path=prs, stop_after=3, progress=False)
+    assert not (tmp_path / "b" / "model").exists()
+    train(data, tmp_path / "b", _cfg(), prs_path=prs, resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "a" / "model"), load_checkpoint(tmp_path / "b" / "model")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
+    ha = json.loads((tmp_path / "a" / "history.json").read_text())
+    hb = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert ha["train_loss"] == hb["train_loss"]
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_training_lowers_validation_loss(prepared, tmp_path, modality):
+    hist = train(prepared / "tokens", tmp_path / modality, _cfg(modality=modality, steps=40, eval_every=20, eval_batches=4),
+                 prs_path=prepared / "prs" / "PRS.parquet", progress=False)
+    (s1, first), (s2, last) = hist["val_loss"][0], hist["val_loss"][-1]
+    assert s2 > s1 and last < first
+    assert hist["train_loss"][-1] < np.log(len(TokenizedDataset(prepared / "tokens" / "train").vocab))
+
+
+def test_per_subject_loss_and_prs_join(prepared, tmp_path):
+    train(prepared / "tokens", tmp_path / "m", _cfg(steps=2, eval_every=2), prs_path=prepared / "prs" / "PRS.parquet", progress=False)
+    model = load_checkpoint(tmp_path / "m" / "model")
+    ds = TokenizedDataset(prepared / "tokens" / "held_out")
+    rows, traits = prs_rows_for(ds, prepared / "prs" / "PRS.parquet")
+    assert rows.shape == (len(ds), 6) and len(traits) == 6
+    assert np.isnan(rows).all(1).sum() < len(ds)  # most subjects have genotypes
+    loss = per_subject_loss(model, ds, rows, max_tokens=32)
+    assert loss.shape == (len(ds),) and np.isfinite(loss).all() and (loss > 0).all()
+    with pytest.raises(ValueError, match="needs --prs"):
+        train(prepared / "tokens", tmp_path / "x", _cfg(), progress=False)
