@@ -118,6 +118,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_label(args: argparse.Namespace) -> int:
+    from ehrfast.infer.labels import make_labels
+    from ehrfast.infer.task import Task
+
+    task = Task.load(args.task)
+    counts = make_labels(args.meds_dir, task, args.out, tuple(args.splits) if args.splits else None)
+    print(f"labels for {task.name} -> {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from ehrfast.infer.score import score_cohort
+    from ehrfast.infer.task import Task
+
+    task = Task.load(args.task)
+    s = score_cohort(args.checkpoint, args.data, args.labels, task, args.out, meds_dir=args.meds, prs_path=args.prs, seed=args.seed,
+                     device=args.device, strict_copy=args.strict, progress=not args.quiet)
+    print(f"scored {s['subjects']:,} subjects for {s['task']} ({s['targets_matched']} target tokens) -> {args.out} in {s['seconds']:.1f} s; "
+          f"{s['tokens_generated']:,} tokens generated")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ehrfast.evaluate import evaluate
 
@@ -238,6 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("label", help="incidence labels (MEDS label schema) for a task, without ACES")
+    p.add_argument("meds_dir")
+    p.add_argument("--task", required=True, help="task YAML/JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--splits", nargs="+", help="only these splits (default: all)")
+    p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("score", help="zero-shot risk by sampling futures (path probabilities + Monte-Carlo)")
+    p.add_argument("checkpoint", help="checkpoint directory (e.g. RUN/model)")
+    p.add_argument("data", help="one split of a tokenize output (e.g. TOKENS/held_out)")
+    p.add_argument("labels", help="label parquet (subject_id, prediction_time, boolean_value)")
+    p.add_argument("--task", required=True, help="task YAML/JSON")
+    p.add_argument("--out", required=True, help="predictions parquet")
+    p.add_argument("--meds", help="MEDS dataset (for code descriptions in task patterns)")
+    p.add_argument("--prs", help="PRS.parquet for PRS models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--strict", action="store_true", help="also write a copy with only meds-evaluation's columns")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("evaluate", help="compare model A with model B: paired bootstrap, meta-analysis, plots, report")
     p.add_argument("predictions", nargs="+", metavar="PRED", help="prediction files in pairs: A B [A B ...] (one pair per task)")

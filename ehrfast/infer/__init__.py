@@ -1,0 +1,6 @@
+"""Zero-shot risk: tasks, the trajectory sampler (torch reference / CPU path), path probabilities."""
+
+from ehrfast.infer.sampler import SamplingResult, sample_trajectories, sampling_step, wilson_interval
+from ehrfast.infer.task import Task
+
+__all__ = ["SamplingResult", "Task", "sample_trajectories", "sampling_step", "wilson_interval"]

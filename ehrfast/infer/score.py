@@ -1,0 +1,94 @@
+"""``ehrfast score``: zero-shot risk for every (subject, prediction time) of a label file, by
+sampling futures from a trained model (torch reference engine; the GPU engine lands with the
+sampler issue). Writes predictions in the MEDS label schema plus ehrfast's columns."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from ehrfast.infer.sampler import risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.task import Task, code_descriptions
+from ehrfast.io import atomic_output
+from ehrfast.tokenize.dataset import TokenizedDataset
+from ehrfast.train.checkpoint import load_checkpoint
+from ehrfast.train.loop import prs_rows_for
+
+STRICT_COLUMNS = ("subject_id", "prediction_time", "boolean_value", "predicted_boolean_value", "predicted_boolean_probability")
+
+
+def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, labels_path: str | os.PathLike, task: Task,
+                 out_path: str | os.PathLike, *, meds_dir: str | os.PathLike | None = None, prs_path: str | os.PathLike | None = None,
+                 seed: int = 0, device: str = "cpu", model_name: str | None = None, strict_copy: bool = False,
+                 progress: bool = True) -> dict:
+    """``data_dir`` is one split's TokenizedDataset. Returns a summary (targets matched, counts, time)."""
+    t0 = time.perf_counter()
+    model = load_checkpoint(checkpoint, map_location=device)
+    ds = TokenizedDataset(data_dir)
+    if len(ds.vocab) != model.config.vocab_size:
+        raise ValueError(f"{data_dir} has {len(ds.vocab)} tokens but the model {checkpoint} expects {model.config.vocab_size}")
+    labels = pq.read_table(labels_path)
+    for col in ("subject_id", "prediction_time", "boolean_value"):
+        if col not in labels.column_names:
+            raise ValueError(f"{labels_path}: missing column '{col}'")
+    descriptions = code_descriptions(meds_dir) if meds_dir else {}
+    targets = task.target_token_ids(ds.vocab, descriptions)
+    if not len(targets):
+        raise ValueError(f"task {task.name!r}: no vocabulary token matches its target patterns")
+    stops = [ds.vocab.id(t) for t in task.stop_tokens if t in ds.vocab]
+    window = model.config.block_size - (model.config.n_soft_tokens if model.config.modality == "prefix" else 0)
+    context_len = max(window - min(task.max_new_tokens, window // 2), 1)
+    sids = labels.column("subject_id").to_numpy()
+    pts = labels.column("prediction_time").cast(pa.int64()).to_numpy()
+    in_split = set(np.asarray(ds.subject_ids).tolist())
+    keep = np.array([s in in_split for s in sids.tolist()], bool)
+    if not keep.any():
+        raise ValueError(f"none of the {len(sids)} labelled subjects of {labels_path} is in {data_dir}")
+    sids, pts = sids[keep], pts[keep]
+    contexts = [ds.context(int(s), int(p), max_tokens=context_len)[0] for s, p in zip(sids, pts)]
+    prs = None
+    if model.config.modality != "none":
+        if prs_path is None:
+            raise ValueError(f"the model reads PRS ({model.config.modality}); pass prs_path / --prs")
+        rows, _ = prs_rows_for(ds, prs_path)
+        prs = np.stack([rows[ds.row(int(s))] for s in sids])
+
+    def forward(idx, prs=None):
+        return model(idx, prs=prs) if prs is not None else model(idx)
+
+    bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress)
+    res = sample_trajectories(forward, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
+                              n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
+                              top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=sids,
+                              prs=prs, window=window, device=device, progress=bar.update)
+    bar.close()
+    lo, hi = wilson_interval(res.sample_hit.sum(1), task.n_samples)
+    prob = res.path_probability.astype(np.float32)
+    table = pa.table({
+        "subject_id": pa.array(sids, pa.int64()),
+        "prediction_time": pa.array(pts.astype(np.int64), pa.int64()).cast(pa.timestamp("us")),
+        "boolean_value": labels.column("boolean_value").filter(pa.array(keep)),
+        "predicted_boolean_value": pa.array(prob >= 0.5),
+        "predicted_boolean_probability": pa.array(prob),
+        "path_probability": pa.array(res.path_probability.astype(np.float32)),
+        "mc_frequency": pa.array(res.mc_frequency.astype(np.float32)),
+        "n_samples": pa.array(np.full(len(sids), task.n_samples, np.int32)),
+        "ci_low": pa.array(lo.astype(np.float32)),
+        "ci_high": pa.array(hi.astype(np.float32)),
+        "risk_level": pa.array(risk_level(res.path_probability).astype(np.int8)),
+        "tokens_generated": pa.array(res.tokens_generated),
+        "model": pa.array([model_name or Path(checkpoint).name] * len(sids)),
+    })
+    with atomic_output(out_path) as tmp:
+        pq.write_table(table, tmp)
+    if strict_copy:
+        with atomic_output(Path(out_path).with_name(Path(out_path).stem + "_strict.parquet")) as tmp:
+            pq.write_table(table.select(list(STRICT_COLUMNS)), tmp)
+    return {"task": task.name, "targets_matched": int(len(targets)), "subjects": int(len(sids)), "labelled_not_in_split": int((~keep).sum()),
+            "tokens_generated": int(res.tokens_generated.sum()), "seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,96 @@
+"""Sampler exactness with a Markov-chain test double whose hitting probability is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ehrfast.infer.rng import uniforms
+from ehrfast.infer.sampler import nucleus, risk_level, sample_trajectories, sampling_step, wilson_interval
+
+TICK1, TICK3, EVENT, TARGET, STOP, OTHER = range(6)
+DURATIONS = np.array([1.0, 3.0, 0.0, 0.0, 0.0, 0.0])
+
+
+class MarkovChain:
+    """Model interface: logits of the next token depend on the last token only."""
+
+    def __init__(self, transition: np.ndarray):
+        self.log_p = torch.log(torch.as_tensor(transition, dtype=torch.float64))
+
+    def __call__(self, idx, prs=None):
+        return self.log_p[idx]
+
+
+def chain(seed=0):
+    rng = np.random.default_rng(seed)
+    m = rng.dirichlet(np.ones(6), size=6)
+    m[:, TARGET] *= 0.15  # a rare target
+    m[:, STOP] *= 0.2
+    return m / m.sum(1, keepdims=True)
+
+
+def exact_hit_probability(m, start, horizon, max_steps):
+    """P(a target is drawn before the horizon and within max_steps), by dynamic programming."""
+    horizon = int(horizon)
+    g = np.zeros((max_steps + 1, horizon, 6))  # g[r, e, s]
+    for r in range(1, max_steps + 1):
+        for e in range(horizon):
+            for s in range(6):
+                total = m[s, TARGET]
+                for j in (TICK1, TICK3, EVENT, OTHER):
+                    e2 = e + int(DURATIONS[j])
+                    if e2 < horizon:
+                        total += m[s, j] * g[r - 1, e2, j]
+                g[r, e, s] = total
+    return g[max_steps, 0, start]
+
+
+@pytest.mark.parametrize("seed,horizon", [(0, 10), (1, 25)])
+def test_estimators_match_exact_probability(seed, horizon):
+    m = chain(seed)
+    truth = exact_hit_probability(m, EVENT, horizon, 60)
+    contexts = [np.array([EVENT])] * 25
+    res = sample_trajectories(MarkovChain(m), contexts, np.array([TARGET]), DURATIONS, horizon_us=horizon, n_samples=160,
+                              max_new_tokens=60, stop_ids=[STOP], seed=seed)
+    hits, paths = res.sample_hit.ravel(), res.sample_path_probability.ravel()
+    n = hits.size
+    assert abs(hits.mean() - truth) < 4 * np.sqrt(truth * (1 - truth) / n)
+    assert abs(paths.mean() - truth) < 4 * paths.std() / np.sqrt(n) + 1e-12
+    assert paths.var() < hits.var()  # the path estimator has lower variance
+    assert 0 < truth < 1
+
+
+def test_top_p_never_samples_outside_the_nucleus():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 30, dtype=torch.float64)
+    kept = nucleus(torch.softmax(logits, -1), 0.7) > 0
+    target = torch.zeros(30, dtype=torch.bool)
+    target[[3, 11]] = True
+    for step in range(30):
+        u1 = torch.as_tensor(uniforms(5, np.arange(64), 0, step, 0))
+        u2 = torch.as_tensor(uniforms(5, np.arange(64), 0, step, 1))
+        token, p_target, hit, _ = sampling_step(logits, u1, u2, target, top_p=0.7)
+        assert kept[torch.arange(64), token].all() and not target[token].any()
+        expected = (nucleus(torch.softmax(logits, -1), 0.7) * target).sum(-1)
+        torch.testing.assert_close(p_target, expected)
+
+
+def test_same_seed_same_output_regardless_of_batch():
+    m = chain(2)
+    model = MarkovChain(m)
+    kw = dict(horizon_us=15, n_samples=8, max_new_tokens=40, stop_ids=[STOP], seed=9)
+    many = sample_trajectories(model, [np.array([EVENT]), np.array([TICK1]), np.array([OTHER])], np.array([TARGET]), DURATIONS,
+                               subject_keys=[10, 11, 12], **kw)
+    one = sample_trajectories(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
+    np.testing.assert_array_equal(many.sample_path_probability[1], one.sample_path_probability[0])
+    np.testing.assert_array_equal(many.sample_hit[1], one.sample_hit[0])
+    again = sample_trajectories(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
+    np.testing.assert_array_equal(again.sample_path_probability, one.sample_path_probability)
+
+
+def test_wilson_and_risk_levels():
+    lo, hi = wilson_interval(np.array([0, 5, 10]), 10)
+    assert lo[0] == 0 and hi[2] == pytest.approx(1) and lo[1] < 0.5 < hi[1]
+    assert risk_level(np.array([0.01, 0.07, 0.15, 0.3, 0.9])).tolist() == [1, 2, 3, 4, 5]

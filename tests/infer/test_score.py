@@ -1,0 +1,65 @@
+"""Labels and zero-shot scoring on the synthetic cohort with a small CPU model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from ehrfast.genomics.prs import compute_prs
+from ehrfast.infer.labels import make_labels
+from ehrfast.infer.score import score_cohort
+from ehrfast.infer.task import Task
+from ehrfast.tokenize import tokenize_dataset
+from ehrfast.train import TrainConfig, train
+
+T2D = Task(name="t2d_10y", target_all_of=("type 2 diabetes",), horizon_years=10, max_new_tokens=24, n_samples=4)
+
+
+def test_task_matching_and_loading(tmp_path):
+    assert T2D.matches("DIAGNOSIS//ICD//10//E119", "Type 2 diabetes mellitus without complications")
+    assert not T2D.matches("DIAGNOSIS//ICD//10//E109", "Type 1 diabetes mellitus without complications")
+    (tmp_path / "t.json").write_text(json.dumps({"target_regex": "E11", "horizon_years": 5}))
+    t = Task.load(tmp_path / "t.json")
+    assert t.name == "t" and t.target_regex == ("E11",)
+    (tmp_path / "t.yaml").write_text("name: cad\ntarget_all_of: [coronary]\nn_samples: 3\n")
+    assert Task.load(tmp_path / "t.yaml").n_samples == 3
+    with pytest.raises(ValueError, match="target"):
+        Task(name="x")
+
+
+def test_labels_score_end_to_end(small_cohort, tmp_path):
+    root, _, _ = small_cohort
+    counts = make_labels(root, T2D, tmp_path / "labels.parquet")
+    labels = pq.read_table(tmp_path / "labels.parquet")
+    assert counts["positive"] > 10 and counts["negative"] > 100 and counts["excluded_prior_target"] > 0
+    assert labels.column_names == ["subject_id", "prediction_time", "boolean_value"]
+    # labels agree with the generator's ground truth onsets
+    truth = pq.read_table(root / "ground_truth" / "subjects.parquet").to_pandas().set_index("subject_id")
+    lab = labels.to_pandas()
+    onset = truth.loc[lab.subject_id, "onset_T2D"].to_numpy()
+    assert (lab.boolean_value.to_numpy() <= (onset == onset)).all()  # positives have a true onset
+
+    tokenize_dataset(root, tmp_path / "tok", progress=False)
+    scores = sorted((root / "genomics" / "scores").glob("SYN_[A-Z]*.txt"))[:6]
+    compute_prs(root / "genomics" / "genotypes", scores, tmp_path / "prs" / "PRS.parquet", meds_dir=root, progress=False)
+    train(tmp_path / "tok", tmp_path / "run", TrainConfig(preset="tiny", steps=4, batch_size=2, seq_len=32, eval_every=4, eval_batches=1),
+          prs_path=tmp_path / "prs" / "PRS.parquet", progress=False)
+    summary = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
+                           tmp_path / "pred.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", strict_copy=True, progress=False)
+    pred = pq.read_table(tmp_path / "pred.parquet").to_pandas()
+    assert summary["targets_matched"] == 4 and len(pred) == summary["subjects"] > 0
+    assert pred.predicted_boolean_probability.between(0, 1).all() and (pred.ci_low <= pred.mc_frequency).all()
+    assert set(pred.risk_level) <= {1, 2, 3, 4, 5} and (pred.n_samples == 4).all()
+    strict = pq.read_table(tmp_path / "pred_strict.parquet")
+    assert strict.column_names == ["subject_id", "prediction_time", "boolean_value", "predicted_boolean_value", "predicted_boolean_probability"]
+    again = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
+                         tmp_path / "pred2.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", progress=False)
+    assert again["subjects"] == summary["subjects"]
+    np.testing.assert_array_equal(pq.read_table(tmp_path / "pred2.parquet").column("path_probability").to_numpy(),
+                                  pred.path_probability.to_numpy())  # same seed, same output
+    with pytest.raises(ValueError, match="no vocabulary token"):
+        score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet",
+                     Task(name="none", target_regex=("NO_SUCH_CODE",)), tmp_path / "x.parquet", progress=False)
