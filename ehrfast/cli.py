@@ -180,7 +180,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ehrfast.pipeline import run_demo
 
-    run_demo(args.out, n_subjects=args.subjects, seed=args.seed, force=args.force)
+    run_demo(args.out, n_subjects=args.subjects, seed=args.seed, force=args.force, train_steps=args.train_steps)
     return 0
 
 
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=5_000, help="cohort size (default 5,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun stages that already finished")
+    p.add_argument("--train-steps", type=int, help="training steps per model (default 300)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -50,14 +50,16 @@ def test_validate_error_is_one_clear_line(tmp_path):
 
 def test_demo_runs_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    first = run("demo", "--out", str(out), "--subjects", "150")
+    first = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
     assert "demo finished" in first.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["synth"]["n_subjects"] == 150 and results["validate"]["n_subjects"] == 150
     assert len(results["prs"]["traits"]) > 100 and (out / "prs" / "PRS.parquet").exists()
     assert results["tokenize"]["splits"]["train"]["subjects"] > 0 and (out / "tokens" / "train" / "tokens.npy").exists()
-    second = run("demo", "--out", str(out), "--subjects", "150")
-    assert second.stdout.count("skipping") == 4
+    assert {"auroc_ehr", "auroc_prs", "p_value"} <= set(results["evaluate"])
+    assert (out / "evaluation" / "report.html").exists() and (out / "models" / "prs" / "model" / "model.safetensors").exists()
+    second = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
+    assert second.stdout.count("skipping") == 10
 
 
 def test_prs_and_tokenize_commands(tmp_path):
