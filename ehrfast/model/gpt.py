@@ -206,11 +206,15 @@ class GPT(nn.Module):
             raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
         memory = cross_mask = None
         if cfg.modality == "cross":
-            n_seg = int(segment_ids.max()) + 1
+            # S may exceed the segments present (a row's last subject can be cut to its target token)
+            needed = int(segment_ids.max()) + 1
             if soft_tokens is None:
-                if prs is None or prs.dim() != 3 or prs.shape[:2] != (b, n_seg) or self.prs_encoder is None:
-                    raise ValueError(f"packed cross-attention needs prs [B={b}, S={n_seg}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")
+                if prs is None or prs.dim() != 3 or prs.shape[0] != b or prs.shape[1] < needed or self.prs_encoder is None:
+                    raise ValueError(f"packed cross-attention needs prs [B={b}, S>={needed}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")
+                n_seg = prs.shape[1]
                 soft_tokens = self.prs_encoder(prs.reshape(b * n_seg, -1)).view(b, n_seg, cfg.n_soft_tokens, cfg.n_embd)
+            elif soft_tokens.dim() != 4 or soft_tokens.shape[0] != b or soft_tokens.shape[1] < needed:
+                raise ValueError(f"packed soft_tokens must be [B={b}, S>={needed}, n_soft, n_embd], got {tuple(soft_tokens.shape)}")
             n_soft = soft_tokens.shape[2]
             memory = soft_tokens.reshape(b, -1, cfg.n_embd)
             key_segment = torch.arange(soft_tokens.shape[1], device=idx.device).repeat_interleave(n_soft)

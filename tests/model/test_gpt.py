@@ -103,3 +103,19 @@ def test_packed_rows_equal_separate_rows_and_do_not_leak(modality):
         changed = model(torch.cat([a2, b], dim=1), prs=prs2, segment_ids=seg)
     torch.testing.assert_close(changed[:, 7:], out[:, 7:], rtol=0, atol=1e-6)
     assert not torch.allclose(changed[:, :7], out[:, :7])
+
+
+def test_packed_prs_may_cover_more_subjects_than_the_inputs_show():
+    # a row's last subject can be reduced to the final (target-only) token: inputs then hold one
+    # segment fewer than the PRS tensor; that must work, not raise
+    cfg = GPTConfig.preset("tiny", vocab_size=25, modality="cross", n_prs_traits=5)
+    model = GPT(cfg).eval()
+    idx = torch.randint(1, 25, (2, 10))
+    seg = torch.zeros(2, 10, dtype=torch.long)
+    prs = torch.randn(2, 2, 5)
+    with torch.no_grad():
+        out = model(idx, prs=prs, segment_ids=seg)
+        alone = model(idx, prs=prs[:, 0])
+    torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="S>=2"):
+        model(idx, prs=prs[:, :1], segment_ids=torch.ones(2, 10, dtype=torch.long))
