@@ -4,7 +4,7 @@ folder of the run directory, skipped on rerun when its output is complete.
 Stages: ``synth`` (cohort), ``validate`` (MEDS check), ``prs`` (the real scorer over the
 cohort's genotypes and score files), ``tokenize`` (TokenizedDatasets per split), ``label``
 (10-year T2D incidence from record start), ``train_ehr`` / ``train_prs`` (EHR-only and
-EHR+PRS cross-attention models), ``score_ehr`` / ``score_prs`` (zero-shot path probabilities on
+EHR+PRS cross-attention models, 1,200 steps each by default), ``score_ehr`` / ``score_prs`` (zero-shot path probabilities on
 the held-out split, CPU reference sampler) and ``evaluate`` (paired bootstrap report). On CPU
 the models are small and briefly trained: the demo shows the pipeline, not the paper's
 effect sizes (that needs the GPU engine and longer training).
@@ -164,7 +164,7 @@ def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force:
     """Runs every available stage on a fresh synthetic cohort; returns each stage's summary."""
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    steps = train_steps if train_steps is not None else 300
+    steps = train_steps if train_steps is not None else 1200
     stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage(), _label_stage(),
               _train_stage("train_ehr", "none", steps, seed), _train_stage("train_prs", "cross", steps, seed),
               _score_stage("score_ehr", "ehr", seed), _score_stage("score_prs", "prs", seed), _evaluate_stage(seed)]
