@@ -130,14 +130,19 @@ def read_bim(path: str | os.PathLike) -> list[Variant]:
     return out
 
 
+def missing_files(prefix: str, extensions) -> list[str]:
+    """The files ``prefix + ext`` of a fileset that do not exist."""
+    return [prefix + ext for ext in extensions if not os.path.exists(prefix + ext)]
+
+
 class BedFile:
     """A memory-mapped SNP-major .bed with its .bim/.fam; decodes variant blocks on demand."""
 
     def __init__(self, prefix: str | os.PathLike):
         prefix = str(prefix)
-        for ext in (".bed", ".bim", ".fam"):
-            if not os.path.exists(prefix + ext):
-                raise FileNotFoundError(f"PLINK fileset {prefix}: missing {prefix + ext}")
+        missing = missing_files(prefix, (".bed", ".bim", ".fam"))
+        if missing:
+            raise FileNotFoundError(f"PLINK fileset {prefix}: missing {missing[0]}")
         self.prefix = prefix
         self.sample_ids = read_fam(prefix + ".fam")
         self.variants = read_bim(prefix + ".bim")

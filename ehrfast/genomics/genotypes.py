@@ -10,13 +10,14 @@ of chosen variants in blocks (float64, NaN = missing).
 
 from __future__ import annotations
 
+import abc
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ehrfast.genomics.bed import BedFile, unpack_bed
+from ehrfast.genomics.bed import BedFile, missing_files, unpack_bed
 
 
 class GenotypeError(ValueError):
@@ -39,7 +40,7 @@ def _strip_chr(values) -> np.ndarray:
     return np.array([v[3:] if v.lower().startswith("chr") else v for v in values], dtype=object)
 
 
-class GenotypeSource:
+class GenotypeSource(abc.ABC):
     kind = "abstract"
     path: str
     sample_ids: np.ndarray
@@ -49,9 +50,9 @@ class GenotypeSource:
     def n_samples(self) -> int:
         return len(self.sample_ids)
 
+    @abc.abstractmethod
     def dosages(self, idx: np.ndarray) -> np.ndarray:
         """ALT dosages of variants ``idx`` (ascending): float64 [len(idx), n_samples], NaN missing."""
-        raise NotImplementedError
 
 
 class BedSource(GenotypeSource):
@@ -86,9 +87,9 @@ class PgenSource(GenotypeSource):
         except ImportError:
             raise GenotypeError("reading .pgen needs the 'pgenlib' package: pip install pgenlib") from None
         prefix = str(prefix)
-        for ext in (".pgen", ".pvar", ".psam"):
-            if not os.path.exists(prefix + ext):
-                raise GenotypeError(f"PLINK 2 fileset {prefix}: missing {prefix + ext}")
+        missing = missing_files(prefix, (".pgen", ".pvar", ".psam"))
+        if missing:
+            raise GenotypeError(f"PLINK 2 fileset {prefix}: missing {missing[0]}")
         self.path = prefix
         self.sample_ids = _read_psam(prefix + ".psam")
         self.variants = _read_pvar(prefix + ".pvar")

@@ -26,11 +26,6 @@ def complement(allele: str) -> str:
     return allele.translate(COMPLEMENT)
 
 
-def is_ambiguous(a: str, b: str) -> bool:
-    """A/T or C/G: the pair reads the same on both strands."""
-    return len(a) == 1 and len(b) == 1 and complement(a) == b
-
-
 @dataclass
 class MatchOptions:
     keep_ambiguous: bool = False

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ehrfast.tokenize.reader import STATIC_TIME
+from ehrfast.tokenize.reference import US_PER_YEAR, age_digits
 from ehrfast.tokenize.vocab import Vocabulary
 
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
-US_PER_YEAR = 365.25 * 86400.0 * 1e6
 
 
 class TokenizedDataset:
@@ -89,9 +89,5 @@ class TokenizedDataset:
         return np.r_[np.array(head, np.int32), body_t].astype(np.int32), np.r_[head_t, body_s].astype(np.int64)
 
     def _age_tokens(self, t_us: int, birth_us: int) -> list[int]:
-        k = int(self.config.get("n_quantiles", 10))
-        age = min(max((t_us - birth_us) / US_PER_YEAR, 0.0), 99.0)
-        tens = min(9, int(np.floor(age / 10)), k - 1)
-        units = min(9, int(np.floor(np.fmod(age, 10.0) + 0.5)), k - 1)
         q1 = self.vocab.id("Q1")
-        return [q1 + tens, q1 + units]
+        return [q1 + d for d in age_digits((t_us - birth_us) / US_PER_YEAR, int(self.config.get("n_quantiles", 10)))]

@@ -29,6 +29,15 @@ DROP, BIRTH = -1, -2
 US_PER_YEAR = 365.25 * 86400.0 * 1e6
 
 
+def age_digits(age_years: float, n_quantiles: int) -> tuple[int, int]:
+    """ETHOS age tokens as Q-offsets: (tens digit, units digit rounded half up), each capped at
+    9 (and at n_quantiles - 1); age clamped to [0, 99]."""
+    age = min(max(age_years, 0.0), 99.0)
+    tens = min(9, math.floor(age / 10), n_quantiles - 1)
+    units = min(9, math.floor(math.fmod(age, 10.0) + 0.5), n_quantiles - 1)
+    return tens, units
+
+
 def tokenize_subject(time, entry, value, table, rules, want_share=False):
     """One subject's (tokens, times, static_length, birth, intervals).
 
@@ -67,11 +76,8 @@ def tokenize_subject(time, entry, value, table, rules, want_share=False):
         if time[r] == STATIC_TIME and entry[r] >= 0:
             emit_entry(r, t0)
     if rules.age_tokens and birth != STATIC_TIME:
-        age = min(max((t0 - birth) / US_PER_YEAR, 0.0), 99.0)
-        tens = min(9, math.floor(age / 10))
-        units = min(9, math.floor(math.fmod(age, 10.0) + 0.5))
-        put(rules.q_first + min(tens, rules.n_quantiles - 1), t0)
-        put(rules.q_first + min(units, rules.n_quantiles - 1), t0)
+        for digit in age_digits((t0 - birth) / US_PER_YEAR, rules.n_quantiles):
+            put(rules.q_first + digit, t0)
     static_length = len(tokens)
 
     prev = None

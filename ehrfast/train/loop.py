@@ -124,9 +124,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     if cfg.seq_len + (model_cfg.n_soft_tokens if cfg.modality == "prefix" else 0) > model_cfg.block_size:
         raise ValueError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
     model = GPT(model_cfg).to(cfg.device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = _optimizer(model, cfg)
     sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed, prs_train, pack, subjects)
     history: dict = {"train_loss": [], "val_loss": [], "config": asdict(cfg), "model": model_cfg.to_dict(), "traits": traits,
                      "prs_missing": cfg.missing_prs, "train_subjects": int(len(sampler.subjects))}
@@ -134,8 +132,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     state_path = out_dir / "last"
     if resume and (state_path / "trainer.pt").exists():
         model = load_checkpoint(state_path, map_location=cfg.device).train()
-        opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                                 {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr)
+        opt = _optimizer(model, cfg)
         saved = torch.load(state_path / "trainer.pt", weights_only=False)
         opt.load_state_dict(saved["optimizer"])
         sampler.set_state(saved["sampler"])
@@ -172,6 +169,13 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     save_checkpoint(model, out_dir / "model", tokenizer_dir=data_dir, extra={"step": step, "traits": traits}, overwrite=True)
     (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     return history
+
+
+def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, LayerNorms)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
 def _save_state(model, opt, sampler, step, history, path: Path, data_dir: Path) -> None:
