@@ -307,49 +307,58 @@ void check_rows(const Int32Array& rows, std::size_t limit, const char* name) {
                                         " is out of range (" + std::to_string(limit) + ")");
 }
 
-// Number of traits of a CSR offset array over `n_pairs` pairs (validated).
-py::ssize_t checked_trait_count(const Int64Array& trait_off, py::ssize_t n_pairs) {
-    const py::ssize_t n_traits = trait_off.shape(0) - 1;
-    if (n_traits < 0 || trait_off.data()[0] != 0 || trait_off.data()[n_traits] != n_pairs)
-        throw std::invalid_argument("trait_off must run from 0 to the number of pairs");
-    for (py::ssize_t t = 0; t < n_traits; ++t)
-        if (trait_off.data()[t + 1] < trait_off.data()[t]) throw std::invalid_argument("trait_off must be non-decreasing");
-    return n_traits;
+// Number of segments of a CSR offset array `name` over `n_items` items (validated).
+py::ssize_t checked_csr(const Int64Array& off, py::ssize_t n_items, const char* name) {
+    const py::ssize_t n = off.shape(0) - 1;
+    if (n < 0 || off.data()[0] != 0 || off.data()[n] != n_items)
+        throw std::invalid_argument(std::string(name) + " must run from 0 to " + std::to_string(n_items));
+    for (py::ssize_t t = 0; t < n; ++t)
+        if (off.data()[t + 1] < off.data()[t]) throw std::invalid_argument(std::string(name) + " must be non-decreasing");
+    return n;
 }
 
-// scores [n_traits, n_samples] += sparse pairs (see prs/score.hpp).
-void score_sparse(const UInt8Array& packed, std::size_t n_samples, const Float64Array& lut, const Int64Array& trait_off,
-                  const Int32Array& row, const Int32Array& lut_row, const Float64Array& weight, py::array scores) {
+// Validated view of one block's value rows: packed_row [n_rows] int32 into `g`, lut [n_rows, 4].
+prs::ValueRows value_rows(const prs::PackedGenotypes& g, const Int32Array& packed_row, const Float64Array& lut) {
+    if (lut.ndim() != 2 || lut.shape(1) != 4 || lut.shape(0) != packed_row.shape(0))
+        throw std::invalid_argument("lut must be [n_rows, 4] with one table per packed_row entry");
+    check_rows(packed_row, g.n_variants, "packed_row");
+    return {packed_row.data(), lut.data(), static_cast<std::size_t>(packed_row.shape(0))};
+}
+
+double* scores_out(py::array& scores, std::size_t n_samples, py::ssize_t n_traits) {
+    if (scores.ndim() != 2 || static_cast<std::size_t>(scores.shape(0)) != n_samples || scores.shape(1) != n_traits ||
+        !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
+        throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_samples, n_traits] = [" +
+                                    std::to_string(n_samples) + ", " + std::to_string(n_traits) + "]");
+    return static_cast<double*>(scores.mutable_data());
+}
+
+// scores [n_samples, n_traits] += values · weight, weight [n_rows, n_traits] dense (see prs/score.hpp).
+void score_dense(const UInt8Array& packed, std::size_t n_samples, const Int32Array& packed_row, const Float64Array& lut,
+                 const Float64Array& weight, py::array scores) {
     const prs::PackedGenotypes g = packed_view(packed, n_samples);
-    if (lut.ndim() != 2 || lut.shape(1) != 4) throw std::invalid_argument("lut must be [n_tables, 4]");
-    const py::ssize_t n_traits = checked_trait_count(trait_off, row.shape(0));
-    require_len(lut_row, row.shape(0), "lut_row");
+    const prs::ValueRows rows = value_rows(g, packed_row, lut);
+    require_2d(weight, "weight");
+    if (weight.shape(0) != packed_row.shape(0)) throw std::invalid_argument("weight must have one row per packed_row entry");
+    double* out = scores_out(scores, n_samples, weight.shape(1));
+    py::gil_scoped_release release;
+    prs::accumulate_dense(g, rows, weight.data(), static_cast<std::size_t>(weight.shape(1)), out);
+}
+
+// scores [n_traits, n_samples] += values · weight over each trait's pairs (see prs/score.hpp).
+void score_sparse(const UInt8Array& packed, std::size_t n_samples, const Int32Array& packed_row, const Float64Array& lut,
+                  const Int64Array& trait_off, const Int32Array& row, const Float64Array& weight, py::array scores) {
+    const prs::PackedGenotypes g = packed_view(packed, n_samples);
+    const prs::ValueRows rows = value_rows(g, packed_row, lut);
+    const py::ssize_t n_traits = checked_csr(trait_off, row.shape(0), "trait_off");
     require_len(weight, row.shape(0), "weight");
-    check_rows(row, g.n_variants, "row");
-    check_rows(lut_row, static_cast<std::size_t>(lut.shape(0)), "lut_row");
+    check_rows(row, rows.n_rows, "row");
     if (scores.ndim() != 2 || scores.shape(0) != n_traits || static_cast<std::size_t>(scores.shape(1)) != n_samples ||
         !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
         throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_traits, n_samples]");
     double* out = static_cast<double*>(scores.mutable_data());
-    prs::SparseTraits traits{trait_off.data(), row.data(), lut_row.data(), weight.data(), static_cast<std::size_t>(n_traits)};
     py::gil_scoped_release release;
-    prs::accumulate_sparse(g, lut.data(), traits, out);
-}
-
-// Fills out[:n_rows] (a reusable buffer of at least n_rows rows) with lut[lut_row][code(row, s)].
-void decode_values(const UInt8Array& packed, std::size_t n_samples, const Float64Array& lut, const Int32Array& row,
-                   const Int32Array& lut_row, py::array out) {
-    const prs::PackedGenotypes g = packed_view(packed, n_samples);
-    if (lut.ndim() != 2 || lut.shape(1) != 4) throw std::invalid_argument("lut must be [n_tables, 4]");
-    require_len(lut_row, row.shape(0), "lut_row");
-    check_rows(row, g.n_variants, "row");
-    check_rows(lut_row, static_cast<std::size_t>(lut.shape(0)), "lut_row");
-    if (out.ndim() != 2 || out.shape(0) < row.shape(0) || static_cast<std::size_t>(out.shape(1)) != n_samples ||
-        !out.dtype().is(py::dtype::of<double>()) || !(out.flags() & py::array::c_style) || !out.writeable())
-        throw std::invalid_argument("out must be a writable C-contiguous float64 array with >= n_rows rows and n_samples columns");
-    double* o = static_cast<double*>(out.mutable_data());
-    py::gil_scoped_release release;
-    prs::decode_values(g, lut.data(), row.data(), lut_row.data(), static_cast<std::size_t>(row.shape(0)), o);
+    prs::accumulate_sparse(g, rows, trait_off.data(), row.data(), weight.data(), static_cast<std::size_t>(n_traits), out);
 }
 
 void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const Int64Array& trait_off, const Int32Array& row,
@@ -359,7 +368,7 @@ void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const
     const auto n_rows = static_cast<std::size_t>(dosages.shape(0));
     const auto n_samples = static_cast<std::size_t>(dosages.shape(1));
     require_len(p_alt, dosages.shape(0), "p_alt");
-    const py::ssize_t n_traits = checked_trait_count(trait_off, row.shape(0));
+    const py::ssize_t n_traits = checked_csr(trait_off, row.shape(0), "trait_off");
     require_len(effect_is_alt, row.shape(0), "effect_is_alt");
     require_len(weight, row.shape(0), "weight");
     check_rows(row, n_rows, "row");
@@ -422,11 +431,11 @@ PYBIND11_MODULE(_core, m) {
     m.def("grouped_quantiles", &grouped_quantiles, py::arg("group"), py::arg("values"), py::arg("n_groups"),
           py::arg("probs"), py::arg("min_count"));
     m.def("grouped_mean_median", &grouped_mean_median, py::arg("group"), py::arg("values"), py::arg("n_groups"));
-    m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("lut"), py::arg("trait_off"), py::arg("row"),
-          py::arg("lut_row"), py::arg("weight"), py::arg("scores"),
-          "scores[t, s] += Σ weight · lut[lut_row][code(row, s)] over trait t's pairs (in place, float64).");
-    m.def("decode_values", &decode_values, py::arg("packed"), py::arg("n_samples"), py::arg("lut"), py::arg("row"), py::arg("lut_row"),
-          py::arg("out"), "out[r, s] = lut[lut_row[r]][code(row[r], s)] for r < len(row) (for dense GEMM scoring).");
+    m.def("score_dense", &score_dense, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"), py::arg("weight"),
+          py::arg("scores"), "scores[s, t] += Σ_r lut[r][code(packed_row[r], s)] · weight[r, t] (in place, float64).");
+    m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"),
+          py::arg("trait_off"), py::arg("row"), py::arg("weight"), py::arg("scores"),
+          "scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k (in place).");
     m.def("score_dosages", &score_dosages, py::arg("dosages"), py::arg("p_alt"), py::arg("trait_off"), py::arg("row"),
           py::arg("effect_is_alt"), py::arg("weight"), py::arg("kind"), py::arg("mean_impute"), py::arg("center"),
           py::arg("variance_standardize"), py::arg("plink2_center_quirk"), py::arg("output"), py::arg("scores"),

@@ -42,17 +42,17 @@ class TimelineProgram:
     ) -> None:
         """Writes kept subjects' tokens into caller-owned arrays (checked against measure())."""
 
-def score_sparse(
-    packed: npt.NDArray[np.uint8], n_samples: int, lut: npt.NDArray[np.float64], trait_off: npt.NDArray[np.int64],
-    row: npt.NDArray[np.int32], lut_row: npt.NDArray[np.int32], weight: npt.NDArray[np.float64], scores: npt.NDArray[np.float64],
+def score_dense(
+    packed: npt.NDArray[np.uint8], n_samples: int, packed_row: npt.NDArray[np.int32], lut: npt.NDArray[np.float64],
+    weight: npt.NDArray[np.float64], scores: npt.NDArray[np.float64],
 ) -> None:
-    """scores[t, s] += Σ weight · lut[lut_row][code(row, s)] over trait t's pairs (in place)."""
+    """scores[s, t] += Σ_r lut[r][code(packed_row[r], s)] · weight[r, t], in place; scores [n_samples, n_traits]."""
 
-def decode_values(
-    packed: npt.NDArray[np.uint8], n_samples: int, lut: npt.NDArray[np.float64], row: npt.NDArray[np.int32],
-    lut_row: npt.NDArray[np.int32], out: npt.NDArray[np.float64],
+def score_sparse(
+    packed: npt.NDArray[np.uint8], n_samples: int, packed_row: npt.NDArray[np.int32], lut: npt.NDArray[np.float64],
+    trait_off: npt.NDArray[np.int64], row: npt.NDArray[np.int32], weight: npt.NDArray[np.float64], scores: npt.NDArray[np.float64],
 ) -> None:
-    """out[r, s] = lut[lut_row[r]][code(row[r], s)] for r < len(row); out is a reusable buffer."""
+    """scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k, in place; scores [n_traits, n_samples]."""
 
 def score_dosages(
     dosages: npt.NDArray[np.float64], p_alt: npt.NDArray[np.float64], trait_off: npt.NDArray[np.int64], row: npt.NDArray[np.int32],

@@ -3,52 +3,211 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#if defined(EHRFAST_OPENMP)
+#include <omp.h>
+#endif
 
 namespace ehrfast::prs {
 namespace {
 
-// acc[s] += table[code(s)] for one packed row; four samples per byte, low bits first.
-inline void add_row(const std::uint8_t* bytes, std::size_t n_samples, const double table[4], double* acc) {
-    const std::size_t full = n_samples / 4;
-    for (std::size_t i = 0; i < full; ++i) {
-        const unsigned b = bytes[i];
-        double* a = acc + 4 * i;
-        a[0] += table[b & 3];
-        a[1] += table[(b >> 2) & 3];
-        a[2] += table[(b >> 4) & 3];
-        a[3] += table[b >> 6];
+// Four doubles as one SIMD value (AVX when the compiler targets it, SSE pairs otherwise).
+using v4d = double __attribute__((vector_size(32)));
+
+// kSpread[b]: the four 2-bit codes of byte b, one per byte of a uint32 (sample k in byte k).
+const std::array<std::uint32_t, 256> kSpread = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (unsigned b = 0; b < 256; ++b)
+        for (unsigned k = 0; k < 4; ++k) t[b] |= ((b >> (2 * k)) & 3u) << (8 * k);
+    return t;
+}();
+
+// The half-open range of 4-sample byte columns thread `rank` of `n_threads` owns.
+std::pair<std::size_t, std::size_t> quad_range(std::size_t n_quads, int rank, int n_threads) {
+    const std::size_t per = (n_quads + static_cast<std::size_t>(n_threads) - 1) / static_cast<std::size_t>(n_threads);
+    const std::size_t a = std::min(n_quads, per * static_cast<std::size_t>(rank));
+    return {a, std::min(n_quads, a + per)};
+}
+
+int thread_count() {
+#if defined(EHRFAST_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int thread_rank() {
+#if defined(EHRFAST_OPENMP)
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+constexpr std::size_t kRowsPerGroup = 4;     // 4 rows x 2 bits = an 8-bit table index
+constexpr std::size_t kGroupsPerPass = 16;   // 16 tables of 256 x 16 doubles = 512 KiB, fits L2
+
+// One thread's scratch for the dense kernel: combined codes and tables of the current pass.
+struct DensePass {
+    std::size_t first_sample, n_samples;
+    std::vector<std::uint8_t> codes;  // [kGroupsPerPass, n_samples (padded to 4)]
+    std::vector<v4d> tables;          // [kGroupsPerPass, 256, kVec]
+};
+
+// codes[gi][s] = c0 | c1 << 2 | c2 << 4 | c3 << 6 for the four rows of group `group`.
+void combine_codes(const PackedGenotypes& g, const ValueRows& rows, std::size_t group, std::uint8_t* codes, std::size_t first_quad,
+                   std::size_t n_quads) {
+    const std::uint8_t* row_bytes[kRowsPerGroup];
+    for (std::size_t j = 0; j < kRowsPerGroup; ++j) {
+        const std::size_t r = group * kRowsPerGroup + j;
+        row_bytes[j] = r < rows.n_rows ? g.bytes + static_cast<std::size_t>(rows.packed_row[r]) * g.bytes_per_variant : nullptr;
     }
-    for (std::size_t s = 4 * full, k = 0; s < n_samples; ++s, ++k) acc[s] += table[(bytes[full] >> (2 * k)) & 3];
+    for (std::size_t q = 0; q < n_quads; ++q) {
+        std::uint32_t c = 0;
+        for (std::size_t j = 0; j < kRowsPerGroup; ++j)
+            if (row_bytes[j]) c |= kSpread[row_bytes[j][first_quad + q]] << (2 * j);
+        std::memcpy(codes + 4 * q, &c, 4);
+    }
+}
+
+// table[c][v] = Σ_j lut[r_j][(c >> 2j) & 3] · weight[r_j][first_trait + 4v .. + 4], built
+// one row at a time: an entry with digit d for row j is the entry without it plus d's term.
+// Rows past the end of the block contribute nothing.
+template <std::size_t kVec>
+void build_table(const ValueRows& rows, std::size_t group, const double* weight, std::size_t n_traits, std::size_t first_trait,
+                 v4d* table) {
+    for (std::size_t j = 0, width = 1; j < kRowsPerGroup; ++j, width *= 4) {
+        const std::size_t r = group * kRowsPerGroup + j;
+        const bool real = r < rows.n_rows;
+        v4d w[kVec];
+        for (std::size_t v = 0; v < kVec; ++v)
+            for (std::size_t i = 0; i < 4; ++i) {
+                const std::size_t t = first_trait + 4 * v + i;
+                w[v][i] = (real && t < n_traits) ? weight[r * n_traits + t] : 0.0;
+            }
+        const double value[4] = {real ? rows.lut[4 * r] : 0.0, real ? rows.lut[4 * r + 1] : 0.0, real ? rows.lut[4 * r + 2] : 0.0,
+                                 real ? rows.lut[4 * r + 3] : 0.0};
+        if (j == 0) {
+            for (std::size_t d = 0; d < 4; ++d)
+                for (std::size_t v = 0; v < kVec; ++v) table[d * kVec + v] = value[d] * w[v];
+            continue;
+        }
+        for (std::size_t d = 3; d >= 1; --d)  // digits 1..3 read the digit-0 entries before those are updated
+            for (std::size_t low = 0; low < width; ++low)
+                for (std::size_t v = 0; v < kVec; ++v) table[(d * width + low) * kVec + v] = table[low * kVec + v] + value[d] * w[v];
+        for (std::size_t low = 0; low < width; ++low)
+            for (std::size_t v = 0; v < kVec; ++v) table[low * kVec + v] += value[0] * w[v];
+    }
+}
+
+// out[s, first_trait ..] += Σ_groups table_g[codes_g[s]] for this thread's samples.
+template <std::size_t kVec>
+void add_tables(const DensePass& pass, std::size_t n_groups, std::size_t n_traits, std::size_t first_trait, double* out) {
+    const std::size_t stride = pass.codes.size() / kGroupsPerPass;
+    for (std::size_t s = 0; s < pass.n_samples; ++s) {
+        v4d acc[kVec] = {};
+        for (std::size_t gi = 0; gi < n_groups; ++gi) {
+            const v4d* entry = pass.tables.data() + (gi * 256 + pass.codes[gi * stride + s]) * kVec;
+            for (std::size_t v = 0; v < kVec; ++v) acc[v] += entry[v];
+        }
+        double* o = out + (pass.first_sample + s) * n_traits + first_trait;
+        const std::size_t width = std::min<std::size_t>(4 * kVec, n_traits - first_trait);
+        for (std::size_t t = 0; t < width; ++t) o[t] += acc[t / 4][t % 4];
+    }
+}
+
+template <std::size_t kVec>
+void dense_chunk(const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t first_group, std::size_t n_groups,
+                 std::size_t first_trait, DensePass& pass, double* out) {
+    for (std::size_t gi = 0; gi < n_groups; ++gi)
+        build_table<kVec>(rows, first_group + gi, weight, n_traits, first_trait, pass.tables.data() + gi * 256 * kVec);
+    add_tables<kVec>(pass, n_groups, n_traits, first_trait, out);
 }
 
 }  // namespace
 
-void accumulate_sparse(const PackedGenotypes& g, const double* lut, const SparseTraits& traits, double* out) {
-    const auto n_traits = static_cast<std::int64_t>(traits.n_traits);
+void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits, double* out) {
+    const std::size_t n_groups = (rows.n_rows + kRowsPerGroup - 1) / kRowsPerGroup;
+    const std::size_t n_quads = (g.n_samples + 3) / 4;
+    if (n_groups == 0 || n_traits == 0 || g.n_samples == 0) return;
 #if defined(EHRFAST_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel num_threads(static_cast<int>(std::min<std::size_t>(n_quads, static_cast<std::size_t>(thread_count()))))
 #endif
-    for (std::int64_t t = 0; t < n_traits; ++t) {
-        double* acc = out + static_cast<std::size_t>(t) * g.n_samples;
-        for (std::int64_t k = traits.trait_off[t]; k < traits.trait_off[t + 1]; ++k) {
-            const double w = traits.weight[k];
-            const double* l = lut + 4 * static_cast<std::size_t>(traits.lut_row[k]);
-            const double table[4] = {w * l[0], w * l[1], w * l[2], w * l[3]};
-            add_row(g.bytes + static_cast<std::size_t>(traits.row[k]) * g.bytes_per_variant, g.n_samples, table, acc);
+    {
+        int n_threads = 1;
+#if defined(EHRFAST_OPENMP)
+        n_threads = omp_get_num_threads();
+#endif
+        const auto [q0, q1] = quad_range(n_quads, thread_rank(), n_threads);
+        DensePass pass{4 * q0, std::min(g.n_samples, 4 * q1) - std::min(g.n_samples, 4 * q0), {}, {}};
+        pass.codes.resize(kGroupsPerPass * 4 * (q1 - q0));
+        pass.tables.resize(kGroupsPerPass * 256 * 4);  // up to 16 traits (4 vectors) per entry
+        for (std::size_t first = 0; q1 > q0 && first < n_groups; first += kGroupsPerPass) {
+            const std::size_t count = std::min(kGroupsPerPass, n_groups - first);
+            for (std::size_t gi = 0; gi < count; ++gi)
+                combine_codes(g, rows, first + gi, pass.codes.data() + gi * 4 * (q1 - q0), q0, q1 - q0);
+            std::size_t t = 0;
+            for (; t + 16 <= n_traits; t += 16) dense_chunk<4>(rows, weight, n_traits, first, count, t, pass, out);
+            for (; t < n_traits; t += 4) dense_chunk<1>(rows, weight, n_traits, first, count, t, pass, out);
         }
     }
 }
 
-void decode_values(const PackedGenotypes& g, const double* lut, const std::int32_t* rows, const std::int32_t* lut_rows,
-                   std::size_t n_rows, double* out) {
-    const auto n = static_cast<std::int64_t>(n_rows);
+namespace {
+
+// table[b] = the weighted values of the four samples of byte b, for one (trait, row) pair.
+void fill_byte_table(const double* lut_row, double weight, v4d* table) {
+    using v2d = double __attribute__((vector_size(16)));
+    const double wl[4] = {weight * lut_row[0], weight * lut_row[1], weight * lut_row[2], weight * lut_row[3]};
+    v2d half[16];  // two samples (a nibble) at a time, then each byte is two halves
+    for (unsigned c = 0; c < 16; ++c) half[c] = v2d{wl[c & 3], wl[c >> 2]};
+    for (unsigned b = 0; b < 256; ++b) table[b] = __builtin_shufflevector(half[b & 15], half[b >> 4], 0, 1, 2, 3);
+}
+
+// acc[s] += Σ_j value_j(s) for kPairs pairs at once: one load and store of the accumulator
+// per kPairs table look-ups (the loop is bound by those stores).
+template <int kPairs>
+void add_pairs(const PackedGenotypes& g, const ValueRows& rows, const std::int32_t* row, const double* weight, v4d* tables, double* acc) {
+    using v4du = double __attribute__((vector_size(32), aligned(8)));  // four samples of an output row
+    const std::uint8_t* bytes[kPairs];
+    for (int j = 0; j < kPairs; ++j) {
+        const auto r = static_cast<std::size_t>(row[j]);
+        fill_byte_table(rows.lut + 4 * r, weight[j], tables + 256 * j);
+        bytes[j] = g.bytes + static_cast<std::size_t>(rows.packed_row[r]) * g.bytes_per_variant;
+    }
+    const std::size_t full = g.n_samples / 4;
+    for (std::size_t i = 0; i < full; ++i) {
+        v4d sum = tables[bytes[0][i]];
+        for (int j = 1; j < kPairs; ++j) sum += tables[256 * j + bytes[j][i]];
+        v4du* a = reinterpret_cast<v4du*>(acc + 4 * i);
+        *a += sum;
+    }
+    for (int j = 0; j < kPairs; ++j)  // the last, partial byte
+        for (std::size_t s = 4 * full, k = 0; s < g.n_samples; ++s, ++k) acc[s] += tables[256 * j + ((bytes[j][full] >> (2 * k)) & 3)][0];
+}
+
+}  // namespace
+
+void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const std::int64_t* trait_off, const std::int32_t* row,
+                       const double* weight, std::size_t n_traits, double* out) {
 #if defined(EHRFAST_OPENMP)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel
 #endif
-    for (std::int64_t r = 0; r < n; ++r) {
-        double* o = out + static_cast<std::size_t>(r) * g.n_samples;
-        for (std::size_t s = 0; s < g.n_samples; ++s) o[s] = 0.0;
-        add_row(g.bytes + static_cast<std::size_t>(rows[r]) * g.bytes_per_variant, g.n_samples, lut + 4 * static_cast<std::size_t>(lut_rows[r]), o);
+    {
+        std::vector<v4d> tables(4 * 256);
+#if defined(EHRFAST_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (std::int64_t t = 0; t < static_cast<std::int64_t>(n_traits); ++t) {
+            double* acc = out + static_cast<std::size_t>(t) * g.n_samples;
+            std::int64_t k = trait_off[t];
+            for (; k + 4 <= trait_off[t + 1]; k += 4) add_pairs<4>(g, rows, row + k, weight + k, tables.data(), acc);
+            for (; k < trait_off[t + 1]; ++k) add_pairs<1>(g, rows, row + k, weight + k, tables.data(), acc);
+        }
     }
 }
 

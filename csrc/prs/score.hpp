@@ -3,8 +3,8 @@
 // Every (trait, variant) pair has a 4-entry value table `lut` indexed by the 2-bit genotype
 // code (00 = two A1, 01 = missing, 10 = het, 11 = two A2): the Python side folds allele
 // orientation, the dominant/recessive/centering transforms and mean imputation into it, so
-// this kernel only looks values up and accumulates. Traits are independent, so threads split
-// the traits and each accumulates one trait's row over the samples (no races, no atomics).
+// the kernels only look values up and accumulate. Threads split the samples, so each owns its
+// rows of the [n_samples, n_traits] output (no races, no atomics).
 #pragma once
 
 #include <cstddef>
@@ -19,22 +19,25 @@ struct PackedGenotypes {
     std::size_t n_samples;
 };
 
-// Sparse trait layout (CSR over traits): pairs k in [trait_off[t], trait_off[t+1]) of trait t
-// read packed row `row[k]` through value table `lut[lut_row[k] * 4 .. + 4]` times `weight[k]`.
-struct SparseTraits {
-    const std::int64_t* trait_off;
-    const std::int32_t* row;
-    const std::int32_t* lut_row;
-    const double* weight;
-    std::size_t n_traits;
+// The value rows of one block: row r reads packed row `packed_row[r]` through its 4-entry
+// table `lut[r * 4 .. + 4]` (allele orientation, model transform and imputation folded in).
+struct ValueRows {
+    const std::int32_t* packed_row;  // [n_rows]
+    const double* lut;               // [n_rows, 4]
+    std::size_t n_rows;
 };
 
-// out[t * n_samples + s] += Σ_k weight[k] · lut[lut_row[k]][code(row[k], s)]
-void accumulate_sparse(const PackedGenotypes& g, const double* lut, const SparseTraits& traits, double* out);
+// Dense weights: out[s * n_traits + t] += Σ_r lut[r][code(r, s)] · weight[r * n_traits + t].
+// "Four Russians": four rows make an 8-bit code per sample, so each sample adds one row of a
+// 256-entry table per four rows instead of four weighted rows (4x fewer adds than a GEMM).
+void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits,
+                      double* out);
 
-// out[r * n_samples + s] = lut[lut_rows[r]][code(rows[r], s)] for r < n_rows (decode for GEMM)
-void decode_values(const PackedGenotypes& g, const double* lut, const std::int32_t* rows, const std::int32_t* lut_rows,
-                   std::size_t n_rows, double* out);
+// Sparse weights, CSR over traits: pairs k in [trait_off[t], trait_off[t+1]) add
+// lut[row[k]][code(row[k], s)] · weight[k] to out[t * n_samples + s]. Per pair, a 256-entry
+// table maps a packed byte to its four samples' weighted values, added as one 4-wide vector.
+void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const std::int64_t* trait_off, const std::int32_t* row,
+                       const double* weight, std::size_t n_traits, double* out);
 
 // Per variant: sum of A1 counts over called samples, and the number of called samples.
 void allele_counts(const PackedGenotypes& g, double* a1_sum, double* called);

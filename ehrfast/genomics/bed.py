@@ -114,9 +114,51 @@ def read_fam(path: str | os.PathLike) -> np.ndarray:
     return np.array([r[1] for r in rows], dtype=object)
 
 
-def read_bim(path: str | os.PathLike) -> list[Variant]:
-    """All rows of a .bim file."""
-    out = []
+@dataclass
+class BimTable:
+    """The rows of a .bim file as columns (object arrays of str; ``a1`` is the counted allele)."""
+
+    chrom: np.ndarray
+    id: np.ndarray
+    cm: np.ndarray  # float64
+    pos: np.ndarray  # int64
+    a1: np.ndarray
+    a2: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
+_BIM_COLUMNS = ("chrom", "id", "cm", "pos", "a1", "a2")
+
+
+def read_bim(path: str | os.PathLike) -> BimTable:
+    """All rows of a .bim file. Tab-separated files (what PLINK writes) are parsed by pyarrow;
+    others line by line, which also names the first bad line."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {"chrom": pa.string(), "id": pa.string(), "cm": pa.float64(), "pos": pa.int64(), "a1": pa.string(), "a2": pa.string()}
+    try:
+        t = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=list(_BIM_COLUMNS)),
+                           parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+                           convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+        if t.num_rows and (_has_blank_field(t)):
+            raise ValueError("blank field")
+    except (pa.ArrowInvalid, ValueError):
+        return _read_bim_lines(path)
+    return BimTable(*(t.column(c).to_numpy(zero_copy_only=False) for c in _BIM_COLUMNS))
+
+
+def _has_blank_field(t) -> bool:
+    """Whether any string field is empty (e.g. doubled tabs): the line parser then explains."""
+    import pyarrow.compute as pc
+
+    return any(pc.any(pc.equal(pc.utf8_length(t.column(c)), 0)).as_py() for c in ("chrom", "id", "a1", "a2"))
+
+
+def _read_bim_lines(path: str | os.PathLike) -> BimTable:
+    rows = []
     for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -124,10 +166,12 @@ def read_bim(path: str | os.PathLike) -> list[Variant]:
         if len(f) != 6:
             raise ValueError(f"{path}: line {i} has {len(f)} columns, a .bim row needs 6")
         try:
-            out.append(Variant(f[0], f[1], float(f[2]), int(f[3]), f[4], f[5]))
+            rows.append((f[0], f[1], float(f[2]), int(f[3]), f[4], f[5]))
         except ValueError as exc:
             raise ValueError(f"{path}: line {i}: {exc}") from None
-    return out
+    cols = list(zip(*rows)) if rows else [()] * 6
+    return BimTable(np.array(cols[0], dtype=object), np.array(cols[1], dtype=object), np.array(cols[2], np.float64),
+                    np.array(cols[3], np.int64), np.array(cols[4], dtype=object), np.array(cols[5], dtype=object))
 
 
 def missing_files(prefix: str, extensions) -> list[str]:

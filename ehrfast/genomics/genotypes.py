@@ -37,7 +37,13 @@ class VariantTable:
 
 
 def _strip_chr(values) -> np.ndarray:
-    return np.array([v[3:] if v.lower().startswith("chr") else v for v in values], dtype=object)
+    table = {v: v[3:] if v.lower().startswith("chr") else v for v in set(values)}  # few distinct chromosomes
+    return np.array([table[v] for v in values], dtype=object)
+
+
+def _upper(alleles) -> np.ndarray:
+    table = {a: a.upper() for a in set(alleles)}
+    return np.array([table[a] for a in alleles], dtype=object)
 
 
 class GenotypeSource(abc.ABC):
@@ -63,10 +69,13 @@ class BedSource(GenotypeSource):
         self.path = str(prefix)
         self.sample_ids = self.bed.sample_ids
         v = self.bed.variants
-        self.variants = VariantTable(
-            _strip_chr([x.chrom for x in v]), np.array([x.pos for x in v], np.int64), np.array([x.id for x in v], dtype=object),
-            np.array([x.a2.upper() for x in v], dtype=object), np.array([x.a1.upper() for x in v], dtype=object),
-        )
+        self.variants = VariantTable(_strip_chr(v.chrom), v.pos, v.id, _upper(v.a2), _upper(v.a1))
+
+    @property
+    def packed_all(self) -> np.ndarray:
+        """Every variant's 2-bit codes, memory-mapped: uint8 [n_variants, ceil(n/4)] (the kernels
+        read the rows they need straight from the page cache)."""
+        return self.bed._packed
 
     def packed(self, idx: np.ndarray) -> np.ndarray:
         """Raw 2-bit codes of variants ``idx``: uint8 [len(idx), ceil(n/4)] (memory-mapped reads)."""

@@ -53,17 +53,23 @@ def _complement_array(alleles: np.ndarray) -> np.ndarray:
 
 def _keys(chrom, pos, chrom_codes: dict) -> np.ndarray:
     """int64 keys chromosome·2^40 + position (-1 where the chromosome is unknown)."""
-    codes = np.array([chrom_codes.get(c, -1) for c in chrom], np.int64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = pa.array(list(chrom_codes), pa.string())  # chrom_codes numbers chromosomes in insertion order
+    codes = pc.index_in(pa.array(chrom, pa.string()), value_set=names).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return np.where(codes >= 0, codes * (1 << 40) + np.asarray(pos, np.int64), -1)
 
 
 def _id_codes(index, ids) -> np.ndarray:
-    """Target index of each score-file variant ID (-1 when absent), by binary search."""
-    q = np.asarray(ids, dtype=str)
-    if not len(index.ids_sorted) or not len(q):
-        return np.full(len(q), -1, np.int64)
-    pos = np.minimum(np.searchsorted(index.ids_sorted, q), len(index.ids_sorted) - 1)
-    return np.where(index.ids_sorted[pos] == q, index.id_order[pos], -1).astype(np.int64)
+    """Target index of each score-file variant ID (-1 when absent), by hashing (pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(index.ids) or not len(ids):
+        return np.full(len(ids), -1, np.int64)
+    found = pc.index_in(ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()), value_set=index.ids_arrow)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 class _TargetIndex:
@@ -71,10 +77,16 @@ class _TargetIndex:
     file matched against it (thousands of files must not re-index 10^5–10^7 variants each)."""
 
     def __init__(self, variants: VariantTable):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         self.chrom_codes = {c: i for i, c in enumerate(dict.fromkeys(variants.chrom.tolist()))}
-        ids = variants.id.astype(str)
-        self.id_order = np.argsort(ids, kind="stable")
-        self.ids_sorted = ids[self.id_order]
+        self.ids = variants.id
+        # a repeated ID resolves to its first variant, as a sorted search would
+        self.ids_arrow = pa.array(variants.id, pa.string())
+        first = pc.index_in(self.ids_arrow, value_set=self.ids_arrow).to_numpy(zero_copy_only=False)
+        if (first != np.arange(len(first))).any():
+            self.ids_arrow = pc.if_else(pa.array(first == np.arange(len(first))), self.ids_arrow, pa.scalar(None, pa.string()))
         self.pos_keys = _keys(variants.chrom, variants.pos, self.chrom_codes)
         self.pos_order = np.argsort(self.pos_keys, kind="stable")
         self.pos_sorted = self.pos_keys[self.pos_order]
@@ -82,6 +94,7 @@ class _TargetIndex:
         self.ref_is_snv = np.char.str_len(variants.ref.astype(str)) == 1
         self.ambiguous = (_complement_array(variants.ref) == variants.alt) & self.ref_is_snv if len(variants) else np.zeros(0, bool)
         self.multiallelic = np.char.find(variants.alt.astype(str), ",") >= 0 if len(variants) else np.zeros(0, bool)
+        self.ref_arrow, self.alt_arrow = pa.array(variants.ref, pa.string()), pa.array(variants.alt, pa.string())
 
 
 _INDEX_CACHE: dict[int, tuple[VariantTable, _TargetIndex]] = {}
@@ -105,10 +118,25 @@ def _candidates_sorted(score_keys: np.ndarray, order: np.ndarray, sorted_keys: n
     return rows, order[lo[rows] + within]
 
 
-def _match_ranks(e, o, ref, alt) -> np.ndarray:
-    """Index into MATCH_TYPES of each pair's match (len(MATCH_TYPES) = no match), vectorized."""
-    ce, co = _complement_array(e), _complement_array(o)
-    has_o = o != ""
+def _allele_codes(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Integer codes of allele strings shared across ``columns`` (equal strings, equal codes),
+    and per code the code of its complement (-1 when no allele has it): comparisons become
+    integer comparisons."""
+    import pyarrow as pa
+
+    encoded = pa.concat_arrays([c if isinstance(c, pa.Array) else pa.array(c, pa.string()) for c in columns]).dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    code_of = {a: i for i, a in enumerate(names)}
+    complement_code = np.array([code_of.get(complement(a), -1) for a in names], np.int64)
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    bounds = np.cumsum([0] + [len(c) for c in columns])
+    return [codes[a:b] for a, b in zip(bounds[:-1], bounds[1:])], complement_code
+
+
+def _match_ranks(e, o, ref, alt, complement_code, empty) -> np.ndarray:
+    """Index into MATCH_TYPES of each pair's match (len(MATCH_TYPES) = no match), on allele codes."""
+    ce, co = complement_code[e], complement_code[o]
+    has_o = o != empty
     conditions = [
         has_o & (e == ref) & (o == alt), has_o & (e == alt) & (o == ref),
         has_o & (ce == ref) & (co == alt), has_o & (ce == alt) & (co == ref),
@@ -117,60 +145,131 @@ def _match_ranks(e, o, ref, alt) -> np.ndarray:
     return np.select(conditions, np.arange(len(MATCH_TYPES)), len(MATCH_TYPES))
 
 
+@dataclass
+class _Rows:
+    """The rows of several score files, concatenated."""
+
+    file: np.ndarray  # int64 [n] which file
+    has_pos: np.ndarray  # bool [n] matched by chromosome + position (else by ID)
+    chrom: np.ndarray  # object [n] ("" without positions)
+    pos: np.ndarray  # int64 [n]
+    ids: "pa.Array"  # string [n]
+    effect: "pa.Array"  # string [n]
+    other: "pa.Array"  # string [n] ("" when unknown)
+
+
+def _concat_rows(files: list[ScoreFile]) -> _Rows:
+    import pyarrow as pa
+
+    has_pos = [(sf.pos >= 0) if (sf.chrom is not None and sf.pos is not None) else np.zeros(sf.n_rows, bool) for sf in files]
+    chrom = [np.asarray(sf.chrom, dtype=object) if sf.chrom is not None else np.full(sf.n_rows, "", dtype=object) for sf in files]
+    pos = [np.where(h, sf.pos, 0) if sf.pos is not None else np.zeros(sf.n_rows, np.int64) for sf, h in zip(files, has_pos)]
+
+    def strings(name):
+        return pa.concat_arrays([getattr(sf, name) for sf in files]) if files else pa.array([], pa.string())
+
+    return _Rows(
+        np.repeat(np.arange(len(files)), [sf.n_rows for sf in files]),
+        np.concatenate(has_pos) if files else np.zeros(0, bool),
+        np.concatenate(chrom) if files else np.zeros(0, object),
+        np.concatenate(pos).astype(np.int64) if files else np.zeros(0, np.int64),
+        strings("ids"), strings("effect_allele"), strings("other_allele"),
+    )
+
+
 def match_score_file(sf: ScoreFile, variants: VariantTable, options: MatchOptions | None = None) -> list[TraitMatch]:
     """Matches every row of ``sf`` once, then builds one TraitMatch per trait (weight column)."""
+    return match_score_files([sf], variants, options)
+
+
+STATUSES = ("matched", "ambiguous", "multiallelic", "unmatched")
+
+
+def match_score_files(files: list[ScoreFile], variants: VariantTable, options: MatchOptions | None = None) -> list[TraitMatch]:
+    """Every trait of every file, in file order. All rows of all files are matched in one
+    vectorized pass (thousands of PGS Catalog files cost one lookup, not thousands)."""
     opt = options or MatchOptions()
-    n = sf.n_rows
-    # rows with a position match by chromosome + position, the others by variant ID
-    has_pos = (sf.pos >= 0) if (sf.chrom is not None and sf.pos is not None) else np.zeros(n, bool)
     index = _target_index(variants)
-    score_pos = _keys(sf.chrom, np.where(has_pos, sf.pos, 0), index.chrom_codes) if sf.chrom is not None else np.full(n, -1)
-    score_id = _id_codes(index, sf.ids) if not has_pos.all() else np.full(n, -1)
-    rows_p, vars_p = _candidates_sorted(np.where(has_pos, score_pos, -1), index.pos_order, index.pos_sorted)
-    rows_i, vars_i = _candidates_sorted(np.where(has_pos, -1, score_id), index.positions, index.positions)
-    rows, cand = np.r_[rows_p, rows_i].astype(np.int64), np.r_[vars_p, vars_i].astype(np.int64)
-    effect, other = np.array(sf.effect_allele, dtype=object), np.array(sf.other_allele, dtype=object)
-    rank = _match_ranks(effect[rows], other[rows], variants.ref[cand], variants.alt[cand]) if len(rows) else np.zeros(0, np.int64)
+    rows = _concat_rows(files)
+    n = len(rows.file)
+    score_pos = np.where(rows.has_pos, _keys(rows.chrom, rows.pos, index.chrom_codes), -1) if n else np.zeros(0, np.int64)
+    by_id = ~rows.has_pos
+    score_id = np.full(n, -1, np.int64)
+    if by_id.any():
+        score_id[by_id] = _id_codes(index, rows.ids.filter(by_id) if not by_id.all() else rows.ids)
+    with_pos = np.flatnonzero(score_pos >= 0)
+    rows_p, vars_p = _candidates_sorted(score_pos[with_pos], index.pos_order, index.pos_sorted)
+    rows_i = np.flatnonzero(score_id >= 0)  # an ID names one variant
+    cand_row, cand = np.r_[with_pos[rows_p], rows_i].astype(np.int64), np.r_[vars_p, score_id[rows_i]].astype(np.int64)
+    (e, o, ref, alt, empty), comp = _allele_codes(rows.effect, rows.other, index.ref_arrow, index.alt_arrow, np.array([""], object))
+    rank = _match_ranks(e[cand_row], o[cand_row], ref[cand], alt[cand], comp, empty[0]) if len(cand_row) else np.zeros(0, np.int64)
     ok = rank < len(MATCH_TYPES)
-    rows, cand, rank = rows[ok], cand[ok], rank[ok]
+    cand_row, cand, rank = cand_row[ok], cand[ok], rank[ok]
     # best candidate per row: lowest rank, then first target variant
-    pick = np.lexsort((cand, rank, rows))
-    first = pick[np.r_[True, rows[pick][1:] != rows[pick][:-1]]] if len(pick) else pick
+    if (cand_row[1:] > cand_row[:-1]).all():  # one candidate per row, in row order (the common case)
+        pick = np.arange(len(cand_row))
+    else:
+        pick = np.lexsort((cand, rank, cand_row))
+    first = pick[np.r_[True, cand_row[pick][1:] != cand_row[pick][:-1]]] if len(pick) else pick
     best = np.full(n, -1, np.int64)
-    best[rows[first]] = cand[first]
+    best[cand_row[first]] = cand[first]
     best_rank = np.full(n, len(MATCH_TYPES), np.int64)
-    best_rank[rows[first]] = rank[first]
-    status = np.full(n, "unmatched", dtype=object)
+    best_rank[cand_row[first]] = rank[first]
     found = best >= 0
-    ambiguous = found & index.ambiguous[np.maximum(best, 0)] if n else np.zeros(0, bool)
+    status = np.where(found, 0, 3)
     # as pgsc_calc: a record listing several ALT alleles; split biallelic records at one
     # position are separate candidates and the alleles pick between them
-    multiallelic = found & index.multiallelic[np.maximum(best, 0)] if n else np.zeros(0, bool)
-    status[found] = "matched"
     if not opt.keep_multiallelic:
-        status[found & multiallelic] = "multiallelic"
+        status[found & index.multiallelic[np.maximum(best, 0)]] = 2
     if not opt.keep_ambiguous:
-        status[found & ambiguous] = "ambiguous"
+        status[found & index.ambiguous[np.maximum(best, 0)]] = 1
     effect_is_alt = np.isin(best_rank, [MATCH_TYPES.index(t) for t in ("altref", "altref_flip", "no_oa_alt", "no_oa_alt_flip")])
-    rows = np.flatnonzero(status == "matched")
-    _, first_of = np.unique(best[rows], return_index=True)  # duplicates: keep the first row in file order
-    keep = np.sort(rows[first_of])
-    keep = keep[np.argsort(best[keep], kind="stable")]
-    type_counts = np.bincount(best_rank[keep], minlength=len(MATCH_TYPES) + 1)
+    matched = np.flatnonzero(status == 0)
+    # duplicates within a file: keep the first row in file order; then order by target variant
+    key = rows.file[matched] * (len(variants) + 1) + best[matched]
+    order = np.arange(len(key)) if (key[1:] > key[:-1]).all() else np.argsort(key, kind="stable")
+    keep = matched[order[np.r_[True, key[order][1:] != key[order][:-1]]]] if len(order) else matched  # sorted by (file, target variant)
+    file_of_keep = rows.file[keep]
+    n_files = len(files)
+    status_counts = np.bincount(rows.file * 4 + status, minlength=4 * n_files).reshape(n_files, 4)
+    type_counts = np.bincount(file_of_keep * (len(MATCH_TYPES) + 1) + best_rank[keep], minlength=n_files * (len(MATCH_TYPES) + 1))
+    type_counts = type_counts.reshape(n_files, len(MATCH_TYPES) + 1)
+    kept_bounds = np.searchsorted(file_of_keep, np.arange(n_files + 1))
+    starts = np.r_[0, np.cumsum([sf.n_rows for sf in files])].astype(np.int64)
+    out = []
+    for f, sf in enumerate(files):
+        k = keep[kept_bounds[f] : kept_bounds[f + 1]]
+        report = _report(sf, type_counts[f], status_counts[f], len(k))
+        variant, eff = best[k], effect_is_alt[k]
+        weights = _rows(sf.weights, k - starts[f])  # [k, n_traits]: each trait's weights are a column view (wide files are scored as this matrix)
+        out += [TraitMatch(trait, sf.path, variant, eff, weights[:, j], dict(report)) for j, trait in enumerate(sf.traits)]
+    return out
+
+
+def _report(sf: ScoreFile, type_counts: np.ndarray, status_counts: np.ndarray, n_kept: int) -> dict:
+    n = sf.n_rows
     counts = {t: int(type_counts[i]) for i, t in enumerate(MATCH_TYPES) if type_counts[i]}
-    report = {
+    has_pos = (sf.pos >= 0) if (sf.chrom is not None and sf.pos is not None) else np.zeros(n, bool)
+    return {
         "score_rows": n,
-        "matched": len(keep),
+        "matched": n_kept,
         "match_types": counts,
         "swapped": sum(counts.get(t, 0) for t in ("refalt", "refalt_flip", "no_oa_ref", "no_oa_ref_flip")),
         "flipped": sum(counts.get(t, 0) for t in MATCH_TYPES if t.endswith("_flip")),
-        "ambiguous_excluded": int((status == "ambiguous").sum()),
-        "multiallelic_excluded": int((status == "multiallelic").sum()),
-        "duplicates_excluded": int(len(rows) - len(keep)),
-        "unmatched": int((status == "unmatched").sum()),
-        "match_rate": len(keep) / n if n else 0.0,
+        "ambiguous_excluded": int(status_counts[1]),
+        "multiallelic_excluded": int(status_counts[2]),
+        "duplicates_excluded": int(status_counts[0] - n_kept),
+        "unmatched": int(status_counts[3]),
+        "match_rate": n_kept / n if n else 0.0,
         "matched_by": "position" if has_pos.all() else "id" if not has_pos.any() else "position, else id",
     }
-    variant, eff = best[keep], effect_is_alt[keep]
-    out = [TraitMatch(trait, sf.path, variant, eff, sf.weights[keep, j].copy(), dict(report)) for j, trait in enumerate(sf.traits)]
+
+
+def _rows(weights: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """weights[keep], column-major like a wide file's matrix; no copy when every row is kept in order."""
+    if len(keep) == len(weights) and (keep == np.arange(len(keep))).all():
+        return weights
+    out = np.empty((len(keep), weights.shape[1]), order="F")
+    for j in range(weights.shape[1]):
+        out[:, j] = weights[keep, j]
     return out

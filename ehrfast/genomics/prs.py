@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast.genomics.genotypes import open_genotypes
-from ehrfast.genomics.match import MatchOptions, TraitMatch, match_score_file
-from ehrfast.genomics.score import ScoreModel, score_traits
+from ehrfast.genomics.match import MatchOptions, TraitMatch, match_score_files
+from ehrfast.genomics.score import ScoreModel, distinct_variants, score_traits
 from ehrfast.genomics.scorefile import read_score_files
+from ehrfast._memory import reuse_freed_memory
 from ehrfast.io import atomic_output
 
 
@@ -93,6 +94,34 @@ def meds_subjects(meds_dir: str | os.PathLike, split: str = "train") -> tuple[se
     return set(ids), {s for s, sp in zip(ids, splits) if sp == split}
 
 
+def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_map, meds_dir, genotype_options, progress):
+    """Reads genotypes and score files, matches, checks subjects, scores: the heavy part of compute_prs."""
+    source = open_genotypes(genotypes, **(genotype_options or {}))
+    files = read_score_files(score_files)
+    matches, dropped = [], []
+    for m in match_score_files(files, source.variants, opt.match):
+        if m.report["match_rate"] < opt.match.min_overlap or m.report["matched"] == 0:
+            dropped.append(f"{m.trait} ({m.report['match_rate']:.0%})")
+            continue
+        matches.append(keep_top_variants(m, opt.max_variants))
+    if dropped:
+        warnings.warn(f"{len(dropped)} trait(s) matched below the minimum overlap of {opt.match.min_overlap:.0%} and were dropped: "
+                      f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}", RuntimeWarning, stacklevel=3)
+    if not matches:
+        raise ValueError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
+    subject_ids = map_subjects(source.sample_ids, sample_map)
+    train_subjects = None
+    if meds_dir is not None:
+        all_subjects, train_subjects = meds_subjects(meds_dir)
+        if not any(s in all_subjects for s in subject_ids if s is not None):
+            raise ValueError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
+                             "(give --sample-map SAMPLE_ID<TAB>SUBJECT_ID when IIDs are not MEDS subject ids)")
+    bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
+    result = score_traits(source, matches, opt.model, backend=backend, progress=bar.update)
+    bar.close()
+    return source, matches, dropped, result, subject_ids, train_subjects
+
+
 def compute_prs(
     genotypes: str | os.PathLike,
     score_files: list[str | os.PathLike],
@@ -118,30 +147,9 @@ def compute_prs(
     meta_path = out_path.with_name(out_path.stem + "_meta.json") if out_path.stem != "PRS" else out_path.with_name("prs_meta.json")
     if not overwrite and (out_path.exists() or meta_path.exists()):
         raise FileExistsError(f"{out_path} already exists (pass overwrite=True / --overwrite to replace it)")
-    source = open_genotypes(genotypes, **(genotype_options or {}))
-    files = read_score_files(score_files)
-    matches, dropped = [], []
-    for sf in files:
-        for m in match_score_file(sf, source.variants, opt.match):
-            if m.report["match_rate"] < opt.match.min_overlap or m.report["matched"] == 0:
-                dropped.append(f"{m.trait} ({m.report['match_rate']:.0%})")
-                continue
-            matches.append(keep_top_variants(m, opt.max_variants))
-    if dropped:
-        warnings.warn(f"{len(dropped)} trait(s) matched below the minimum overlap of {opt.match.min_overlap:.0%} and were dropped: "
-                      f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}", RuntimeWarning, stacklevel=2)
-    if not matches:
-        raise ValueError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
-    subject_ids = map_subjects(source.sample_ids, sample_map)
-    train_subjects = None
-    if meds_dir is not None:
-        all_subjects, train_subjects = meds_subjects(meds_dir)
-        if not any(s in all_subjects for s in subject_ids if s is not None):
-            raise ValueError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
-                             "(give --sample-map SAMPLE_ID<TAB>SUBJECT_ID when IIDs are not MEDS subject ids)")
-    bar = tqdm(total=int(len(np.unique(np.concatenate([m.variant for m in matches])))), desc="prs: variants", unit="var", disable=not progress, leave=False)
-    result = score_traits(source, matches, opt.model, backend=backend, progress=bar.update)
-    bar.close()
+    with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
+        source, matches, dropped, result, subject_ids, train_subjects = _match_and_score(
+            genotypes, score_files, opt, backend, sample_map, meds_dir, genotype_options, progress)
     sums = result.sums
     train = _training_mask(subject_ids, train_subjects) & np.isfinite(sums).all(1)
     mean = sums[train].mean(0) if train.any() else sums.mean(0)
@@ -166,7 +174,7 @@ def compute_prs(
         "match": {m.trait: {**m.report, "variants_used": int(len(m.variant)), "source": m.source} for m in matches},
     }
     with atomic_output(out_path) as tmp:
-        pq.write_table(pa.table(columns), tmp)
+        pq.write_table(pa.table(columns), tmp, use_dictionary=False, write_statistics=False)  # continuous values: no dictionary pages
         with atomic_output(meta_path) as tmp_meta:
             Path(tmp_meta).write_text(json.dumps(meta, indent=1) + "\n")
     n_mapped = int(sum(s is not None for s in subject_ids))

@@ -9,8 +9,9 @@ modes add the uncentred imputed value for a missing call; ``plink2_center_quirk=
 reproduces that, the default gives a missing call zero weight after centring.
 
 Backends: the numpy reference decodes dosage blocks and multiplies by weight matrices; the
-C++ path reads .bed bytes directly (sparse per-trait accumulation, or decode + BLAS for dense
-weights) and accumulates fractional dosages (.pgen, VCF) per trait.
+C++ path reads .bed bytes directly — score files with many traits over the same variants as
+one dense weight matrix (4-row lookup tables, see csrc/prs/score.hpp), single-trait files as
+sparse (trait, variant) pairs — and accumulates fractional dosages (.pgen, VCF) per trait.
 
 Besides the sums, ``plink2_columns=True`` gives ALLELE_CT (2 × non-missing calls), DENOM
 (2 × variants with mean imputation, else ALLELE_CT) and NAMED_ALLELE_DOSAGE_SUM per trait.
@@ -93,6 +94,9 @@ class ScoreResult:
         return self.sums / self.denom
 
 
+DENSE_MIN_TRAITS = 8  # a score file with at least this many traits (and mostly non-zero weights) is scored as a matrix
+
+
 @dataclass
 class _Pairs:
     """All (trait, variant) pairs, indexed into the union of variants."""
@@ -104,33 +108,89 @@ class _Pairs:
     weight: np.ndarray  # [nnz]
 
 
-def _pairs(matches: list[TraitMatch]) -> _Pairs:
-    # Traits of one score file share their variant array: index each distinct array once.
+def distinct_variants(matches: list[TraitMatch]) -> np.ndarray:
+    """Sorted distinct target variants of all traits (traits of one file share their array)."""
     distinct = {id(m.variant): m.variant for m in matches}
-    union = np.unique(np.concatenate(list(distinct.values()))) if matches else np.zeros(0, np.int64)
-    position = {key: np.searchsorted(union, v) for key, v in distinct.items()}
+    if not distinct:
+        return np.zeros(0, np.int64)
+    if len(distinct) == 1:
+        return np.asarray(next(iter(distinct.values())), np.int64)  # already ascending and distinct
+    x = np.sort(np.concatenate(list(distinct.values())).astype(np.int64))
+    return x[np.r_[True, x[1:] != x[:-1]]]
+
+
+def _union_positions(union: np.ndarray, matches: list[TraitMatch]) -> dict[int, np.ndarray]:
+    """id(variant array) -> positions of its variants in ``union``: one search for all arrays."""
+    distinct = {id(m.variant): m.variant for m in matches}
+    if not distinct:
+        return {}
+    lookup = np.zeros(int(union[-1]) + 1 if len(union) else 0, np.int64)  # variant -> union position (union ⊂ [0, n_variants))
+    lookup[union] = np.arange(len(union))
+    found = lookup[np.concatenate(list(distinct.values()))]
+    bounds = np.cumsum([0] + [len(v) for v in distinct.values()])
+    return {key: found[a:b] for key, a, b in zip(distinct, bounds[:-1], bounds[1:])}
+
+
+def _pairs(matches: list[TraitMatch], union: np.ndarray, unit_weights: bool = False) -> _Pairs:
+    position = _union_positions(union, matches)
     uidx = np.concatenate([position[id(m.variant)] for m in matches]) if matches else np.zeros(0, np.int64)
     off = np.r_[0, np.cumsum([len(m.variant) for m in matches])].astype(np.int64)
     eff = np.concatenate([m.effect_is_alt for m in matches]) if matches else np.zeros(0, bool)
     w = np.concatenate([m.weight for m in matches]) if matches else np.zeros(0)
-    return _Pairs(union, off, uidx.astype(np.int64), eff, w.astype(np.float64))
+    return _Pairs(union, off, uidx.astype(np.int64), eff, np.ones_like(w, np.float64) if unit_weights else w.astype(np.float64))
+
+
+@dataclass
+class _Matrix:
+    """Traits of one score file scored together: same variants and alleles, weights [k, n]."""
+
+    traits: list[int]  # positions in the trait list
+    variant: np.ndarray  # [k] ascending
+    effect_is_alt: np.ndarray  # [k]
+    weight: np.ndarray  # [k, n] float64
+
+
+def _weight_matrix(group: list[TraitMatch]) -> np.ndarray:
+    """[k, n] weights of traits sharing variants: the score file's own matrix when their
+    weights are its columns in order (as match_score_file makes them), else a stacked copy."""
+    base = group[0].weight.base
+    if isinstance(base, np.ndarray) and base.ndim == 2 and base.dtype == np.float64 and base.shape == (len(group[0].weight), len(group)) \
+            and all(m.weight.base is base and m.weight.ctypes.data == base.ctypes.data + base.strides[1] * j for j, m in enumerate(group)):
+        return base
+    return np.column_stack([m.weight for m in group]).astype(np.float64)
+
+
+def _split_dense(matches: list[TraitMatch], unit_weights: bool) -> tuple[list[_Matrix], list[int]]:
+    """(weight matrices of wide score files, positions of the traits scored as sparse pairs)."""
+    by_file: dict[tuple[int, int], list[int]] = {}
+    for j, m in enumerate(matches):
+        by_file.setdefault((id(m.variant), id(m.effect_is_alt)), []).append(j)
+    matrices, sparse = [], []
+    for traits in by_file.values():
+        first = matches[traits[0]]
+        if len(traits) >= DENSE_MIN_TRAITS and len(first.variant):
+            w = np.ones((len(first.variant), len(traits))) if unit_weights else _weight_matrix([matches[j] for j in traits])
+            if unit_weights or np.count_nonzero(w) >= 0.25 * w.size:
+                matrices.append(_Matrix(traits, np.asarray(first.variant, np.int64), np.asarray(first.effect_is_alt, bool), w))
+                continue
+        sparse.extend(traits)
+    return matrices, sorted(sparse)
 
 
 def _block_pairs(pairs: _Pairs, block: int):
     """Yields (a, b, pair indices of union block [a, b), ordered by trait, CSR offsets over traits).
     Each trait's pairs are sorted by union position, so a block is a slice of every trait."""
     n_traits = len(pairs.trait_off) - 1
-    bounds = np.arange(0, len(pairs.union) + block, block)
-    cuts = np.stack([a + np.searchsorted(pairs.uidx[a:b], bounds) for a, b in zip(pairs.trait_off[:-1], pairs.trait_off[1:])]) \
-        if n_traits else np.zeros((0, len(bounds)), np.int64)
-    for k in range(len(bounds) - 1):
-        a, b = int(bounds[k]), int(min(bounds[k + 1], len(pairs.union)))
-        if a >= b:
-            break
+    n_blocks = -(-len(pairs.union) // block)
+    trait_of_pair = np.repeat(np.arange(n_traits), np.diff(pairs.trait_off))
+    counts = np.bincount(trait_of_pair * n_blocks + pairs.uidx // block, minlength=n_traits * n_blocks).reshape(n_traits, n_blocks)
+    cuts = pairs.trait_off[:-1, None] + np.c_[np.zeros(n_traits, np.int64), np.cumsum(counts, axis=1)]  # [n_traits, n_blocks + 1]
+    for k in range(n_blocks):
+        a, b = k * block, min((k + 1) * block, len(pairs.union))
         lo, hi = cuts[:, k], cuts[:, k + 1]
-        counts = hi - lo
-        idx = np.repeat(lo - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(int(counts.sum()))
-        yield a, b, idx, np.r_[0, np.cumsum(counts)].astype(np.int64)
+        sizes = hi - lo
+        idx = np.repeat(lo - np.r_[0, np.cumsum(sizes)[:-1]], sizes) + np.arange(int(sizes.sum()))
+        yield a, b, idx, np.r_[0, np.cumsum(sizes)].astype(np.int64)
 
 
 def alt_frequency(source: GenotypeSource, variants: np.ndarray, block: int = 4096, backend: str | None = None) -> np.ndarray:
@@ -162,32 +222,47 @@ def score_traits(
     block: int = 4096,
     progress=None,
 ) -> ScoreResult:
-    """Scores every trait of ``matches`` on every sample of ``source``."""
+    """Scores every trait of ``matches`` on every sample of ``source``. ``progress(k)`` is
+    called as work proceeds; the calls add up to the number of distinct variants."""
     m = model or ScoreModel()
-    pairs = _pairs(matches)
-    p_alt = alt_frequency(source, pairs.union, block, backend)
+    union = distinct_variants(matches)
+    p_alt = alt_frequency(source, union, block, backend)
     if np.isnan(p_alt).any():
-        bad = int(pairs.union[np.isnan(p_alt)][0])
+        bad = int(union[np.isnan(p_alt)][0])
         raise ValueError(f"{source.path}: variant {source.variants.id[bad]} has no non-missing call; cannot impute it")
-    if resolve_backend(backend, "PRS scorer") == "cpp":
-        engine = _bed_engine if isinstance(source, BedSource) else _dosage_engine
+    if resolve_backend(backend, "PRS scorer") == "cpp" and isinstance(source, BedSource):
+        def engine(output, unit_weights, report):
+            return _bed_engine(source, matches, union, p_alt, m, output, unit_weights, block, report)
     else:
-        engine = _numpy_engine
+        pair_engine = _dosage_engine if resolve_backend(backend, "PRS scorer") == "cpp" else _numpy_engine
+
+        def engine(output, unit_weights, report):
+            return pair_engine(source, _pairs(matches, union, unit_weights), p_alt, m, output, block, report).T
     n_traits = len(matches)
-    sums = engine(source, pairs, p_alt, m, SCORE, block, progress)
-    result = ScoreResult([t.trait for t in matches], source.sample_ids, sums.T.copy())
+    result = ScoreResult([t.trait for t in matches], source.sample_ids, np.ascontiguousarray(engine(SCORE, False, progress)))
     if plink2_columns:
-        ones = np.ones_like(pairs.weight)
-        counted = _Pairs(pairs.union, pairs.trait_off, pairs.uidx, pairs.effect_is_alt, ones)
-        result.allele_ct = 2 * engine(source, counted, p_alt, m, NONMISSING, block, None).T
-        result.named_sum = engine(source, counted, p_alt, m, NAMED, block, None).T
-        n_vars = np.diff(pairs.trait_off).astype(np.float64)
+        result.allele_ct = 2 * engine(NONMISSING, True, None)
+        result.named_sum = engine(NAMED, True, None)
+        n_vars = np.array([len(t.variant) for t in matches], np.float64)
         result.denom = np.broadcast_to(2 * n_vars, (source.n_samples, n_traits)).copy() if m.mean_impute else result.allele_ct
-    result.effect_allele_freq = {
-        t.trait: np.where(pairs.effect_is_alt[a:b], p_alt[pairs.uidx[a:b]], 1 - p_alt[pairs.uidx[a:b]])
-        for t, a, b in zip(matches, pairs.trait_off[:-1], pairs.trait_off[1:])
-    }
+    result.effect_allele_freq = {}
+    freq_of = {}  # traits of one file share their variants and alleles (and so one frequency array)
+    position = _union_positions(union, matches)
+    for t in matches:
+        key = (id(t.variant), id(t.effect_is_alt))
+        if key not in freq_of:
+            p = p_alt[position[id(t.variant)]]
+            freq_of[key] = np.where(t.effect_is_alt, p, 1 - p)
+        result.effect_allele_freq[t.trait] = freq_of[key]
     return result
+
+
+def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, output: int) -> np.ndarray:
+    """[k, 4] what each 2-bit .bed code contributes for the given effect allele of each variant
+    (orientation, model transform and imputation folded in, as the C++ kernels expect)."""
+    alt = call_values(np.broadcast_to(BED_ALT_DOSAGE, (len(p_alt), 4)), p_alt, m, output)
+    ref = call_values(2.0 - np.broadcast_to(BED_ALT_DOSAGE, (len(p_alt), 4)), 1.0 - p_alt, m, output)
+    return np.ascontiguousarray(np.where(np.asarray(effect_is_alt, bool)[:, None], alt, ref))
 
 
 def _numpy_engine(source, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, progress) -> np.ndarray:
@@ -211,36 +286,47 @@ def _numpy_engine(source, pairs: _Pairs, p_alt, m: ScoreModel, output: int, bloc
     return out
 
 
-def _bed_engine(source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, progress) -> np.ndarray:
-    """C++: per (variant, orientation) 4-entry value tables, accumulated straight from the
-    packed bytes — sparse pairs per trait, or decode + BLAS when the weights are dense."""
+def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output: int, unit_weights: bool, block, progress) -> np.ndarray:
+    """C++ from the packed bytes: wide score files as dense weight matrices, the other traits
+    as sparse pairs. Returns [n_samples, n_traits]."""
     core = require_core()
+    n = source.n_samples
+    matrices, sparse = _split_dense(matches, unit_weights)
+    sparse_matches = [matches[j] for j in sparse]
+    sparse_union = distinct_variants(sparse_matches)
+    # progress is reported in units of the union so that callers can size a bar by it
+    work = sum(len(x.variant) for x in matrices) + len(sparse_union)
+    scale = len(union) / work if work else 0.0
+    out = np.zeros((n, len(matches)))
+    for x in matrices:
+        lut = value_tables(p_alt[np.searchsorted(union, x.variant)], x.effect_is_alt, m, output)
+        part = np.zeros((n, len(x.traits)))
+        for a in range(0, len(x.variant), block):
+            b = min(a + block, len(x.variant))
+            core.score_dense(source.packed_all, n, x.variant[a:b].astype(np.int32), lut[a:b], np.ascontiguousarray(x.weight[a:b]), part)
+            if progress:
+                progress((b - a) * scale)
+        out[:, x.traits] += part
+    if sparse_matches:
+        out[:, sparse] += _bed_sparse(core, source, _pairs(sparse_matches, sparse_union, unit_weights),
+                                      p_alt[np.searchsorted(union, sparse_union)], m, output, block, progress, scale).T
+    return out
+
+
+def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, progress, scale) -> np.ndarray:
+    """[n_traits, n_samples] from (trait, variant) pairs, a block of the union at a time; each
+    variant has two value rows (effect allele ALT, REF) and a pair reads one of them."""
     u = len(pairs.union)
     lut = np.empty((2 * u, 4))
-    lut[0::2] = call_values(np.broadcast_to(BED_ALT_DOSAGE, (u, 4)), p_alt, m, output)
-    lut[1::2] = call_values(2.0 - np.broadcast_to(BED_ALT_DOSAGE, (u, 4)), 1.0 - p_alt, m, output)
+    lut[0::2] = value_tables(p_alt, np.ones(u, bool), m, output)
+    lut[1::2] = value_tables(p_alt, np.zeros(u, bool), m, output)
     lut_row = (2 * pairs.uidx + (~pairs.effect_is_alt)).astype(np.int32)
-    n_traits = len(pairs.trait_off) - 1
-    out = np.zeros((n_traits, source.n_samples))
-    dense = n_traits >= 8 and len(pairs.weight) > 0.25 * u * n_traits
-    trait_of_pair = np.repeat(np.arange(n_traits), np.diff(pairs.trait_off))
-    buffer = np.empty((2 * min(block, u), source.n_samples)) if dense else None  # reused: no page faults per block
+    out = np.zeros((len(pairs.trait_off) - 1, source.n_samples))
     for a, b, idx, off in _block_pairs(pairs, block):
-        packed = source.packed(pairs.union[a:b])
-        local = lut_row[idx] - 2 * a  # table rows of this block, 0 .. 2(b - a)
-        if dense:
-            used = np.zeros(2 * (b - a), bool)
-            used[local] = True
-            rows = np.flatnonzero(used)
-            position = np.cumsum(used) - 1  # table row -> row of the decoded block
-            core.decode_values(packed, source.n_samples, lut, (rows // 2).astype(np.int32), (rows + 2 * a).astype(np.int32), buffer)
-            w = np.zeros((len(rows), n_traits))
-            w[position[local], trait_of_pair[idx]] = pairs.weight[idx]  # each (variant, trait) pair occurs once
-            out += w.T @ buffer[: len(rows)]
-        else:
-            core.score_sparse(packed, source.n_samples, lut, off, (pairs.uidx[idx] - a).astype(np.int32), lut_row[idx], pairs.weight[idx], out)
+        packed_row = np.repeat(pairs.union[a:b].astype(np.int32), 2)
+        core.score_sparse(source.packed_all, source.n_samples, packed_row, lut[2 * a : 2 * b], off, lut_row[idx] - 2 * a, pairs.weight[idx], out)
         if progress:
-            progress(b - a)
+            progress((b - a) * scale)
     return out
 
 

@@ -20,17 +20,18 @@ class ScoreFileError(ValueError):
 class ScoreFile:
     """Score rows: one variant per row, one weight column per trait.
 
-    ``chrom``/``pos`` are None for files keyed by variant ID only; ``other_allele`` entries are
-    "" when unknown. ``weights`` [n_rows, n_traits] float64.
+    ``ids``, ``effect_allele`` and ``other_allele`` are pyarrow string arrays (matching runs
+    on them in C++ hash tables); ``chrom``/``pos`` are None for files keyed by variant ID
+    only; ``other_allele`` entries are "" when unknown. ``weights`` [n_rows, n_traits] float64 (column-major for wide tables).
     """
 
     path: str
     traits: list[str]
-    ids: list[str]
+    ids: "pa.Array"
     chrom: list[str] | None
     pos: np.ndarray | None
-    effect_allele: list[str]
-    other_allele: list[str]
+    effect_allele: "pa.Array"
+    other_allele: "pa.Array"
     weights: np.ndarray
     header: dict[str, str] = field(default_factory=dict)
     weight_type: str = "NR"
@@ -143,11 +144,27 @@ def _is_float(v: str) -> bool:
 
 
 def _strings(col: dict, name: str, upper: bool = False) -> list[str] | None:
+    array = _arrow_strings(col, name, upper)
+    return None if array is None else array.to_pylist()
+
+
+def _arrow_strings(col: dict, name: str, upper: bool = False):
+    """Column ``name`` as one pyarrow string array (upper-cased for alleles), or None."""
     if name not in col:
         return None
     import pyarrow.compute as pc
 
-    return (pc.utf8_upper(col[name]) if upper else col[name]).to_pylist()
+    return (pc.utf8_upper(col[name]) if upper else col[name]).combine_chunks()
+
+
+def _first_column(col: dict, names, n: int, upper: bool = False):
+    """The first of ``names`` present, else n empty strings."""
+    import pyarrow as pa
+
+    for name in names:
+        if name in col:
+            return _arrow_strings(col, name, upper)
+    return pa.array([""] * n, pa.string())
 
 
 def _pgs_catalog(path: Path, header: dict, col: dict, body_start: int) -> ScoreFile:
@@ -169,15 +186,15 @@ def _pgs_catalog(path: Path, header: dict, col: dict, body_start: int) -> ScoreF
         except ValueError:
             bad = next(i for i, p in enumerate(positions) if p and not p.isdigit())
             raise ScoreFileError(f"{path}: line {body_start + 2 + bad}: column '{pos_col}' is not an integer: {positions[bad]!r}") from None
-    ids = _strings(col, "rsID") or _strings(col, "hm_rsID") or _strings(col, "ID") or [""] * n
-    if chrom is None and not any(ids):
+    ids = _first_column(col, ("rsID", "hm_rsID", "ID"), n)
+    if chrom is None and not any(ids.to_pylist()):
         raise ScoreFileError(f"{path}: needs chr_name/chr_position (or hm_chr/hm_pos) or rsID columns to match variants")
-    other = _strings(col, "other_allele", upper=True) or _strings(col, "hm_inferOtherAllele", upper=True) or [""] * n
+    other = _first_column(col, ("other_allele", "hm_inferOtherAllele"), n, upper=True)
     accession = _strings(col, "accession")
     trait = header.get("pgs_id") or (accession[0] if accession else None) or path.name.split(".")[0]
     weight_types = _strings(col, "weight_type")
     weight_type = header.get("weight_type") or (weight_types[0] if weight_types else "NR")
-    return ScoreFile(str(path), [trait], list(ids), chrom, pos, _strings(col, "effect_allele", upper=True), other,
+    return ScoreFile(str(path), [trait], ids, chrom, pos, _arrow_strings(col, "effect_allele", upper=True), other,
                      _weights(path, col[weight_col], weight_col, body_start)[:, None], header, weight_type)
 
 
@@ -187,17 +204,21 @@ def _plink_table(path: Path, col: dict, columns: list[str], body_start: int) -> 
     traits = [c for c in columns if c not in skip]
     if not traits:
         raise ScoreFileError(f"{path}: no weight columns besides {sorted(skip & set(columns))}")
-    weights = np.column_stack([_weights(path, col[t], t, body_start) for t in traits])
-    ids = _strings(col, "ID")
-    other = _strings(col, "other_allele", upper=True) or _strings(col, "A2", upper=True) or [""] * len(ids)
-    return ScoreFile(str(path), traits, ids, None, None, _strings(col, ea_col, upper=True), other, weights)
+    weights = np.empty((len(col[ea_col]), len(traits)), order="F")  # column by column: contiguous writes
+    for j, t in enumerate(traits):
+        weights[:, j] = _weights(path, col[t], t, body_start)
+    ids = _arrow_strings(col, "ID")
+    other = _first_column(col, ("other_allele", "A2"), len(ids), upper=True)
+    return ScoreFile(str(path), traits, ids, None, None, _arrow_strings(col, ea_col, upper=True), other, weights)
 
 
 def _check_alleles(sf: ScoreFile, body_start: int) -> None:
     # Non-DNA alleles (PGS Catalog uses e.g. P/N for HLA presence, I/D for indels) are legal in
     # score files; they simply never match a genotype allele. An empty one is an error.
-    if "" in set(sf.effect_allele):
-        i = sf.effect_allele.index("")
+    import pyarrow.compute as pc
+
+    i = pc.index(sf.effect_allele, "").as_py()
+    if i >= 0:
         raise ScoreFileError(f"{sf.path}: line {body_start + 2 + i}: empty effect allele")
 
 

@@ -12,6 +12,7 @@ from ehrfast._backend import core
 from ehrfast.genomics.bed import (
     BedFile,
     PlinkWriter,
+    read_bim,
     Variant,
     pack_bed,
     pack_bed_reference,
@@ -139,3 +140,17 @@ def test_real_cineca_bed_matches_bed_reader(backend, shared_data):
     assert ours.shape == (829, 2504)
     np.testing.assert_array_equal(ours, np.where(theirs == -127, -1, theirs))
     assert (ours == -1).any()  # the README says 3 variants have missing calls
+
+
+def test_read_bim_tab_and_whitespace_agree_and_bad_lines_are_named(tmp_path):
+    rows = ["1\trs1\t0\t100\tA\tG", "chr2\trs2\t0.5\t200\tT\tC", "X\trs3\t0\t300\tAT\tA"]
+    tab, spaced, bad = tmp_path / "tab.bim", tmp_path / "spaced.bim", tmp_path / "bad.bim"
+    tab.write_text("\n".join(rows) + "\n")
+    spaced.write_text("\n".join(r.replace("\t", "   ") for r in rows) + "\n")
+    a, b = read_bim(tab), read_bim(spaced)
+    for column in ("chrom", "id", "cm", "pos", "a1", "a2"):
+        assert list(getattr(a, column)) == list(getattr(b, column))
+    assert list(a.pos) == [100, 200, 300] and list(a.a1) == ["A", "T", "AT"] and len(a) == 3
+    bad.write_text(rows[0] + "\n1\trs9\t0\tnot_a_position\tA\tG\n")
+    with pytest.raises(ValueError, match="bad.bim: line 2"):
+        read_bim(bad)

@@ -15,7 +15,8 @@ from ehrfast.genomics.bed import PlinkWriter, Variant
 from ehrfast.genomics.genotypes import BedSource, GenotypeError, GenotypeSource, VariantTable, open_genotypes
 from ehrfast.genomics.match import TraitMatch
 from ehrfast.genomics.prs import PRSOptions, compute_prs, keep_top_variants
-from ehrfast.genomics.score import MODELS, ScoreModel, score_traits
+from ehrfast.genomics import score as score_mod
+from ehrfast.genomics.score import DENSE_MIN_TRAITS, MODELS, ScoreModel, score_traits
 from ehrfast.genomics.scorefile import ScoreFileError, read_score_file
 
 pytestmark = pytest.mark.skipif(core is None, reason="C++ core not built")
@@ -58,6 +59,11 @@ def problems(draw):
         k = int(rng.integers(1, n_var + 1))
         v = np.sort(rng.choice(n_var, k, replace=False))
         matches.append(TraitMatch(f"t{t}", "x", v, rng.random(k) < 0.5, rng.standard_normal(k), {}))
+    if draw(st.booleans()):  # a wide score file: traits sharing variants and alleles (the dense path)
+        k = int(rng.integers(1, n_var + 1))
+        v, eff = np.sort(rng.choice(n_var, k, replace=False)), rng.random(k) < 0.5
+        w = rng.standard_normal((k, draw(st.integers(DENSE_MIN_TRAITS, 20)))) * (rng.random((k, 1)) < 0.8)
+        matches += [TraitMatch(f"w{j}", "wide", v, eff, w[:, j].copy(), {}) for j in range(w.shape[1])]
     return geno, matches, rng
 
 
@@ -87,7 +93,7 @@ def test_dosage_backends_agree(problem, model):
         np.testing.assert_allclose(p, q, rtol=1e-9, atol=1e-12)
 
 
-def test_dense_weights_use_blas_path_and_agree(tmp_path):
+def test_dense_weights_use_the_matrix_path_and_agree(tmp_path):
     rng = np.random.default_rng(0)
     geno = rng.integers(-1, 3, (300, 50)).astype(np.int8)
     geno[:, 0] = 1
@@ -95,7 +101,9 @@ def test_dense_weights_use_blas_path_and_agree(tmp_path):
     with PlinkWriter(prefix, [f"s{i}" for i in range(50)]) as w:
         w.write(geno, [Variant("1", f"v{i}", 0, i + 1, "C", "T") for i in range(300)])
     src = BedSource(prefix)
-    matches = [TraitMatch(f"t{t}", "x", np.arange(300), rng.random(300) < 0.5, rng.standard_normal(300), {}) for t in range(20)]
+    variants, effect_is_alt = np.arange(300), rng.random(300) < 0.5  # one wide file: shared arrays
+    matches = [TraitMatch(f"t{t}", "x", variants, effect_is_alt, rng.standard_normal(300), {}) for t in range(20)]
+    assert len(score_mod._split_dense(matches, unit_weights=False)[0]) == 1
     a = score_traits(src, matches, backend="cpp")
     b = score_traits(src, matches, backend="python")
     np.testing.assert_allclose(a.sums, b.sums, rtol=1e-9)
