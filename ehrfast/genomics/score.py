@@ -296,7 +296,7 @@ def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output:
     sparse_union = distinct_variants(sparse_matches)
     # progress is reported in units of the union so that callers can size a bar by it
     work = sum(len(x.variant) for x in matrices) + len(sparse_union)
-    scale = len(union) / work if work else 0.0
+    report = _scaled(progress, len(union) / work if work else 0.0)
     out = np.zeros((n, len(matches)))
     for x in matrices:
         lut = value_tables(p_alt[np.searchsorted(union, x.variant)], x.effect_is_alt, m, output)
@@ -304,16 +304,29 @@ def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output:
         for a in range(0, len(x.variant), block):
             b = min(a + block, len(x.variant))
             core.score_dense(source.packed_all, n, x.variant[a:b].astype(np.int32), lut[a:b], np.ascontiguousarray(x.weight[a:b]), part)
-            if progress:
-                progress((b - a) * scale)
+            report(b - a)
         out[:, x.traits] += part
     if sparse_matches:
         out[:, sparse] += _bed_sparse(core, source, _pairs(sparse_matches, sparse_union, unit_weights),
-                                      p_alt[np.searchsorted(union, sparse_union)], m, output, block, progress, scale).T
+                                      p_alt[np.searchsorted(union, sparse_union)], m, output, block, report).T
     return out
 
 
-def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, progress, scale) -> np.ndarray:
+def _scaled(progress, scale: float):
+    """progress(k) in whole units of ``scale`` × the work done (rounding carried forward)."""
+    done = [0.0, 0]
+
+    def report(k: int) -> None:
+        done[0] += k * scale
+        step = int(round(done[0])) - done[1]
+        if progress and step:
+            progress(step)
+        done[1] += step
+
+    return report
+
+
+def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, report) -> np.ndarray:
     """[n_traits, n_samples] from (trait, variant) pairs, a block of the union at a time; each
     variant has two value rows (effect allele ALT, REF) and a pair reads one of them."""
     u = len(pairs.union)
@@ -325,8 +338,7 @@ def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, ou
     for a, b, idx, off in _block_pairs(pairs, block):
         packed_row = np.repeat(pairs.union[a:b].astype(np.int32), 2)
         core.score_sparse(source.packed_all, source.n_samples, packed_row, lut[2 * a : 2 * b], off, lut_row[idx] - 2 * a, pairs.weight[idx], out)
-        if progress:
-            progress((b - a) * scale)
+        report(b - a)
     return out
 
 

@@ -104,9 +104,12 @@ def test_dense_weights_use_the_matrix_path_and_agree(tmp_path):
     variants, effect_is_alt = np.arange(300), rng.random(300) < 0.5  # one wide file: shared arrays
     matches = [TraitMatch(f"t{t}", "x", variants, effect_is_alt, rng.standard_normal(300), {}) for t in range(20)]
     assert len(score_mod._split_dense(matches, unit_weights=False)[0]) == 1
-    a = score_traits(src, matches, backend="cpp")
+    matches.append(TraitMatch("single", "y", np.arange(0, 300, 7), np.ones(43, bool), rng.standard_normal(43), {}))  # sparse path
+    steps = []
+    a = score_traits(src, matches, backend="cpp", progress=steps.append, block=64)
     b = score_traits(src, matches, backend="python")
     np.testing.assert_allclose(a.sums, b.sums, rtol=1e-9)
+    assert sum(steps) == 300 and all(isinstance(k, int) and k > 0 for k in steps)  # whole variants, adding up to the union
 
 
 def test_keep_top_variants():
