@@ -3,8 +3,8 @@
 // Every (trait, variant) pair has a 4-entry value table `lut` indexed by the 2-bit genotype
 // code (00 = two A1, 01 = missing, 10 = het, 11 = two A2): the Python side folds allele
 // orientation, the dominant/recessive/centering transforms and mean imputation into it, so
-// the kernels only look values up and accumulate. Threads split the samples, so each owns its
-// rows of the [n_samples, n_traits] output (no races, no atomics).
+// the kernels only look values up and accumulate. Each thread owns a disjoint part of the
+// output (samples for the dense kernel, traits for the sparse one): no races, no atomics.
 #pragma once
 
 #include <cstddef>

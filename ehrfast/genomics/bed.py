@@ -143,9 +143,9 @@ def read_bim(path: str | os.PathLike) -> BimTable:
         t = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=list(_BIM_COLUMNS)),
                            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
                            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
-        if t.num_rows and (_has_blank_field(t)):
-            raise ValueError("blank field")
-    except (pa.ArrowInvalid, ValueError):
+    except pa.ArrowInvalid:
+        return _read_bim_lines(path)
+    if _has_blank_field(t):
         return _read_bim_lines(path)
     return BimTable(*(t.column(c).to_numpy(zero_copy_only=False) for c in _BIM_COLUMNS))
 

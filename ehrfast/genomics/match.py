@@ -66,7 +66,7 @@ def _id_codes(index, ids) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not len(index.ids) or not len(ids):
+    if not len(index.ids_arrow) or not len(ids):
         return np.full(len(ids), -1, np.int64)
     found = pc.index_in(ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()), value_set=index.ids_arrow)
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -81,7 +81,6 @@ class _TargetIndex:
         import pyarrow.compute as pc
 
         self.chrom_codes = {c: i for i, c in enumerate(dict.fromkeys(variants.chrom.tolist()))}
-        self.ids = variants.id
         # a repeated ID resolves to its first variant, as a sorted search would
         self.ids_arrow = pa.array(variants.id, pa.string())
         first = pc.index_in(self.ids_arrow, value_set=self.ids_arrow).to_numpy(zero_copy_only=False)
@@ -90,7 +89,6 @@ class _TargetIndex:
         self.pos_keys = _keys(variants.chrom, variants.pos, self.chrom_codes)
         self.pos_order = np.argsort(self.pos_keys, kind="stable")
         self.pos_sorted = self.pos_keys[self.pos_order]
-        self.positions = np.arange(len(variants), dtype=np.int64)
         self.ref_is_snv = np.char.str_len(variants.ref.astype(str)) == 1
         self.ambiguous = (_complement_array(variants.ref) == variants.alt) & self.ref_is_snv if len(variants) else np.zeros(0, bool)
         self.multiallelic = np.char.find(variants.alt.astype(str), ",") >= 0 if len(variants) else np.zeros(0, bool)

@@ -157,7 +157,7 @@ def _weight_matrix(group: list[TraitMatch]) -> np.ndarray:
     if isinstance(base, np.ndarray) and base.ndim == 2 and base.dtype == np.float64 and base.shape == (len(group[0].weight), len(group)) \
             and all(m.weight.base is base and m.weight.ctypes.data == base.ctypes.data + base.strides[1] * j for j, m in enumerate(group)):
         return base
-    return np.column_stack([m.weight for m in group]).astype(np.float64)
+    return np.column_stack([m.weight for m in group]).astype(np.float64, copy=False)
 
 
 def _split_dense(matches: list[TraitMatch], unit_weights: bool) -> tuple[list[_Matrix], list[int]]:

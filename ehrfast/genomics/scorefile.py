@@ -125,9 +125,11 @@ def _weights(path: Path, values, column: str, body_start: int) -> np.ndarray:
     else:
         try:
             w = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             strings = values.to_pylist()
-            bad = next(i for i, v in enumerate(strings) if not _is_float(v))
+            bad = next((i for i, v in enumerate(strings) if not _is_float(v)), None)
+            if bad is None:  # every value reads as a Python float, not as Arrow's (e.g. "1_000")
+                raise ScoreFileError(f"{path}: column '{column}' is not numeric: {exc}") from None
             raise ScoreFileError(f"{path}: line {body_start + 2 + bad}: column '{column}' has non-numeric weight {strings[bad]!r}") from None
     if not np.isfinite(w).all():
         bad = int(np.flatnonzero(~np.isfinite(w))[0])
