@@ -22,6 +22,7 @@ import tempfile
 CHILD = r"""
 import json, shutil, sys, time
 mode, meds, out, backend = sys.argv[1:5]
+shutil.rmtree(out, ignore_errors=True)  # a first run: no earlier output to delete while timed
 import pyarrow.parquet as pq
 from ehrfast.data.meds import data_files
 from ehrfast.tokenize import tokenize_dataset
@@ -29,7 +30,7 @@ files = [f for fs in data_files(meds).values() for f in fs]
 cols = ["subject_id", "time", "code", "numeric_value"]
 t = time.perf_counter()
 if mode == "tokenize":
-    s = tokenize_dataset(meds, out, backend=backend, progress=False, overwrite=True)
+    s = tokenize_dataset(meds, out, backend=backend, progress=False)
     extra = {"tokens": sum(v["tokens"] for v in s.splits.values())}
 else:
     rows = sum(pq.read_table(f, columns=cols, read_dictionary=["code"] if mode == "read-dict" else None).num_rows for f in files)

@@ -5,12 +5,20 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#if defined(EHRFAST_OPENMP)
+#include <omp.h>
+#endif
 
 #include "prs/bed.hpp"
 #include "prs/score.hpp"
 #include "tokenizer/fit.hpp"
+#include "tokenizer/rows.hpp"
 #include "tokenizer/timeline.hpp"
 
 #include <vector>
@@ -83,6 +91,33 @@ py::array_t<T> to_numpy(const std::vector<T>& v) {
     return out;
 }
 
+// A numpy array that takes over a vector's memory (no copy); the array frees it.
+template <typename T>
+py::array_t<T> adopt(std::vector<T>&& v) {
+    auto owner = std::make_unique<std::vector<T>>(std::move(v));
+    const auto size = static_cast<py::ssize_t>(owner->size());
+    T* data = owner->data();
+    py::capsule free_when_done(owner.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    owner.release();  // the capsule owns it now
+    return py::array_t<T>(size, data, free_when_done);
+}
+
+std::int64_t max_threads() {
+#if defined(EHRFAST_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+std::int64_t thread_index() {
+#if defined(EHRFAST_OPENMP)
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 void require_len(const py::array& a, py::ssize_t n, const char* name) {
     if (a.ndim() != 1 || a.shape(0) != n)
         throw std::invalid_argument(std::string(name) + " must be 1-D of length " + std::to_string(n) + ", got " +
@@ -113,6 +148,37 @@ T* output_buffer(py::array& a, py::ssize_t n, const char* name) {
     return static_cast<T*>(a.mutable_data());
 }
 
+// One shard's rows, validated before any loop trusts them: lengths, subject boundaries `seg`
+// [n_subjects + 1] from 0 to n, code indices into `lut` (what each dictionary code maps to).
+// value and keep are left null; attach them with with_values / with_keep.
+tokenizer::Rows shard_rows(const Int64Array& time, const Int32Array& code, const Int32Array& lut, const Int64Array& seg) {
+    const py::ssize_t n = time.shape(0);
+    require_len(code, n, "code");
+    const py::ssize_t n_subjects = seg.shape(0) - 1;
+    if (seg.ndim() != 1 || n_subjects < 0 || seg.data()[0] != 0 || seg.data()[n_subjects] != n)
+        throw std::invalid_argument("seg must hold subject row boundaries from 0 to the number of rows");
+    for (py::ssize_t s = 0; s < n_subjects; ++s)
+        if (seg.data()[s + 1] < seg.data()[s]) throw std::invalid_argument("seg must be non-decreasing");
+    if (lut.ndim() != 1) throw std::invalid_argument("the code lookup table must be 1-D");
+    const std::int64_t bad = tokenizer::first_bad_code(code.data(), static_cast<std::size_t>(n), static_cast<std::size_t>(lut.shape(0)));
+    if (bad >= 0)
+        throw std::invalid_argument("row " + std::to_string(bad) + " has code index " + std::to_string(code.data()[bad]) +
+                                    " outside the dictionary of " + std::to_string(lut.shape(0)) + " codes");
+    return tokenizer::Rows{time.data(), code.data(), lut.data(), nullptr, seg.data(), nullptr, static_cast<std::size_t>(n_subjects)};
+}
+
+tokenizer::Rows with_values(tokenizer::Rows rows, const Float32Array& value, py::ssize_t n) {
+    require_len(value, n, "value");
+    rows.value = value.data();
+    return rows;
+}
+
+tokenizer::Rows with_keep(tokenizer::Rows rows, const UInt8Array& keep) {
+    require_len(keep, static_cast<py::ssize_t>(rows.n_subjects), "keep");
+    rows.keep = keep.data();
+    return rows;
+}
+
 // The fitted code table and timeline rules, validated once, applied to many shards.
 class TimelineProgram {
   public:
@@ -135,93 +201,103 @@ class TimelineProgram {
         rules_ = tokenizer::Rules{lower_.data(), token_.data(), lower_.size(), q_first, n_quantiles, timeline_end, age_tokens};
     }
 
-    // Per kept subject: (n_tokens, n_intervals, static_lengths, births).
-    py::tuple measure(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
-                      const UInt8Array& keep) const {
-        const tokenizer::Rows rows = checked_rows(time, entry, value, seg, keep);
+    // Tokenizes the kept subjects in blocks of consecutive subjects, in parallel, passing the
+    // blocks on in subject order: appended to two open files (token_fd, time_fd: raw int32 and
+    // int64 bytes; with evict_written, streamed through the page cache) or, when both are -1,
+    // gathered into arrays. With `gaps`, every interval token's bin and gap share is added to
+    // it. Returns (n_tokens, static_lengths, births) per kept subject, then (tokens, times),
+    // both None when written to files.
+    py::tuple tokenize(const Int64Array& time, const Int32Array& code, const Int32Array& entry_of_code, const Float32Array& value,
+                       const Int64Array& seg, const UInt8Array& keep, tokenizer::IntervalGaps* gaps, int token_fd, int time_fd,
+                       bool evict_written) const {
+        const tokenizer::Rows rows = checked_rows(time, code, entry_of_code, value, seg, keep);
+        if ((token_fd < 0) != (time_fd < 0)) throw std::invalid_argument("give both file descriptors or neither");
+        if (gaps && gaps->n_bins() != rules_.n_intervals)
+            throw std::invalid_argument("gaps has " + std::to_string(gaps->n_bins()) + " bins, the rules " + std::to_string(rules_.n_intervals));
+        const bool to_files = token_fd >= 0;
         const std::vector<std::int64_t> kept = kept_subjects(rows);
         const auto k = static_cast<py::ssize_t>(kept.size());
-        Int64Array n_tokens(k), n_intervals(k), births(k);
+        const std::vector<std::size_t> starts = block_starts(rows, kept);
+        Int64Array n_tokens(k), births(k);
         Int32Array static_lengths(k);
         std::int64_t* nt = n_tokens.mutable_data();
-        std::int64_t* ni = n_intervals.mutable_data();
         std::int64_t* bt = births.mutable_data();
         std::int32_t* sl = static_lengths.mutable_data();
+        std::vector<std::int32_t> gathered_tokens;
+        std::vector<std::int64_t> gathered_times;
+        int write_errno = 0;
         {
             py::gil_scoped_release release;
+            const auto n_threads = static_cast<std::size_t>(max_threads());
+            std::vector<tokenizer::TokenBlock> scratch(n_threads);  // one per thread, reused
+            if (gaps) gaps->part(n_threads - 1);  // one part per thread, created before they run
+            const auto n_blocks = static_cast<std::int64_t>(starts.size()) - 1;
 #if defined(EHRFAST_OPENMP)
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp parallel for ordered schedule(dynamic, 1)
 #endif
-            for (py::ssize_t j = 0; j < k; ++j) {
-                const auto sum = tokenizer::measure_subject(rows, table_, rules_, static_cast<std::size_t>(kept[j]));
-                nt[j] = sum.n_tokens;
-                ni[j] = sum.n_intervals;
-                bt[j] = sum.birth;
-                sl[j] = sum.static_length;
-            }
-        }
-        return py::make_tuple(n_tokens, n_intervals, static_lengths, births);
-    }
-
-    // Writes the kept subjects' tokens at token_offsets (and interval data at interval_offsets,
-    // when out_bins/out_shares are non-empty) into caller-owned arrays, e.g. memory-mapped files.
-    void write(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
-               const UInt8Array& keep, const Int64Array& token_offsets, const Int64Array& interval_offsets, py::array out_tokens,
-               py::array out_times, py::array out_bins, py::array out_shares) const {
-        const tokenizer::Rows rows = checked_rows(time, entry, value, seg, keep);
-        const std::vector<std::int64_t> kept = kept_subjects(rows);
-        const auto k = static_cast<py::ssize_t>(kept.size());
-        require_len(token_offsets, k + 1, "token_offsets");
-        require_len(interval_offsets, k + 1, "interval_offsets");
-        const std::int64_t* to = token_offsets.data();
-        const std::int64_t* io = interval_offsets.data();
-        std::int32_t* tokens = output_buffer<std::int32_t>(out_tokens, to[k] - to[0], "out_tokens");
-        std::int64_t* times = output_buffer<std::int64_t>(out_times, to[k] - to[0], "out_times");
-        const bool with_intervals = out_bins.size() > 0 || out_shares.size() > 0;
-        std::int32_t* bins = with_intervals ? output_buffer<std::int32_t>(out_bins, io[k] - io[0], "out_bins") : nullptr;
-        double* shares = with_intervals ? output_buffer<double>(out_shares, io[k] - io[0], "out_shares") : nullptr;
-        for (py::ssize_t j = 0; j < k; ++j)
-            if (to[j + 1] < to[j] || io[j + 1] < io[j]) throw std::invalid_argument("offsets must be non-decreasing");
-        std::int64_t first_mismatch = -1;
-        {
-            py::gil_scoped_release release;
+            for (std::int64_t b = 0; b < n_blocks; ++b) {
+                const auto me = static_cast<std::size_t>(thread_index());
+                tokenizer::TokenBlock& block = scratch[me];
+                tokenizer::GapsByBin* my_gaps = gaps ? &gaps->part(me) : nullptr;
+                block.clear();
+                for (std::size_t j = starts[b]; j < starts[b + 1]; ++j) {
+                    const auto sum = tokenizer::append_subject(rows, table_, rules_, static_cast<std::size_t>(kept[j]), block, my_gaps);
+                    nt[j] = sum.n_tokens;
+                    bt[j] = sum.birth;
+                    sl[j] = sum.static_length;
+                }
 #if defined(EHRFAST_OPENMP)
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp ordered
 #endif
-            for (py::ssize_t j = 0; j < k; ++j) {
-                tokenizer::Sink sink{tokens + (to[j] - to[0]), times + (to[j] - to[0]), bins ? bins + (io[j] - io[0]) : nullptr,
-                                     shares ? shares + (io[j] - io[0]) : nullptr, to[j + 1] - to[j], io[j + 1] - io[j]};
-                const auto sum = tokenizer::write_subject(rows, table_, rules_, static_cast<std::size_t>(kept[j]), sink);
-                if (sum.n_tokens != sink.capacity || (bins && sum.n_intervals != sink.interval_capacity)) {
-#if defined(EHRFAST_OPENMP)
-#pragma omp critical
-#endif
-                    if (first_mismatch < 0 || j < first_mismatch) first_mismatch = j;
+                {
+                    if (to_files) {
+                        if (write_errno == 0) write_errno = tokenizer::write_block(block, token_fd, time_fd, evict_written);
+                    } else {
+                        gathered_tokens.insert(gathered_tokens.end(), block.tokens.begin(), block.tokens.begin() + static_cast<std::ptrdiff_t>(block.size));
+                        gathered_times.insert(gathered_times.end(), block.times.begin(), block.times.begin() + static_cast<std::ptrdiff_t>(block.size));
+                    }
                 }
             }
         }
-        if (first_mismatch >= 0)
-            throw std::invalid_argument("offsets do not match the measured token counts (kept subject " + std::to_string(first_mismatch) +
-                                        "); call measure() with the same rows first");
+        if (write_errno != 0) {
+            errno = write_errno;
+            PyErr_SetFromErrno(PyExc_OSError);
+            throw py::error_already_set();
+        }
+        if (to_files) return py::make_tuple(n_tokens, static_lengths, births, py::none(), py::none());
+        return py::make_tuple(n_tokens, static_lengths, births, adopt(std::move(gathered_tokens)), adopt(std::move(gathered_times)));
     }
 
   private:
-    tokenizer::Rows checked_rows(const Int64Array& time, const Int32Array& entry, const Float32Array& value, const Int64Array& seg,
-                                 const UInt8Array& keep) const {
-        const py::ssize_t n = time.shape(0);
-        require_len(entry, n, "entry");
-        require_len(value, n, "value");
-        const py::ssize_t n_subjects = seg.shape(0) - 1;
-        if (seg.ndim() != 1 || n_subjects < 0 || seg.data()[0] != 0 || seg.data()[n_subjects] != n)
-            throw std::invalid_argument("seg must hold subject row boundaries from 0 to the number of rows");
-        for (py::ssize_t s = 0; s < n_subjects; ++s)
-            if (seg.data()[s + 1] < seg.data()[s]) throw std::invalid_argument("seg must be non-decreasing");
-        require_len(keep, n_subjects, "keep");
-        tokenizer::Rows rows{time.data(), entry.data(), value.data(), seg.data(), keep.data(), static_cast<std::size_t>(n_subjects)};
-        const std::int64_t bad = tokenizer::first_bad_entry(rows, static_cast<std::size_t>(n), n_entries_);
-        if (bad >= 0)
-            throw std::invalid_argument("row " + std::to_string(bad) + " has entry " + std::to_string(entry.data()[bad]) + " outside the code table");
+    tokenizer::Rows checked_rows(const Int64Array& time, const Int32Array& code, const Int32Array& entry_of_code, const Float32Array& value,
+                                 const Int64Array& seg, const UInt8Array& keep) const {
+        const tokenizer::Rows rows = with_keep(with_values(shard_rows(time, code, entry_of_code, seg), value, time.shape(0)), keep);
+        for (py::ssize_t k = 0; k < entry_of_code.shape(0); ++k) {
+            const std::int32_t e = entry_of_code.data()[k];
+            if (e < tokenizer::kBirth || e >= n_entries_)
+                throw std::invalid_argument("code " + std::to_string(k) + " maps to entry " + std::to_string(e) + " outside the code table");
+        }
         return rows;
+    }
+
+    // Block boundaries (indices into `kept`) of about equal row counts: enough blocks to
+    // balance the threads, small enough that a thread's reused buffer stays in cache.
+    static std::vector<std::size_t> block_starts(const tokenizer::Rows& rows, const std::vector<std::int64_t>& kept) {
+        constexpr std::int64_t kMinRows = 1 << 12, kMaxRows = 1 << 15, kBlocksPerThread = 8;
+        std::vector<std::size_t> starts{0};
+        if (kept.empty()) return starts;
+        const std::int64_t total = rows.seg[rows.n_subjects] - rows.seg[0];
+        const std::int64_t target = std::clamp(total / (kBlocksPerThread * max_threads()) + 1, kMinRows, kMaxRows);
+        std::int64_t in_block = 0;
+        for (std::size_t j = 0; j < kept.size(); ++j) {
+            in_block += rows.seg[kept[j] + 1] - rows.seg[kept[j]];
+            if (in_block >= target && j + 1 < kept.size()) {
+                starts.push_back(j + 1);
+                in_block = 0;
+            }
+        }
+        starts.push_back(kept.size());
+        return starts;
     }
 
     static std::vector<std::int64_t> kept_subjects(const tokenizer::Rows& rows) {
@@ -244,50 +320,116 @@ class TimelineProgram {
     tokenizer::Rules rules_{};
 };
 
-py::array_t<std::int64_t> code_subject_counts(const Int32Array& entry, const Int64Array& seg, std::int64_t n_entries) {
-    const py::ssize_t n_subjects = seg.shape(0) - 1;
-    if (n_subjects < 0 || seg.data()[n_subjects] != entry.shape(0))
-        throw std::invalid_argument("seg must end at the number of rows");
+py::array_t<std::int64_t> event_counts(const Int64Array& time, const Int32Array& code, const Int32Array& entry_of_code,
+                                       const Int64Array& seg, std::int32_t birth_entry) {
+    const tokenizer::Rows rows = shard_rows(time, code, entry_of_code, seg);
     std::vector<std::int64_t> counts;
     {
         py::gil_scoped_release release;
-        counts = tokenizer::code_subject_counts(entry.data(), seg.data(), static_cast<std::size_t>(n_subjects), n_entries);
+        counts = tokenizer::event_counts(rows.time, rows.code, rows.entry_of_code, rows.seg, rows.n_subjects, tokenizer::kStaticTime,
+                                         birth_entry);
     }
     return to_numpy(counts);
 }
 
-py::array_t<std::int64_t> event_counts(const Int64Array& time, const Int32Array& entry, const Int64Array& seg,
-                                       std::int32_t birth_entry) {
-    require_len(entry, time.shape(0), "entry");
-    const py::ssize_t n_subjects = seg.shape(0) - 1;
-    if (n_subjects < 0 || seg.data()[n_subjects] != time.shape(0))
-        throw std::invalid_argument("seg must end at the number of rows");
-    std::vector<std::int64_t> counts;
-    {
-        py::gil_scoped_release release;
-        counts = tokenizer::event_counts(time.data(), entry.data(), seg.data(), static_cast<std::size_t>(n_subjects),
-                                         tokenizer::kStaticTime, birth_entry);
-    }
-    return to_numpy(counts);
+// Arrow validity bitmap of a column chunk: empty when the chunk has no nulls (-> null), else
+// checked to cover bits [bit_offset, bit_offset + n).
+const std::uint8_t* validity_bits(const UInt8Array& validity, std::int64_t bit_offset, py::ssize_t n) {
+    if (validity.size() == 0) return nullptr;
+    if (bit_offset < 0 || validity.ndim() != 1 || validity.shape(0) * 8 < bit_offset + n)
+        throw std::invalid_argument("validity bitmap does not cover the chunk");
+    return validity.data();
 }
 
-py::tuple grouped_quantiles(const Int32Array& group, const Float64Array& values, std::int64_t n_groups,
-                            const std::vector<double>& probs, std::int64_t min_count) {
-    require_len(values, group.shape(0), "values");
-    tokenizer::GroupedQuantiles q;
-    {
-        py::gil_scoped_release release;
-        q = tokenizer::grouped_quantiles(group.data(), values.data(), static_cast<std::size_t>(group.shape(0)), n_groups, probs, min_count);
-    }
-    return py::make_tuple(to_numpy(q.offsets), to_numpy(q.cuts), to_numpy(q.counts));
+// out[i] = times[i], or the static-time marker where the validity bit is clear.
+void fill_null_times(const Int64Array& values, const UInt8Array& validity, std::int64_t bit_offset, py::array out) {
+    const py::ssize_t n = values.shape(0);
+    const std::uint8_t* bits = validity_bits(validity, bit_offset, n);
+    std::int64_t* o = output_buffer<std::int64_t>(out, n, "out");
+    py::gil_scoped_release release;
+    tokenizer::fill_nulls(values.data(), bits, bit_offset, static_cast<std::size_t>(n), tokenizer::kStaticTime, o);
 }
 
-py::tuple grouped_mean_median(const Int32Array& group, const Float64Array& values, std::int64_t n_groups) {
-    require_len(values, group.shape(0), "values");
+// out[i] = float32(values[i]), or NaN where the validity bit is clear; values float32 or float64.
+void fill_null_values(const py::array& values, const UInt8Array& validity, std::int64_t bit_offset, py::array out) {
+    const py::ssize_t n = values.ndim() == 1 ? values.shape(0) : -1;
+    if (n < 0 || !(values.flags() & py::array::c_style)) throw std::invalid_argument("values must be a contiguous 1-D array");
+    const std::uint8_t* bits = validity_bits(validity, bit_offset, n);
+    float* o = output_buffer<float>(out, n, "out");
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    if (values.dtype().is(py::dtype::of<float>())) {
+        const auto* v = static_cast<const float*>(values.data());
+        py::gil_scoped_release release;
+        tokenizer::fill_nulls(v, bits, bit_offset, static_cast<std::size_t>(n), nan, o);
+    } else if (values.dtype().is(py::dtype::of<double>())) {
+        const auto* v = static_cast<const double*>(values.data());
+        py::gil_scoped_release release;
+        tokenizer::fill_nulls(v, bits, bit_offset, static_cast<std::size_t>(n), nan, o);
+    } else {
+        throw std::invalid_argument("values must be float32 or float64");
+    }
+}
+
+// (seg, subject_ids, first_bad_row, bad_subject): each subject's rows, and the first row out of
+// order; subject_id as a list of consecutive chunks (Arrow's buffers, not copied).
+py::tuple subject_segments(const std::vector<Int64Array>& subject_id, const Int64Array& time) {
+    std::vector<tokenizer::IdChunk> chunks;
+    py::ssize_t n = 0;
+    for (const Int64Array& c : subject_id) {
+        if (c.ndim() != 1) throw std::invalid_argument("subject_id chunks must be 1-D");
+        chunks.push_back({c.data(), static_cast<std::size_t>(c.shape(0))});
+        n += c.shape(0);
+    }
+    require_len(time, n, "time");
+    tokenizer::SubjectSegments s;
+    {
+        py::gil_scoped_release release;
+        s = tokenizer::subject_segments(chunks, time.data());
+    }
+    return py::make_tuple(to_numpy(s.seg), to_numpy(s.subject_ids), s.first_bad_row, s.bad_subject);
+}
+
+// Python face of tokenizer::TrainStatistics.
+class TrainStatistics {
+  public:
+    void add(const Int64Array& time, const Int32Array& code, const Int32Array& raw_of_code, const Float32Array& value,
+             const Int64Array& seg, const UInt8Array& keep, std::size_t n_codes, std::int32_t birth_code) {
+        const tokenizer::Rows rows = with_keep(with_values(shard_rows(time, code, raw_of_code, seg), value, time.shape(0)), keep);
+        py::gil_scoped_release release;
+        stats_.add(rows.time, rows.code, rows.entry_of_code, rows.value, rows.seg, rows.keep, rows.n_subjects, n_codes, birth_code,
+                   tokenizer::kStaticTime);
+    }
+
+    py::array_t<std::int64_t> subject_counts() const { return to_numpy(stats_.subject_counts()); }
+    py::array_t<std::uint8_t> on_static_row() const { return to_numpy(stats_.on_static_row()); }
+
+    py::tuple take_quantiles(const std::vector<double>& probs, std::int64_t min_count) {
+        tokenizer::GroupedQuantiles q;
+        {
+            py::gil_scoped_release release;
+            q = stats_.take_quantiles(probs, min_count);
+        }
+        return py::make_tuple(to_numpy(q.offsets), to_numpy(q.cuts), to_numpy(q.counts));
+    }
+
+  private:
+    tokenizer::TrainStatistics stats_;
+};
+
+void add_gaps(tokenizer::IntervalGaps& gaps, const Int32Array& bins, const Float64Array& shares) {
+    require_len(shares, bins.shape(0), "shares");
+    for (py::ssize_t i = 0; i < bins.shape(0); ++i)
+        if (bins.data()[i] < 0 || static_cast<std::size_t>(bins.data()[i]) >= gaps.n_bins())
+            throw std::invalid_argument("bins[" + std::to_string(i) + "] = " + std::to_string(bins.data()[i]) + " is out of range");
+    py::gil_scoped_release release;
+    gaps.add(bins.data(), shares.data(), static_cast<std::size_t>(bins.shape(0)));
+}
+
+py::tuple take_gaps(tokenizer::IntervalGaps& gaps) {
     tokenizer::GroupedMoments m;
     {
         py::gil_scoped_release release;
-        m = tokenizer::grouped_mean_median(group.data(), values.data(), static_cast<std::size_t>(group.shape(0)), n_groups);
+        m = gaps.take();
     }
     return py::make_tuple(to_numpy(m.count), to_numpy(m.mean), to_numpy(m.median));
 }
@@ -420,17 +562,32 @@ PYBIND11_MODULE(_core, m) {
              py::arg("pre_off"), py::arg("pre"), py::arg("post_off"), py::arg("post"), py::arg("cut_off"), py::arg("cuts"),
              py::arg("interval_lower"), py::arg("interval_token"), py::arg("q_first"), py::arg("n_quantiles"),
              py::arg("timeline_end"), py::arg("age_tokens"))
-        .def("measure", &TimelineProgram::measure, py::arg("time"), py::arg("entry"), py::arg("value"), py::arg("seg"), py::arg("keep"),
-             "Per kept subject: (n_tokens, n_intervals, static_lengths, births).")
-        .def("write", &TimelineProgram::write, py::arg("time"), py::arg("entry"), py::arg("value"), py::arg("seg"), py::arg("keep"),
-             py::arg("token_offsets"), py::arg("interval_offsets"), py::arg("out_tokens"), py::arg("out_times"), py::arg("out_bins"),
-             py::arg("out_shares"), "Write kept subjects' tokens into caller-owned arrays.");
-    m.def("event_counts", &event_counts, py::arg("time"), py::arg("entry"), py::arg("seg"), py::arg("birth_entry"),
+        .def("tokenize", &TimelineProgram::tokenize, py::arg("time"), py::arg("code"), py::arg("entry_of_code"), py::arg("value"),
+             py::arg("seg"),
+             py::arg("keep"), py::arg("gaps") = nullptr, py::arg("token_fd") = -1, py::arg("time_fd") = -1,
+             py::arg("evict_written") = false,
+             "(n_tokens, static_lengths, births) per kept subject, then (tokens, times), or None, None when written to the files.");
+    py::class_<tokenizer::IntervalGaps>(m, "IntervalGaps", "Interval-token gap shares on the training split, by bin.")
+        .def(py::init<std::size_t>(), py::arg("n_bins"))
+        .def_property_readonly("n_bins", &tokenizer::IntervalGaps::n_bins)
+        .def("add", &add_gaps, py::arg("bins"), py::arg("shares"))
+        .def("take", &take_gaps, "(count, mean, median) per bin; consumes the gaps.");
+    py::class_<TrainStatistics>(m, "TrainStatistics", "Training-split code statistics accumulated shard by shard.")
+        .def(py::init<>())
+        .def("add", &TrainStatistics::add, py::arg("time"), py::arg("code"), py::arg("raw_of_code"), py::arg("value"), py::arg("seg"),
+             py::arg("keep"),
+             py::arg("n_codes"), py::arg("birth_code"))
+        .def("subject_counts", &TrainStatistics::subject_counts)
+        .def("on_static_row", &TrainStatistics::on_static_row)
+        .def("take_quantiles", &TrainStatistics::take_quantiles, py::arg("probs"), py::arg("min_count"));
+    m.def("fill_null_times", &fill_null_times, py::arg("values"), py::arg("validity"), py::arg("bit_offset"), py::arg("out"),
+          "out = times µs, the static-time marker (int64 min) where the Arrow validity bit is clear.");
+    m.def("fill_null_values", &fill_null_values, py::arg("values"), py::arg("validity"), py::arg("bit_offset"), py::arg("out"),
+          "out = float32 values, NaN where the Arrow validity bit is clear.");
+    m.def("subject_segments", &subject_segments, py::arg("subject_id"), py::arg("time"),
+          "(seg, subject_ids, first_bad_row or -1, bad_subject) for rows sorted by subject_id then time; subject_id in chunks.");
+    m.def("event_counts", &event_counts, py::arg("time"), py::arg("code"), py::arg("entry_of_code"), py::arg("seg"), py::arg("birth_entry"),
           "Timed rows per subject, birth rows not counted.");
-    m.def("code_subject_counts", &code_subject_counts, py::arg("entry"), py::arg("seg"), py::arg("n_entries"));
-    m.def("grouped_quantiles", &grouped_quantiles, py::arg("group"), py::arg("values"), py::arg("n_groups"),
-          py::arg("probs"), py::arg("min_count"));
-    m.def("grouped_mean_median", &grouped_mean_median, py::arg("group"), py::arg("values"), py::arg("n_groups"));
     m.def("score_dense", &score_dense, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"), py::arg("weight"),
           py::arg("scores"), "scores[s, t] += Σ_r lut[r][code(packed_row[r], s)] · weight[r, t] (in place, float64).");
     m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"),

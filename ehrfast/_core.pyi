@@ -29,18 +29,48 @@ class TimelineProgram:
         timeline_end: int,
         age_tokens: bool,
     ) -> None: ...
-    def measure(
-        self, time: npt.NDArray[np.int64], entry: npt.NDArray[np.int32], value: npt.NDArray[np.float32],
-        seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8],
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
-        """Per kept subject: (n_tokens, n_intervals, static_lengths, births µs)."""
-    def write(
-        self, time: npt.NDArray[np.int64], entry: npt.NDArray[np.int32], value: npt.NDArray[np.float32],
-        seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8], token_offsets: npt.NDArray[np.int64],
-        interval_offsets: npt.NDArray[np.int64], out_tokens: npt.NDArray[np.int32], out_times: npt.NDArray[np.int64],
-        out_bins: npt.NDArray[np.int32], out_shares: npt.NDArray[np.float64],
-    ) -> None:
-        """Writes kept subjects' tokens into caller-owned arrays (checked against measure())."""
+    def tokenize(
+        self, time: npt.NDArray[np.int64], code: npt.NDArray[np.int32], entry_of_code: npt.NDArray[np.int32],
+        value: npt.NDArray[np.float32], seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8], gaps: IntervalGaps | None = None,
+        token_fd: int = -1, time_fd: int = -1, evict_written: bool = False,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.int32] | None, npt.NDArray[np.int64] | None]:
+        """(n_tokens, static_lengths, births µs) per kept subject, then (tokens, times) — both None
+        when appended to the open files token_fd / time_fd (raw int32 / int64 bytes). Interval
+        tokens' gap shares go to ``gaps`` when given."""
+
+class IntervalGaps:
+    """Interval-token gap shares (µs) on the training split, by bin."""
+
+    def __init__(self, n_bins: int) -> None: ...
+    @property
+    def n_bins(self) -> int: ...
+    def add(self, bins: npt.NDArray[np.int32], shares: npt.NDArray[np.float64]) -> None: ...
+    def take(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(count, mean, median) per bin; consumes the gaps."""
+
+class TrainStatistics:
+    """Per raw code id: kept subjects it occurs in, whether on a static row, its numeric values."""
+
+    def __init__(self) -> None: ...
+    def add(
+        self, time: npt.NDArray[np.int64], code: npt.NDArray[np.int32], raw_of_code: npt.NDArray[np.int32],
+        value: npt.NDArray[np.float32], seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8], n_codes: int, birth_code: int,
+    ) -> None: ...
+    def subject_counts(self) -> npt.NDArray[np.int64]: ...
+    def on_static_row(self) -> npt.NDArray[np.uint8]: ...
+    def take_quantiles(self, probs: list[float], min_count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """(offsets [n_codes + 1], cut points, value counts) — numpy 'nearest' quantiles, duplicates removed; consumes the values."""
+
+def fill_null_times(values: npt.NDArray[np.int64], validity: npt.NDArray[np.uint8], bit_offset: int, out: npt.NDArray[np.int64]) -> None:
+    """out = values, int64 min (static time) where the Arrow validity bit is clear (empty validity = no nulls)."""
+
+def fill_null_values(values: npt.NDArray[np.float32] | npt.NDArray[np.float64], validity: npt.NDArray[np.uint8], bit_offset: int,
+                     out: npt.NDArray[np.float32]) -> None:
+    """out = float32 values, NaN where the Arrow validity bit is clear (empty validity = no nulls)."""
+
+def subject_segments(subject_id: list[npt.NDArray[np.int64]], time: npt.NDArray[np.int64]
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, bool]:
+    """(seg [n_subjects + 1], subject_ids, first row out of order or -1, whether its subject_id decreases)."""
 
 def score_dense(
     packed: npt.NDArray[np.uint8], n_samples: int, packed_row: npt.NDArray[np.int32], lut: npt.NDArray[np.float64],
@@ -64,18 +94,6 @@ def score_dosages(
 def bed_allele_counts(packed: npt.NDArray[np.uint8], n_samples: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(A1 count sum, called samples) per variant."""
 
-def event_counts(time: npt.NDArray[np.int64], entry: npt.NDArray[np.int32], seg: npt.NDArray[np.int64], birth_entry: int) -> npt.NDArray[np.int64]:
-    """Timed, non-birth rows per subject."""
-
-def code_subject_counts(entry: npt.NDArray[np.int32], seg: npt.NDArray[np.int64], n_entries: int) -> npt.NDArray[np.int64]:
-    """Number of subjects in which each entry occurs."""
-
-def grouped_quantiles(
-    group: npt.NDArray[np.int32], values: npt.NDArray[np.float64], n_groups: int, probs: list[float], min_count: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """(offsets [n_groups + 1], cut points, counts) — numpy 'nearest' quantiles, duplicates removed."""
-
-def grouped_mean_median(
-    group: npt.NDArray[np.int32], values: npt.NDArray[np.float64], n_groups: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(count, mean, median) per group."""
+def event_counts(time: npt.NDArray[np.int64], code: npt.NDArray[np.int32], entry_of_code: npt.NDArray[np.int32],
+                 seg: npt.NDArray[np.int64], birth_entry: int) -> npt.NDArray[np.int64]:
+    """Timed rows per subject whose entry (entry_of_code[code]) is not birth_entry."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,12 @@ def test_missing_core_falls_back_once_or_errors(monkeypatch):
     with pytest.raises(_backend.BackendUnavailableError, match="pip install"):
         _backend.resolve_backend("cpp", "thing")
     assert _backend.resolve_backend("python", "thing") == "python"
+
+
+@pytest.mark.skipif(_backend.core is None, reason="C++ core not built")
+def test_core_stub_lists_exactly_the_compiled_names():
+    """ehrfast/_core.pyi must describe the module that is really built."""
+    stub = ast.parse((Path(ehrfast.__file__).parent / "_core.pyi").read_text())
+    stubbed = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    compiled = {n for n in dir(_backend.core) if not n.startswith("_")}
+    assert stubbed == compiled

@@ -8,13 +8,10 @@
 
 namespace ehrfast::tokenizer {
 
-// Timed rows per subject, not counting rows whose entry is `birth_entry`.
-std::vector<std::int64_t> event_counts(const std::int64_t* time, const std::int32_t* entry, const std::int64_t* seg,
-                                       std::size_t n_subjects, std::int64_t static_time, std::int32_t birth_entry);
-
-// Number of subjects in which each entry occurs (entries < 0 ignored). seg: [n_subjects + 1].
-std::vector<std::int64_t> code_subject_counts(const std::int32_t* entry, const std::int64_t* seg, std::size_t n_subjects,
-                                              std::int64_t n_entries);
+// Timed rows per subject, not counting rows whose entry (entry_of_code[code]) is `birth_entry`.
+std::vector<std::int64_t> event_counts(const std::int64_t* time, const std::int32_t* code, const std::int32_t* entry_of_code,
+                                       const std::int64_t* seg, std::size_t n_subjects, std::int64_t static_time,
+                                       std::int32_t birth_entry);
 
 struct GroupedQuantiles {
     std::vector<std::int64_t> offsets;  // [n_groups + 1] into cuts
@@ -22,10 +19,33 @@ struct GroupedQuantiles {
     std::vector<std::int64_t> counts;   // [n_groups] values seen per group
 };
 
-// numpy's quantile(method="nearest") of each group's values at `probs`, duplicates removed;
-// groups with fewer than `min_count` values get no cut points. NaN values are ignored.
-GroupedQuantiles grouped_quantiles(const std::int32_t* group, const double* values, std::size_t n, std::int64_t n_groups,
-                                   const std::vector<double>& probs, std::int64_t min_count);
+// Training-split statistics accumulated shard by shard, in one pass over each shard's rows:
+// per source code (its "raw id"), the number of kept subjects it occurs in, whether it
+// occurs on a static row, and its numeric values (for the quantile cut points).
+class TrainStatistics {
+  public:
+    // code: [n] index into the shard's code dictionary; raw_of_code: its raw code ids, in
+    // [0, n_codes) (others are skipped, as are rows whose raw id is `birth_code`);
+    // keep: [n_subjects] 0 = subject filtered out. n_codes only grows.
+    void add(const std::int64_t* time, const std::int32_t* code, const std::int32_t* raw_of_code, const float* value,
+             const std::int64_t* seg, const std::uint8_t* keep, std::size_t n_subjects, std::size_t n_codes, std::int32_t birth_code,
+             std::int64_t static_time);
+
+    std::size_t n_codes() const { return subject_counts_.size(); }
+    const std::vector<std::int64_t>& subject_counts() const { return subject_counts_; }
+    const std::vector<std::uint8_t>& on_static_row() const { return on_static_row_; }
+    // Per code: numpy's quantile(method="nearest") of its values at `probs`, duplicates
+    // removed; codes with fewer than `min_count` values get none. Consumes the values.
+    GroupedQuantiles take_quantiles(const std::vector<double>& probs, std::int64_t min_count);
+
+  private:
+    void grow(std::size_t n_codes);
+    std::vector<std::int64_t> subject_counts_;
+    std::vector<std::uint8_t> on_static_row_;
+    std::vector<std::vector<float>> values_;
+    std::vector<std::int64_t> last_subject_;  // per code: last subject counted (global numbering)
+    std::int64_t subjects_seen_ = 0;
+};
 
 struct GroupedMoments {
     std::vector<std::int64_t> count;
@@ -33,6 +53,24 @@ struct GroupedMoments {
     std::vector<double> median;  // numpy's median: mean of the two middle values for even counts
 };
 
-GroupedMoments grouped_mean_median(const std::int32_t* group, const double* values, std::size_t n, std::int64_t n_groups);
+// Interval-token gaps on the training split, by bin: each interval token's share of its gap
+// (µs), from which its mean and median duration are fitted. Held in parts, one per writer
+// thread, so threads add without locking.
+class IntervalGaps {
+  public:
+    explicit IntervalGaps(std::size_t n_bins) : n_bins_(n_bins) {}
+    std::size_t n_bins() const { return n_bins_; }
+    // Part i: [n_bins] vectors of shares (parts are created on first use; not thread-safe —
+    // create them all before threads add to them).
+    std::vector<std::vector<double>>& part(std::size_t i);
+    // bin: [n] in [0, n_bins) (the caller checks); share: [n] µs. Into part 0.
+    void add(const std::int32_t* bin, const double* share, std::size_t n);
+    // Count, mean and median (numpy's) per bin; consumes the gaps.
+    GroupedMoments take();
+
+  private:
+    std::size_t n_bins_;
+    std::vector<std::vector<std::vector<double>>> parts_;  // [part][bin] shares
+};
 
 }  // namespace ehrfast::tokenizer

@@ -1,8 +1,8 @@
 // MEDS rows -> token timelines (the C++ fast path of ehrfast.tokenize).
 //
-// Input: one shard's rows, sorted by subject then time with static rows first, already
-// mapped to "entries" of the fitted code table (the Python side maps each distinct code
-// string once, through the Arrow dictionary). Output: one flat token array, the time of
+// Input: one shard's rows, sorted by subject then time with static rows first; each row's
+// code is an index into the shard's code dictionary, which the Python side maps once to
+// "entries" of the fitted code table (so no row's code string is ever hashed). Output: one flat token array, the time of
 // every token, and per-subject offsets. The Python reference in
 // ehrfast/tokenize/reference.py implements exactly the same rules.
 #pragma once
@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace ehrfast::tokenizer {
 
@@ -19,12 +20,15 @@ constexpr std::int32_t kBirth = -2;  // birth row: anchors age, emits nothing
 constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
 
 struct Rows {
-    const std::int64_t* time;   // [n] µs, kStaticTime for static rows
-    const std::int32_t* entry;  // [n] index into CodeTable, or kDrop / kBirth
-    const float* value;         // [n] NaN when absent
-    const std::int64_t* seg;    // [n_subjects + 1] row range of each subject
-    const std::uint8_t* keep;   // [n_subjects] 0 = filtered out
+    const std::int64_t* time;           // [n] µs, kStaticTime for static rows
+    const std::int32_t* code;           // [n] index into the shard's code dictionary
+    const std::int32_t* entry_of_code;  // [n_codes] index into CodeTable, or kDrop / kBirth
+    const float* value;                 // [n] NaN when absent
+    const std::int64_t* seg;            // [n_subjects + 1] row range of each subject
+    const std::uint8_t* keep;           // [n_subjects] 0 = filtered out
     std::size_t n_subjects;
+
+    std::int32_t entry(std::int64_t r) const { return entry_of_code[code[r]]; }
 };
 
 // What each entry emits: `pre` tokens, then a quantile token when the row has a value and
@@ -56,26 +60,32 @@ struct SubjectSummary {
     std::int64_t birth = kStaticTime;  // kStaticTime when unknown
 };
 
-// Output buffers. Optional (may be null): for each interval token in order, its bin and
-// its share of the gap (gap length / number of interval tokens emitted for it, µs).
-// Writes never go past `capacity` / `interval_capacity`; the returned summary says how many
-// tokens the subject really has, so a caller can detect offsets that do not match.
-struct Sink {
-    std::int32_t* tokens = nullptr;
-    std::int64_t* times = nullptr;
-    std::int32_t* interval_bin = nullptr;
-    double* interval_share = nullptr;
-    std::int64_t capacity = 0;
-    std::int64_t interval_capacity = 0;
+// One block of consecutive subjects' output, appended to subject after subject. The
+// buffers are the capacity (reused block after block); the first `size` entries are the block.
+struct TokenBlock {
+    std::vector<std::int32_t> tokens;
+    std::vector<std::int64_t> times;
+    std::size_t size = 0;
+
+    void clear() { size = 0; }
+    void reserve_more(std::size_t k);  // room for k more tokens
 };
 
-// Token count (and static length, birth) of subject s without writing anything.
-SubjectSummary measure_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s);
+// Appends a block's tokens and times to two open files (raw bytes); 0 or the errno. With
+// `evict_written`, written pages are written back and dropped from the page cache a window
+// behind the end of the file (Linux).
+int write_block(const TokenBlock& block, int token_fd, int time_fd, bool evict_written);
 
-// Writes subject s's tokens at sink offsets [0, n_tokens) and returns its summary.
-SubjectSummary write_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s, Sink sink);
+// Per interval bin, the share of its gap (gap length / number of interval tokens emitted
+// for it, µs) of every interval token emitted.
+using GapsByBin = std::vector<std::vector<double>>;
 
-// Index of the first row whose entry is out of range, or -1.
-std::int64_t first_bad_entry(const Rows& rows, std::size_t n_rows, std::int64_t n_entries);
+// Appends subject s's tokens to `block` (and, when `gaps` is given, its interval tokens' gap
+// shares) and returns its summary.
+SubjectSummary append_subject(const Rows& rows, const CodeTable& table, const Rules& rules, std::size_t s, TokenBlock& block,
+                              GapsByBin* gaps);
+
+// Index of the first of `n` code indices outside [0, n_codes), or -1.
+std::int64_t first_bad_code(const std::int32_t* code, std::size_t n, std::size_t n_codes);
 
 }  // namespace ehrfast::tokenizer

@@ -19,10 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ehrfast._backend import require_core, resolve_backend
+
 MEDS_VERSION = "0.4.1"
 SPLITS = ("train", "tuning", "held_out")
 BIRTH_CODE = "MEDS_BIRTH"
 DEATH_CODE = "MEDS_DEATH"
+STATIC_TIME = np.iinfo(np.int64).min  # null (static) time in int64 µs arrays
 
 DATA_SCHEMA = pa.schema(
     [
@@ -102,43 +105,101 @@ def validate_shard_schema(path: str | os.PathLike, schema: pa.Schema) -> None:
             raise MedsValidationError(f"{path}: column 'numeric_value' has type {t}, MEDS requires float32")
 
 
-def check_shard_order(path: str | os.PathLike, subject_id: np.ndarray, time_us: np.ndarray, time_null: np.ndarray) -> None:
-    """Raises if rows are not sorted by subject_id, then time with null (static) rows first.
+def _arrow_chunks(column: pa.ChunkedArray):
+    """Per non-empty chunk of a fixed-width column: (values view, validity bits or an empty
+    array when it has no nulls, bit offset, row at which the chunk starts) — Arrow's own
+    buffers, not copied."""
+    at = 0
+    for chunk in column.chunks:
+        n = len(chunk)
+        if n:
+            validity, data = chunk.buffers()[:2]
+            dtype = np.dtype(np.int64) if pa.types.is_timestamp(chunk.type) else np.dtype(chunk.type.to_pandas_dtype())
+            values = np.frombuffer(data, dtype, count=chunk.offset + n)[chunk.offset:]
+            bits = np.frombuffer(validity, np.uint8) if validity is not None and chunk.null_count else np.zeros(0, np.uint8)
+            yield values, bits, chunk.offset, at
+        at += n
 
-    ``time_us`` int64 µs (any value where ``time_null``), ``time_null`` bool.
-    """
-    n = len(subject_id)
-    if n < 2:
+
+def _fill_reference(values: np.ndarray, bits: np.ndarray, bit_offset: int, fill, out: np.ndarray) -> None:
+    if len(bits) == 0:
+        out[:] = values
         return
+    valid = np.unpackbits(bits, bitorder="little", count=bit_offset + len(out))[bit_offset:].astype(bool)
+    out[:] = np.where(valid, values, fill)
+
+
+def time_values(column: pa.ChunkedArray, backend: str | None = None) -> np.ndarray:
+    """[n] int64 µs of a timestamp[us] column, STATIC_TIME where null."""
+    fast = resolve_backend(backend, "MEDS reader") == "cpp"
+    out = np.empty(len(column), np.int64)
+    for values, bits, offset, at in _arrow_chunks(column):
+        target = out[at: at + len(values)]
+        if fast:
+            require_core().fill_null_times(values, bits, offset, target)
+        else:
+            _fill_reference(values, bits, offset, STATIC_TIME, target)
+    return out
+
+
+def numeric_values(column: pa.ChunkedArray, backend: str | None = None) -> np.ndarray:
+    """[n] float32 of a float32/float64 column, NaN where null."""
+    fast = resolve_backend(backend, "MEDS reader") == "cpp"
+    out = np.empty(len(column), np.float32)
+    for values, bits, offset, at in _arrow_chunks(column):
+        target = out[at: at + len(values)]
+        if fast:
+            require_core().fill_null_values(values, bits, offset, target)
+        else:
+            _fill_reference(values, bits, offset, np.nan, target)
+    return out
+
+
+def id_chunks(column: pa.ChunkedArray) -> list[np.ndarray]:
+    """The non-null int64 column's chunks as numpy views of Arrow's buffers (no copy)."""
+    return [values for values, _, _, _ in _arrow_chunks(column)]
+
+
+def subject_segments(path: str | os.PathLike, subject_id: list[np.ndarray], time: np.ndarray,
+                     backend: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(seg [n_subjects + 1] int64 row boundaries of each subject, subject_ids [n_subjects]) of
+    rows whose subject_id comes in consecutive chunks; raises if the rows are not sorted by
+    subject_id, then time with null (static) rows first. ``time`` int64 µs, STATIC_TIME = null."""
+    if resolve_backend(backend, "MEDS reader") == "cpp":
+        seg, ids, bad_row, bad_subject = require_core().subject_segments(subject_id, time)
+    else:
+        seg, ids, bad_row, bad_subject = _segments_reference(np.concatenate(subject_id) if subject_id else np.zeros(0, np.int64), time)
+    if bad_row >= 0:
+        both = np.concatenate(subject_id)[bad_row - 1: bad_row + 1]
+        raise MedsValidationError(
+            f"{path}: row {bad_row} is out of order in column '{'subject_id' if bad_subject else 'time'}' (subject {both[1]} after "
+            f"{both[0]}); MEDS shards must be sorted by subject_id, then time, static rows first"
+        )
+    return seg, ids
+
+
+def _segments_reference(subject_id: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
     s0, s1 = subject_id[:-1], subject_id[1:]
     bad_subject = s1 < s0
-    same = s1 == s0
-    n0, n1 = time_null[:-1], time_null[1:]
-    # within a subject: a static row after a timed one, or time going backwards
-    bad_time = same & ((n1 & ~n0) | (~n1 & ~n0 & (time_us[1:] < time_us[:-1])))
-    bad = bad_subject | bad_time
+    # STATIC_TIME is the smallest int64, so "time never decreases" also puts static rows first
+    bad = bad_subject | ((s1 == s0) & (time[1:] < time[:-1]))
     if bad.any():
-        i = int(np.argmax(bad)) + 1
-        what = "subject_id" if bad_subject[i - 1] else "time"
-        raise MedsValidationError(
-            f"{path}: row {i} is out of order in column '{what}' (subject {subject_id[i]} after "
-            f"{subject_id[i - 1]}); MEDS shards must be sorted by subject_id, then time, static rows first"
-        )
+        i = int(np.argmax(bad))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), i + 1, bool(bad_subject[i])
+    starts = np.flatnonzero(np.r_[True, s1 != s0]) if len(subject_id) else np.zeros(0, np.int64)
+    return np.r_[starts, len(subject_id)].astype(np.int64), subject_id[starts], -1, False
 
 
-def shard_core_columns(path, table: pa.Table, static_time: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(subject_id int64, time µs int64 with ``static_time`` for null, null mask) of a shard
-    table, after checking the non-nullable columns and the sort order."""
+def shard_core_columns(path, table: pa.Table, backend: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(subject_ids [n_subjects] int64, time [n] µs int64 with STATIC_TIME for null, seg
+    [n_subjects + 1]) of a shard table, after checking the non-nullable columns and the sort order."""
     for col in ("subject_id", "code"):
         if table.column(col).null_count:
             row = int(np.argmax(table.column(col).is_null().to_numpy(zero_copy_only=False)))
             raise MedsValidationError(f"{path}: row {row}: column '{col}' is null")
-    sid = table.column("subject_id").to_numpy()
-    time_col = table.column("time").cast(pa.int64())
-    null = time_col.is_null().to_numpy(zero_copy_only=False)
-    time = time_col.fill_null(static_time).to_numpy()
-    check_shard_order(path, sid, time, null)
-    return sid, time, null
+    time = time_values(table.column("time"), backend)
+    seg, subject_ids = subject_segments(path, id_chunks(table.column("subject_id")), time, backend)
+    return subject_ids, time, seg
 
 
 def validate_meds_dataset(root: str | os.PathLike) -> MedsSummary:
@@ -159,8 +220,7 @@ def validate_meds_dataset(root: str | os.PathLike) -> MedsSummary:
             pf = pq.ParquetFile(f)
             validate_shard_schema(f, pf.schema_arrow)
             t = pf.read(columns=["subject_id", "time", "code"])
-            sid, _, _ = shard_core_columns(f, t)
-            uniq = np.unique(sid)
+            uniq, _, _ = shard_core_columns(f, t)  # sorted and distinct
             for s in uniq[np.isin(uniq, np.fromiter(seen_subjects, dtype=np.int64, count=len(seen_subjects)))]:
                 raise MedsValidationError(f"{f}: subject {s} also appears in {seen_subjects[int(s)]}; a subject must live in one shard")
             seen_subjects.update(dict.fromkeys(uniq.tolist(), f))

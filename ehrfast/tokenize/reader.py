@@ -6,6 +6,8 @@ seen once (``code_dictionary``) and rows carry only an index into it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ehrfast.data.meds import MedsValidationError, shard_core_columns, validate_shard_schema
+from ehrfast.data.meds import STATIC_TIME, MedsValidationError, numeric_values, shard_core_columns, validate_shard_schema
 
-STATIC_TIME = np.iinfo(np.int64).min  # null time in the int64 µs arrays
+__all__ = ["STATIC_TIME", "ShardRows", "SubjectRegistry", "read_shard", "shards_in_order"]
 
 
 @dataclass
@@ -36,14 +38,14 @@ class ShardRows:
         return len(self.time)
 
 
-def read_shard(path: str | Path) -> ShardRows:
+def read_shard(path: str | Path, backend: str | None = None) -> ShardRows:
     """Reads and validates one shard (schema, nulls, sort order)."""
     path = Path(path)
     pf = pq.ParquetFile(path)
     validate_shard_schema(path, pf.schema_arrow)
     cols = ["subject_id", "time", "code"] + (["numeric_value"] if "numeric_value" in pf.schema_arrow.names else [])
     table = pq.read_table(path, columns=cols, read_dictionary=["code"])
-    sid, time, _ = shard_core_columns(path, table, STATIC_TIME)
+    subject_ids, time, seg = shard_core_columns(path, table, backend)
     code = table.column("code")
     if not pa.types.is_dictionary(code.type):  # e.g. large_string read plainly
         code = pc.dictionary_encode(code)
@@ -52,12 +54,27 @@ def read_shard(path: str | Path) -> ShardRows:
     indices = code.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     dictionary = code.dictionary.to_pylist()
     if "numeric_value" in table.column_names:
-        value = pc.cast(table.column("numeric_value"), pa.float32()).fill_null(np.nan).to_numpy()
+        value = numeric_values(table.column("numeric_value"), backend)
     else:
-        value = np.full(len(sid), np.nan, np.float32)
-    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.zeros(0, np.int64)
-    seg = np.r_[starts, len(sid)].astype(np.int64)
-    return ShardRows(path, sid[starts], seg, time, indices, dictionary, np.ascontiguousarray(value, np.float32))
+        value = np.full(len(time), np.nan, np.float32)
+    return ShardRows(path, subject_ids, seg, time, indices, dictionary, value)
+
+
+def shards_in_order(paths: list[Path], backend: str | None = None, cached: dict[Path, ShardRows] | None = None
+                    ) -> Iterator[tuple[Path, ShardRows, bool]]:
+    """Yields (path, shard, freshly read) for each path in order — taken from ``cached`` (and
+    removed from it) when there, else read while the caller still works on the shard before:
+    pyarrow and the C++ core release the GIL, so reading overlaps tokenizing."""
+    cached = cached if cached is not None else {}
+    with ThreadPoolExecutor(1, thread_name_prefix="ehrfast-read") as pool:
+
+        def start(path: Path) -> Future | None:
+            return None if path in cached else pool.submit(read_shard, path, backend)
+
+        pending = start(paths[0]) if paths else None
+        for i, path in enumerate(paths):
+            current, pending = pending, (start(paths[i + 1]) if i + 1 < len(paths) else None)
+            yield path, (cached.pop(path) if current is None else current.result()), current is not None
 
 
 class SubjectRegistry:

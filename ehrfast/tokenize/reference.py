@@ -98,9 +98,10 @@ def tokenize_subject(time, entry, value, table, rules, want_share=False):
     return tokens, times, static_length, birth, (intervals if want_share else None)
 
 
-def tokenize_rows_reference(time, entry, value, seg, keep, table, rules, want_share=False):
-    """The same results as ``ehrfast._core.TimelineProgram`` (measure + write): (tokens, times, offsets,
+def tokenize_rows_reference(time, code, entry_of_code, value, seg, keep, table, rules, want_share=False):
+    """The same results as ``ehrfast._core.TimelineProgram`` (``tokenize``): (tokens, times, offsets,
     static_lengths, births, (interval_bin, interval_share) or None)."""
+    entry = entry_of_code[code]
     all_tokens, all_times, all_intervals = [], [], []
     offsets, static_lengths, births = [0], [], []
     for s in range(len(seg) - 1):
@@ -125,17 +126,47 @@ def tokenize_rows_reference(time, entry, value, seg, keep, table, rules, want_sh
     )
 
 
-def event_counts_reference(time, entry, seg, birth_entry) -> np.ndarray:
-    timed = (time != STATIC_TIME) & (entry != birth_entry)
+def event_counts_reference(time, code, entry_of_code, seg, birth_entry) -> np.ndarray:
+    timed = (time != STATIC_TIME) & (entry_of_code[code] != birth_entry)
     csum = np.r_[0, np.cumsum(timed)]
     return (csum[seg[1:]] - csum[seg[:-1]]).astype(np.int64)
 
 
-def code_subject_counts_reference(entry, seg, n_entries) -> np.ndarray:
-    subj = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
-    ok = entry >= 0
-    pairs = np.unique(subj[ok].astype(np.int64) * n_entries + entry[ok])
-    return np.bincount(pairs % n_entries, minlength=n_entries).astype(np.int64)
+class CodeStatistics:
+    """The reference of ``ehrfast._core.TrainStatistics``: per raw code id, the kept subjects it
+    occurs in, whether it occurs on a static row, and its numeric values; birth rows skipped."""
+
+    def __init__(self):
+        self._counts = np.zeros(0, np.int64)
+        self._static = np.zeros(0, np.uint8)
+        self._codes: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+
+    def add(self, time, code, raw_of_code, value, seg, keep, n_codes, birth_code) -> None:
+        raw = raw_of_code[code]
+        grow = max(0, n_codes - len(self._counts))
+        self._counts, self._static = np.r_[self._counts, np.zeros(grow, np.int64)], np.r_[self._static, np.zeros(grow, np.uint8)]
+        row_keep = np.repeat(keep.astype(bool), np.diff(seg))
+        ok = row_keep & (raw >= 0) & (raw < len(self._counts)) & (raw != birth_code)
+        subject = np.repeat(np.arange(len(seg) - 1), np.diff(seg))[ok]
+        pairs = np.unique(subject.astype(np.int64) * len(self._counts) + raw[ok])
+        self._counts += np.bincount(pairs % len(self._counts), minlength=len(self._counts))
+        self._static[raw[ok & (time == STATIC_TIME)]] = 1
+        has_value = ok & ~np.isnan(value)
+        self._codes.append(raw[has_value])
+        self._values.append(value[has_value].astype(np.float64) + 0.0)  # + 0.0 turns -0.0 into 0.0
+
+    def subject_counts(self) -> np.ndarray:
+        return self._counts.copy()
+
+    def on_static_row(self) -> np.ndarray:
+        return self._static.copy()
+
+    def take_quantiles(self, probs, min_count):
+        codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32)
+        values = np.concatenate(self._values) if self._values else np.zeros(0)
+        self._codes, self._values = [], []
+        return grouped_quantiles_reference(codes, values, len(self._counts), probs, min_count)
 
 
 def grouped_quantiles_reference(group, values, n_groups, probs, min_count):
@@ -148,6 +179,26 @@ def grouped_quantiles_reference(group, values, n_groups, probs, min_count):
             cuts += q.tolist()
         offsets.append(len(cuts))
     return np.array(offsets, np.int64), np.array(cuts, np.float64), np.array(counts, np.int64)
+
+
+class IntervalGaps:
+    """The reference of ``ehrfast._core.IntervalGaps``: interval-token gap shares by bin."""
+
+    def __init__(self, n_bins: int):
+        self.n_bins = n_bins
+        self._bins: list[np.ndarray] = []
+        self._shares: list[np.ndarray] = []
+
+    def add(self, bins, shares) -> None:
+        self._bins.append(np.asarray(bins, np.int32))
+        self._shares.append(np.asarray(shares, np.float64))
+
+    def take(self):
+        """(count, mean, median) per bin."""
+        bins = np.concatenate(self._bins) if self._bins else np.zeros(0, np.int32)
+        shares = np.concatenate(self._shares) if self._shares else np.zeros(0)
+        self._bins, self._shares = [], []
+        return grouped_mean_median_reference(bins, shares, self.n_bins)
 
 
 def grouped_mean_median_reference(group, values, n_groups):

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from ehrfast._backend import require_core, resolve_backend
 from ehrfast.data.meds import data_files
+from ehrfast.io import NpyAppender
 from ehrfast.tokenize import reference
 from ehrfast.tokenize.config import TOKENIZER_FORMAT_VERSION, TokenizerConfig
-from ehrfast.tokenize.reader import STATIC_TIME, ShardRows, SubjectRegistry, read_shard
+from ehrfast.tokenize.reader import ShardRows, SubjectRegistry, shards_in_order
 from ehrfast.tokenize.vocab import RESERVED, TIMELINE_END, UNK, IntervalDuration, Vocabulary
 
 DROP, BIRTH = reference.DROP, reference.BIRTH
@@ -67,14 +68,17 @@ class TimelineRules:
 class ShardTokens:
     """Tokenized subjects of one shard (see TokenizedDataset for the meaning of each array)."""
 
-    tokens: np.ndarray
-    times: np.ndarray
-    offsets: np.ndarray
-    subject_ids: np.ndarray
-    static_lengths: np.ndarray
-    births: np.ndarray
-    intervals: tuple[np.ndarray, np.ndarray] | None = None  # (bin, gap share µs) per interval token
+    tokens: np.ndarray | None  # [n_tokens] int32; None when streamed to files
+    times: np.ndarray | None  # [n_tokens] int64 µs; None when streamed to files
+    n_tokens: np.ndarray  # [kept subjects] int64
+    subject_ids: np.ndarray  # [kept subjects] int64
+    static_lengths: np.ndarray  # [kept subjects] int32
+    births: np.ndarray  # [kept subjects] int64 µs, STATIC_TIME when unknown
     n_filtered: dict = field(default_factory=dict)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.r_[0, np.cumsum(self.n_tokens)].astype(np.int64)
 
 
 def code_tokens(config: TokenizerConfig, code: str) -> list[str]:
@@ -87,11 +91,12 @@ def code_tokens(config: TokenizerConfig, code: str) -> list[str]:
     return [code]
 
 
-def _event_counts(shard: ShardRows, entry: np.ndarray, birth_entry: int, backend: str | None) -> np.ndarray:
-    """Timed, non-birth rows per subject."""
+def _event_counts(shard: ShardRows, entry_of_code: np.ndarray, birth_entry: int, backend: str | None) -> np.ndarray:
+    """Timed, non-birth rows per subject; ``entry_of_code`` maps the shard's dictionary codes."""
+    args = (shard.time, shard.code_index, entry_of_code, shard.seg, birth_entry)
     if resolve_backend(backend, "tokenizer") == "cpp":
-        return require_core().event_counts(shard.time, entry, shard.seg, birth_entry)
-    return reference.event_counts_reference(shard.time, entry, shard.seg, birth_entry)
+        return require_core().event_counts(*args)
+    return reference.event_counts_reference(*args)
 
 
 def _keep_mask(config: TokenizerConfig, events: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -149,18 +154,18 @@ class Tokenizer:
 
     # ---- applying -----------------------------------------------------------------
 
-    def entries(self, shard: ShardRows) -> np.ndarray:
-        """[n] int32 entry per row, mapping each distinct code of the shard once."""
+    def entry_of_code(self, shard: ShardRows) -> np.ndarray:
+        """[n dictionary codes] int32: the code-table entry of each distinct code of the shard
+        (BIRTH, DROP, or the unknown-code entry for codes not in the vocabulary)."""
         fallback = self.table.unknown_entry if self.table.unknown_entry is not None else DROP
-        lut = np.array(
+        return np.array(
             [BIRTH if c == self.config.birth_code else self._entry_of.get(c, fallback) for c in shard.code_dictionary] or [0],
             np.int32,
         )
-        return lut[shard.code_index]
 
-    def keep_subjects(self, shard: ShardRows, entry: np.ndarray, backend: str | None = None) -> tuple[np.ndarray, dict]:
+    def keep_subjects(self, shard: ShardRows, entry_of_code: np.ndarray, backend: str | None = None) -> tuple[np.ndarray, dict]:
         """[m] bool subjects passing the event-count filters, and how many failed each."""
-        return _keep_mask(self.config, _event_counts(shard, entry, BIRTH, backend))
+        return _keep_mask(self.config, _event_counts(shard, entry_of_code, BIRTH, backend))
 
     def program(self):
         """The C++ TimelineProgram for this tokenizer (built once)."""
@@ -172,22 +177,36 @@ class Tokenizer:
             )
         return self._program
 
-    def tokenize_shard(self, shard: ShardRows, backend: str | None = None, want_share: bool = False) -> ShardTokens:
-        """Tokenizes one shard into in-memory arrays."""
-        entry = self.entries(shard)
-        keep, filtered = self.keep_subjects(shard, entry, backend)
-        rows = (shard.time, entry, shard.value, shard.seg, keep.astype(np.uint8))
+    def tokenize_shard(self, shard: ShardRows, backend: str | None = None, gaps=None,
+                       files: tuple[NpyAppender, NpyAppender] | None = None) -> ShardTokens:
+        """Tokenizes one shard's subjects that pass the event filters. With ``gaps`` (from
+        ``new_gaps``), every interval token's gap share is added to it; with ``files``
+        (tokens, times), the tokens stream to them instead of being returned."""
+        entry_of_code = self.entry_of_code(shard)
+        keep, filtered = self.keep_subjects(shard, entry_of_code, backend)
+        rows = (shard.time, shard.code_index, entry_of_code, shard.value, shard.seg, keep.astype(np.uint8))
         if resolve_backend(backend, "tokenizer") == "cpp":
-            n_tokens, n_intervals, static_lengths, births = self.program().measure(*rows)
-            offsets, ioff = np.r_[0, np.cumsum(n_tokens)], np.r_[0, np.cumsum(n_intervals)]
-            tokens, times = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.int64)
-            bins = np.empty(ioff[-1] if want_share else 0, np.int32)
-            shares = np.empty(ioff[-1] if want_share else 0, np.float64)
-            self.program().write(*rows, offsets, ioff, tokens, times, bins, shares)
-            intervals = (bins, shares) if want_share else None
+            fds = (files[0].fileno(), files[1].fileno()) if files else (-1, -1)
+            evict = bool(files) and files[0].evict_written
+            n_tokens, static_lengths, births, tokens, times = self.program().tokenize(*rows, gaps, *fds, evict)
+            if files:
+                for f in files:
+                    f.wrote(int(n_tokens.sum()))
         else:
-            tokens, times, offsets, static_lengths, births, intervals = reference.tokenize_rows_reference(*rows, self.table, self.rules, want_share)
-        return ShardTokens(tokens, times, offsets, shard.subject_ids[keep], static_lengths, births, intervals, filtered)
+            tokens, times, offsets, static_lengths, births, intervals = reference.tokenize_rows_reference(*rows, self.table, self.rules, gaps is not None)
+            n_tokens = np.diff(offsets)
+            if gaps is not None:
+                gaps.add(*intervals)
+            if files:
+                files[0].append(tokens)
+                files[1].append(times)
+                tokens = times = None
+        return ShardTokens(tokens, times, n_tokens, shard.subject_ids[keep], static_lengths, births, filtered)
+
+    def new_gaps(self, backend: str | None = None):
+        """An empty accumulator of interval-token gaps, for ``tokenize_shard`` and ``fit_durations``."""
+        n_bins = len(self.rules.interval_token)
+        return require_core().IntervalGaps(n_bins) if resolve_backend(backend, "tokenizer") == "cpp" else reference.IntervalGaps(n_bins)
 
     # ---- fitting ------------------------------------------------------------------
 
@@ -200,22 +219,18 @@ class Tokenizer:
         if config.train_split not in shards:
             raise ValueError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
         tok, cached = fit_statistics(shards[config.train_split], config, backend, SubjectRegistry(), progress)
-        train = [tok.tokenize_shard(cached.pop(p, None) or read_shard(p), backend, want_share=True)
-                 for p in tqdm(shards[config.train_split], desc="fit: durations", unit="shard", disable=not progress, leave=False)]
-        tok.fit_durations([st.intervals[0] for st in train], [st.intervals[1] for st in train], backend)
+        gaps = tok.new_gaps(backend)
+        paths = shards[config.train_split]
+        for _, shard, _ in tqdm(shards_in_order(paths, backend, cached), total=len(paths), desc="fit: durations", unit="shard",
+                                disable=not progress, leave=False):
+            tok.tokenize_shard(shard, backend, gaps)
+        tok.fit_durations(gaps)
         return tok
 
-    def fit_durations(self, bins: list[np.ndarray], shares: list[np.ndarray], backend: str | None = None) -> None:
-        """Sets each interval token's mean and median duration from the training gaps:
-        ``bins`` / ``shares`` hold, per interval token emitted on train, its bin and its share of
-        the gap (µs)."""
-        n_bins = len(self.rules.interval_token)
-        g = bins[0] if len(bins) == 1 else (np.concatenate(bins) if bins else np.zeros(0, np.int32))
-        v = shares[0] if len(shares) == 1 else (np.concatenate(shares) if shares else np.zeros(0))
-        if resolve_backend(backend, "tokenizer") == "cpp":
-            count, mean, median = require_core().grouped_mean_median(g.astype(np.int32, copy=False), v, n_bins)
-        else:
-            count, mean, median = reference.grouped_mean_median_reference(g, v, n_bins)
+    def fit_durations(self, gaps) -> None:
+        """Sets each interval token's mean and median duration from the training gaps
+        accumulated in ``gaps`` (see ``new_gaps``)."""
+        count, mean, median = gaps.take()
         for k, (name, lo) in enumerate(self.config.interval_bins()):
             n = int(count[k])
             # whole µs: summation order differs between backends in the last bits only
@@ -258,55 +273,45 @@ class Tokenizer:
 
 
 class _TrainStatistics:
-    """Accumulates training-split statistics shard by shard."""
+    """Accumulates training-split statistics shard by shard: per source code, the kept
+    subjects it occurs in, whether it occurs on a static row, and its numeric values."""
 
     def __init__(self, config: TokenizerConfig, backend: str | None):
         self.config = config
         self.backend = resolve_backend(backend, "tokenizer")
         self.raw: dict[str, int] = {}  # source code -> raw id
-        self.subject_counts = np.zeros(0, np.int64)
-        self.static_ids: set[int] = set()
-        self.value_ids: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []
         self.filtered = {"too_few_events": 0, "too_many_events": 0}
         self.n_subjects = 0
+        self._core_stats = require_core().TrainStatistics() if self.backend == "cpp" else None
+        self._reference = reference.CodeStatistics() if self.backend == "python" else None
 
     def add(self, shard: ShardRows) -> None:
-        lut = np.array([self.raw.setdefault(c, len(self.raw)) for c in shard.code_dictionary] or [0], np.int32)
-        raw = lut[shard.code_index]
+        raw_of_code = np.array([self.raw.setdefault(c, len(self.raw)) for c in shard.code_dictionary] or [0], np.int32)
         birth_id = self.raw.get(self.config.birth_code, -3)
-        keep, filtered = _keep_mask(self.config, _event_counts(shard, raw, birth_id, self.backend))
+        keep, filtered = _keep_mask(self.config, _event_counts(shard, raw_of_code, birth_id, self.backend))
         for k, v in filtered.items():
             self.filtered[k] += v
         self.n_subjects += int(keep.sum())
-        row_keep = np.repeat(keep, np.diff(shard.seg))
-        masked = np.where(row_keep & (raw != birth_id), raw, -1).astype(np.int32)
-        if self.backend == "cpp":
-            counts = require_core().code_subject_counts(masked, shard.seg, len(self.raw))
-        else:
-            counts = reference.code_subject_counts_reference(masked, shard.seg, len(self.raw))
-        self.subject_counts = np.r_[self.subject_counts, np.zeros(len(self.raw) - len(self.subject_counts), np.int64)] + counts
-        self.static_ids.update(np.unique(masked[(shard.time == STATIC_TIME) & (masked >= 0)]).tolist())
-        has_value = (masked >= 0) & ~np.isnan(shard.value)
-        self.value_ids.append(masked[has_value])
-        self.values.append(shard.value[has_value].astype(np.float64) + 0.0)  # + 0.0 turns -0.0 into 0.0
+        stats = self._core_stats or self._reference
+        stats.add(shard.time, shard.code_index, raw_of_code, shard.value, shard.seg, keep.astype(np.uint8), len(self.raw), birth_id)
+
+    def _code_statistics(self) -> tuple[np.ndarray, set[int], np.ndarray, np.ndarray]:
+        """(subject count per raw id, raw ids seen on static rows, quantile offsets, cut points)."""
+        stats = self._core_stats or self._reference
+        cfg = self.config
+        off, cuts, _ = stats.take_quantiles(cfg.quantile_probs(), cfg.min_values_for_quantiles)
+        return stats.subject_counts(), set(np.flatnonzero(stats.on_static_row()).tolist()), off, cuts
 
     def tokenizer(self) -> Tokenizer:
         cfg = self.config
         if self.n_subjects == 0:
             raise ValueError(f"no training subjects left after the event filters ({self.filtered}); empty cohort")
+        subject_counts, static_ids, off, cuts = self._code_statistics()
         names = sorted(self.raw, key=self.raw.get)
-        kept = sorted(c for c in names if c != cfg.birth_code and self.subject_counts[self.raw[c]] >= cfg.min_subjects)
-        rare = [c for c in names if c != cfg.birth_code and self.subject_counts[self.raw[c]] < cfg.min_subjects]
-        group = np.concatenate(self.value_ids) if self.value_ids else np.zeros(0, np.int32)
-        values = np.concatenate(self.values) if self.values else np.zeros(0)
-        args = (group.astype(np.int32), values, len(self.raw), cfg.quantile_probs(), cfg.min_values_for_quantiles)
-        if self.backend == "cpp":
-            off, cuts, _ = require_core().grouped_quantiles(*args)
-        else:
-            off, cuts, _ = reference.grouped_quantiles_reference(*args)
+        kept = sorted(c for c in names if c != cfg.birth_code and subject_counts[self.raw[c]] >= cfg.min_subjects)
+        rare = [c for c in names if c != cfg.birth_code and subject_counts[self.raw[c]] < cfg.min_subjects]
         cut_map = {c: cuts[off[self.raw[c]]: off[self.raw[c] + 1]].tolist() for c in kept if off[self.raw[c] + 1] > off[self.raw[c]]}
-        vocab = _build_vocab(cfg, kept, {names[i] for i in self.static_ids})
+        vocab = _build_vocab(cfg, kept, {names[i] for i in static_ids})
         report = {
             "train_subjects": self.n_subjects,
             "train_subjects_filtered": self.filtered,
@@ -352,8 +357,8 @@ def fit_statistics(paths: list[Path], config: TokenizerConfig, backend: str | No
     stats = _TrainStatistics(config, backend)
     cached: dict[Path, ShardRows] = {}
     cached_rows = 0
-    for path in tqdm(paths, desc="fit: statistics", unit="shard", disable=not progress, leave=False):
-        shard = read_shard(path)
+    for path, shard, _ in tqdm(shards_in_order(paths, backend), total=len(paths), desc="fit: statistics", unit="shard",
+                               disable=not progress, leave=False):
         registry.add(shard)
         stats.add(shard)
         if cached_rows + shard.n_rows <= CACHE_ROWS:
