@@ -61,6 +61,56 @@ def sampling_step(logits: torch.Tensor, u_first: torch.Tensor, u_continue: torch
     return _inverse_cdf(safe, u_continue), p_target, hit, target_only
 
 
+class RecomputeDecoder:
+    """Next-token logits by running the whole (windowed) sequence each step — works for any
+    ``model(idx [B, L], prs=[B, n_traits] | None) -> logits [B, L, V]``."""
+
+    def __init__(self, model: Callable, window: int | None, device: str):
+        self.model, self.window, self.device = model, window, device
+
+    def start(self, context: np.ndarray, prs: np.ndarray | None, n: int) -> torch.Tensor:
+        """The n samples' logits [n, V] after ``context`` [L]."""
+        self.idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device).repeat(n, 1)
+        self.prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device).repeat(n, 1)
+        return self._last_logits()
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Appends ``token`` [n]; returns the next logits [n, V]."""
+        self.idx = torch.cat([self.idx, token.unsqueeze(-1)], dim=1)
+        return self._last_logits()
+
+    def _last_logits(self) -> torch.Tensor:
+        view = self.idx if self.window is None else self.idx[:, -self.window:]
+        with torch.no_grad():
+            return self.model(view, prs=self.prs)[:, -1]
+
+
+class CachedDecoder:
+    """Next-token logits from a ``GPT`` with a KV cache: each subject's history is run once
+    (prefill) and shared by its samples; every step then runs one position. Needs
+    context + max_new_tokens to fit the model's window (``fits``)."""
+
+    def __init__(self, model, max_new_tokens: int, device: str):
+        self.model, self.max_new_tokens, self.device = model, max_new_tokens, device
+
+    def fits(self, context_len: int) -> bool:
+        cfg = self.model.config
+        prefix = cfg.n_soft_tokens if cfg.modality == "prefix" else 0
+        return prefix + context_len + self.max_new_tokens <= cfg.block_size
+
+    def start(self, context: np.ndarray, prs: np.ndarray | None, n: int) -> torch.Tensor:
+        idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device)[None]
+        row_prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device)[None]
+        with torch.no_grad():
+            logits, state = self.model.prefill(idx, row_prs, max_new_tokens=self.max_new_tokens)
+        self.state = state.repeat(n)
+        return logits.repeat(n, 1)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.decode(token, self.state)
+
+
 @dataclass
 class SamplingResult:
     path_probability: np.ndarray  # [n_subjects] aggregated over samples
@@ -71,7 +121,7 @@ class SamplingResult:
 
 
 def sample_trajectories(
-    model: Callable,
+    model: Callable | CachedDecoder | RecomputeDecoder,
     contexts: Sequence[np.ndarray],
     target_ids: np.ndarray,
     durations_us: np.ndarray,
@@ -90,9 +140,12 @@ def sample_trajectories(
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
 ) -> SamplingResult:
-    """Samples ``n_samples`` futures per context. ``model(idx [B, L], prs=[B, n_traits] | None)``
-    returns logits [B, L, V]; ``durations_us`` [V] is the time each token adds (interval tokens);
-    ``subject_keys`` name each subject in the random stream (default: its position)."""
+    """Samples ``n_samples`` futures per context. ``model`` is a decoder (``CachedDecoder``,
+    ``RecomputeDecoder``) or a callable ``model(idx [B, L], prs=[B, n_traits] | None)`` returning
+    logits [B, L, V] (run through ``RecomputeDecoder``); ``durations_us`` [V] is the time each
+    token adds (interval tokens); ``subject_keys`` name each subject in the random stream
+    (default: its position)."""
+    decoder = model if isinstance(model, (CachedDecoder, RecomputeDecoder)) else RecomputeDecoder(model, window, device)
     vocab = len(durations_us)
     target_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
     target_mask[torch.as_tensor(target_ids, dtype=torch.long, device=device)] = True
@@ -107,16 +160,12 @@ def sample_trajectories(
     generated = np.zeros(n, np.int64)
     sample_idx = np.arange(n_samples)
     for s, ctx in enumerate(contexts):
-        idx = torch.as_tensor(np.asarray(ctx, np.int64), device=device).repeat(n_samples, 1)
-        row_prs = None if prs is None else torch.as_tensor(prs[s], dtype=torch.float32, device=device).repeat(n_samples, 1)
+        logits = decoder.start(ctx, None if prs is None else prs[s], n_samples)
         alive = torch.ones(n_samples, dtype=torch.bool, device=device)
         elapsed = torch.zeros(n_samples, dtype=torch.float64, device=device)
         log_surv = torch.zeros(n_samples, dtype=torch.float64, device=device)
         hit = torch.zeros(n_samples, dtype=torch.bool, device=device)
         for step in range(max_new_tokens):
-            view = idx if window is None else idx[:, -window:]
-            with torch.no_grad():
-                logits = model(view, prs=row_prs)[:, -1]
             u1 = torch.as_tensor(uniforms(seed, keys[s], sample_idx, step, 0), device=device)
             u2 = torch.as_tensor(uniforms(seed, keys[s], sample_idx, step, 1), device=device)
             token, p_target, step_hit, target_only = sampling_step(logits, u1, u2, target_mask, temperature, top_p)
@@ -125,9 +174,9 @@ def sample_trajectories(
             generated[s] += int(alive.sum())
             elapsed = torch.where(alive, elapsed + durations[token], elapsed)
             alive &= ~target_only & ~stop_mask[token] & (elapsed < horizon_us)
-            idx = torch.cat([idx, token.unsqueeze(-1)], dim=1)
-            if not bool(alive.any()):
+            if not bool(alive.any()) or step + 1 == max_new_tokens:
                 break
+            logits = decoder.step(token)
         paths[s] = (1.0 - torch.exp(log_surv)).cpu().numpy()
         hits[s] = hit.cpu().numpy()
         if progress:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ehrfast.infer.sampler import risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.sampler import CachedDecoder, RecomputeDecoder, risk_level, sample_trajectories, wilson_interval
 from ehrfast.infer.task import Task, code_descriptions
 from ehrfast.io import atomic_output
 from ehrfast.tokenize.dataset import TokenizedDataset
@@ -62,8 +62,12 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     def forward(idx, prs=None):
         return model(idx, prs=prs) if prs is not None else model(idx)
 
+    # the KV-cache decoder when every context leaves room for K new tokens (contexts are cut so
+    # that they do whenever K <= half the window); else recompute with a sliding window
+    cached = CachedDecoder(model, task.max_new_tokens, device)
+    decoder = cached if all(cached.fits(len(c)) for c in contexts) else RecomputeDecoder(forward, window, device)
     bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress)
-    res = sample_trajectories(forward, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
+    res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
                               n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
                               top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=sids,
                               prs=prs, window=window, device=device, progress=bar.update)

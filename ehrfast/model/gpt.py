@@ -41,6 +41,33 @@ def _heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
     return x.view(b, length, n_head, c // n_head).transpose(1, 2)
 
 
+class LayerCache:
+    """One layer's keys and values [B, H, L_max, C/H], preallocated; the first ``length``
+    positions are filled."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, length: int):
+        self.k, self.v, self.length = k, v, length
+
+    @classmethod
+    def empty(cls, batch: int, n_head: int, max_len: int, head_dim: int, like: torch.Tensor) -> LayerCache:
+        shape = (batch, n_head, max_len, head_dim)
+        return cls(like.new_empty(shape), like.new_empty(shape), 0)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stores k, v [B, H, T, C/H] after the filled positions; returns all filled keys, values."""
+        end = self.length + k.shape[2]
+        if end > self.k.shape[2]:
+            raise ValueError(f"the KV cache holds {self.k.shape[2]} positions; {end} needed")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def repeat(self, n: int) -> LayerCache:
+        """The cache with each batch row repeated n times (a subject's history shared by its samples)."""
+        return LayerCache(self.k.repeat_interleave(n, 0), self.v.repeat_interleave(n, 0), self.length)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -49,11 +76,17 @@ class SelfAttention(nn.Module):
         self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``mask`` [B, 1, T, T] bool (True = may attend) for packed rows; None = plain causal."""
-        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
-        y = F.scaled_dot_product_attention(_heads(q, self.n_head), _heads(k, self.n_head), _heads(v, self.n_head),
-                                           attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: LayerCache | None = None) -> torch.Tensor:
+        """``mask`` [B, 1, T, T] bool (True = may attend) for packed rows; None = plain causal.
+        With ``cache``, x holds the positions after the cached ones: their keys and values are
+        appended, and they attend to everything cached plus themselves (causally)."""
+        q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
+        if cache is not None:
+            k, v = cache.append(k, v)
+            if q.shape[2] > 1 and k.shape[2] > q.shape[2]:  # a chunk after cached positions: causal by offset
+                mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - q.shape[2])
+        causal = mask is None and q.shape[2] == k.shape[2] and q.shape[2] > 1
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(x.shape))
 
 
@@ -68,10 +101,16 @@ class CrossAttention(nn.Module):
         self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``mask`` [B, 1, T, M] bool: which soft tokens each position may read (packed rows)."""
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, H, M, C/H] of the soft tokens (computed once per subject when decoding)."""
+        k, v = (_heads(t, self.n_head) for t in self.c_attn(memory).split(memory.shape[-1], dim=2))
+        return k, v
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``memory``: soft tokens [B, M, C], or their (keys, values) from ``memory_kv``.
+        ``mask`` [B, 1, T, M] bool: which soft tokens each position may read (packed rows)."""
         q = _heads(self.q_attn(x), self.n_head)
-        k, v = (_heads(t, self.n_head) for t in self.c_attn(memory).split(x.shape[-1], dim=2))
+        k, v = memory if isinstance(memory, tuple) else self.memory_kv(memory)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(x.shape))
 
@@ -99,8 +138,8 @@ class Block(nn.Module):
             self.ln_cross_attn = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
             self.crossattention = CrossAttention(cfg)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, self_mask=None, cross_mask=None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln_1(x), self_mask))
+    def forward(self, x: torch.Tensor, memory=None, self_mask=None, cross_mask=None, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln_1(x), self_mask, cache))
         if memory is not None:
             x = x + self.drop(self.crossattention(self.ln_cross_attn(x), memory, cross_mask))
         return x + self.mlp(self.ln_2(x))
@@ -122,6 +161,20 @@ class PRSEncoder(nn.Module):
         prs = torch.where(missing, self.missing.to(prs.dtype).expand_as(prs), torch.nan_to_num(prs))
         z = self.out(F.gelu(self.hidden(prs)))
         return (2 * torch.sigmoid(z) - 1).view(prs.shape[0], self.n_soft, self.n_embd)
+
+
+class DecodeState:
+    """What ``GPT.decode`` needs between steps: per layer the self-attention KV cache and the
+    soft tokens' cross-attention keys/values (None without cross-attention), and the number
+    of positions so far."""
+
+    def __init__(self, layers: list[LayerCache], cross: list[tuple[torch.Tensor, torch.Tensor]] | None, length: int):
+        self.layers, self.cross, self.length = layers, cross, length
+
+    def repeat(self, n: int) -> DecodeState:
+        """Each row repeated n times: one subject's prefilled history shared by its n samples."""
+        cross = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.cross] if self.cross else None
+        return DecodeState([c.repeat(n) for c in self.layers], cross, self.length)
 
 
 class GPT(nn.Module):
@@ -225,6 +278,38 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x, memory, self_mask, cross_mask)
         return self.transformer.ln_f(x)
+
+    # ---- incremental decoding (KV cache) --------------------------------------------
+
+    def prefill(self, idx: torch.Tensor, prs=None, soft_tokens=None, max_new_tokens: int = 0) -> tuple[torch.Tensor, DecodeState]:
+        """Runs the context once and keeps every layer's keys and values, with room for
+        ``max_new_tokens`` more positions. Returns (logits [B, vocab] of the last position,
+        the state for ``decode``). Same logits as ``forward`` up to float rounding."""
+        b, t = idx.shape
+        memory = self.soft_tokens(prs, soft_tokens, b)
+        x = self.transformer.wte(idx)
+        if self.config.modality == "prefix":
+            x = torch.cat([memory.to(x.dtype), x], dim=1)
+            memory = None
+        length = x.shape[1]
+        if length + max_new_tokens > self.config.block_size:
+            raise ValueError(f"{length} context positions + {max_new_tokens} new tokens exceed block_size {self.config.block_size}")
+        head_dim = self.config.n_embd // self.config.n_head
+        caches = [LayerCache.empty(b, self.config.n_head, length + max_new_tokens, head_dim, x) for _ in self.transformer.h]
+        cross = [blk.crossattention.memory_kv(memory) for blk in self.transformer.h] if memory is not None else None
+        x = x + self.transformer.wpe(torch.arange(length, device=idx.device))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cross[i] if cross else None, cache=caches[i])
+        state = DecodeState(caches, cross, length)
+        return self.lm_head(self.transformer.ln_f(x[:, -1])), state
+
+    def decode(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Appends one token per row (``token`` [B] int64) and returns logits [B, vocab]."""
+        x = self.transformer.wte(token[:, None]) + self.transformer.wpe(torch.tensor([state.length], device=token.device))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, state.cross[i] if state.cross else None, cache=state.layers[i])
+        state.length += 1
+        return self.lm_head(self.transformer.ln_f(x[:, -1]))
 
     def forward(self, idx: torch.Tensor, prs: torch.Tensor | None = None, soft_tokens: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None) -> torch.Tensor:

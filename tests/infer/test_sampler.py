@@ -94,3 +94,29 @@ def test_wilson_and_risk_levels():
     lo, hi = wilson_interval(np.array([0, 5, 10]), 10)
     assert lo[0] == 0 and hi[2] == pytest.approx(1) and lo[1] < 0.5 < hi[1]
     assert risk_level(np.array([0.01, 0.07, 0.15, 0.3, 0.9])).tolist() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("modality", ["none", "cross"])
+def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
+    """Same seed, same model: the KV-cache decoder and full recomputation give the same paths."""
+    from ehrfast.infer.sampler import CachedDecoder, RecomputeDecoder
+    from ehrfast.model import GPT, GPTConfig
+
+    torch.manual_seed(1)
+    cfg = GPTConfig(vocab_size=30, block_size=48, n_layer=2, n_head=2, n_embd=32, modality=modality,
+                    n_prs_traits=0 if modality == "none" else 4, n_soft_tokens=2, dropout=0.0)
+    model = GPT(cfg).eval()
+    rng = np.random.default_rng(0)
+    contexts = [rng.integers(0, 30, n) for n in (5, 17, 30)]
+    prs = None if modality == "none" else rng.standard_normal((3, 4)).astype(np.float32)
+    durations = np.full(30, 1.0)
+    kw = dict(horizon_us=1e9, n_samples=6, max_new_tokens=12, seed=3, prs=prs, top_p=0.95)
+
+    def forward(idx, prs=None):
+        return model(idx, prs=prs) if prs is not None else model(idx)
+
+    cached = sample_trajectories(CachedDecoder(model, 12, "cpu"), contexts, np.array([7, 8]), durations, **kw)
+    recomputed = sample_trajectories(RecomputeDecoder(forward, None, "cpu"), contexts, np.array([7, 8]), durations, **kw)
+    np.testing.assert_allclose(cached.sample_path_probability, recomputed.sample_path_probability, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(cached.sample_hit, recomputed.sample_hit)
+    np.testing.assert_array_equal(cached.tokens_generated, recomputed.tokens_generated)

@@ -119,3 +119,24 @@ def test_packed_prs_may_cover_more_subjects_than_the_inputs_show():
     torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="S>=2"):
         model(idx, prs=prs[:, :1], segment_ids=torch.ones(2, 10, dtype=torch.long))
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_kv_cache_decoding_equals_full_forward(modality):
+    """prefill + one decode step per token gives the logits a full forward pass gives."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=50, block_size=40, n_layer=2, n_head=2, n_embd=32, modality=modality,
+                    n_prs_traits=0 if modality == "none" else 5, n_soft_tokens=3, dropout=0.0)
+    model = GPT(cfg).eval()
+    idx = torch.randint(0, 50, (3, 24))
+    prs = None if modality == "none" else torch.randn(3, 5)
+    with torch.no_grad():
+        full = model(idx, prs)
+        logits, state = model.prefill(idx[:, :10], prs, max_new_tokens=14)
+        steps = [logits] + [model.decode(idx[:, j], state) for j in range(10, 24)]
+        torch.testing.assert_close(torch.stack(steps[:-1], 1), full[:, 9:23], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(steps[-1], full[:, 23], rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="KV cache holds"):
+            model.decode(idx[:, 0], state)  # the 15th new token: no room left
+        with pytest.raises(ValueError, match="exceed block_size"):
+            model.prefill(idx, prs, max_new_tokens=40)
