@@ -11,7 +11,6 @@ target unless they died (then False).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

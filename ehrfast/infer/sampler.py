@@ -63,13 +63,16 @@ def sampling_step(logits: torch.Tensor, u_first: torch.Tensor, u_continue: torch
 
 class RecomputeDecoder:
     """Next-token logits by running the whole (windowed) sequence each step — works for any
-    ``model(idx [B, L], prs=[B, n_traits] | None) -> logits [B, L, V]``."""
+    ``model(idx [B, L], prs=[B, n_traits] | None) -> logits [B, L, V]``. One subject at a time."""
+
+    subjects_per_batch = 1
 
     def __init__(self, model: Callable, window: int | None, device: str):
         self.model, self.window, self.device = model, window, device
 
-    def start(self, context: np.ndarray, prs: np.ndarray | None, n: int) -> torch.Tensor:
-        """The n samples' logits [n, V] after ``context`` [L]."""
+    def start(self, contexts: Sequence[np.ndarray], prs: np.ndarray | None, n: int) -> torch.Tensor:
+        """The n samples' logits [n, V] after the one context in ``contexts``."""
+        (context,) = contexts
         self.idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device).repeat(n, 1)
         self.prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device).repeat(n, 1)
         return self._last_logits()
@@ -86,25 +89,33 @@ class RecomputeDecoder:
 
 
 class CachedDecoder:
-    """Next-token logits from a ``GPT`` with a KV cache: each subject's history is run once
-    (prefill) and shared by its samples; every step then runs one position. Needs
-    context + max_new_tokens to fit the model's window (``fits``)."""
+    """Next-token logits from a ``GPT`` with a KV cache, for ``subjects_per_batch`` subjects at a
+    time: their histories are left-padded and run once (prefill), each shared by its samples;
+    every step then runs one position per sample. Needs context + max_new_tokens to fit the
+    model's window (``fits``)."""
 
-    def __init__(self, model, max_new_tokens: int, device: str):
+    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32):
         self.model, self.max_new_tokens, self.device = model, max_new_tokens, device
+        self.subjects_per_batch = subjects_per_batch
 
     def fits(self, context_len: int) -> bool:
         cfg = self.model.config
         prefix = cfg.n_soft_tokens if cfg.modality == "prefix" else 0
         return prefix + context_len + self.max_new_tokens <= cfg.block_size
 
-    def start(self, context: np.ndarray, prs: np.ndarray | None, n: int) -> torch.Tensor:
-        idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device)[None]
-        row_prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device)[None]
+    def start(self, contexts: Sequence[np.ndarray], prs: np.ndarray | None, n: int) -> torch.Tensor:
+        """Logits [len(contexts) · n, V], rows subject-major (subject 0's n samples first)."""
+        longest = max(len(ctx) for ctx in contexts)
+        idx = np.zeros((len(contexts), longest), np.int64)
+        for row, ctx in enumerate(contexts):
+            idx[row, longest - len(ctx):] = ctx
+        pad = torch.as_tensor([longest - len(ctx) for ctx in contexts], device=self.device)
+        rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            logits, state = self.model.prefill(idx, row_prs, max_new_tokens=self.max_new_tokens)
+            logits, state = self.model.prefill(torch.as_tensor(idx, device=self.device), rows_prs, max_new_tokens=self.max_new_tokens,
+                                               pad=pad)
         self.state = state.repeat(n)
-        return logits.repeat(n, 1)
+        return logits.repeat_interleave(n, 0)
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -154,33 +165,37 @@ def sample_trajectories(
         stop_mask[torch.as_tensor(list(stop_ids), dtype=torch.long, device=device)] = True
     durations = torch.as_tensor(durations_us, dtype=torch.float64, device=device)
     keys = np.arange(len(contexts)) if subject_keys is None else np.asarray(subject_keys)
+    if prs is not None:
+        prs = np.asarray(prs)
     n = len(contexts)
     paths = np.zeros((n, n_samples))
     hits = np.zeros((n, n_samples), bool)
     generated = np.zeros(n, np.int64)
-    sample_idx = np.arange(n_samples)
-    for s, ctx in enumerate(contexts):
-        logits = decoder.start(ctx, None if prs is None else prs[s], n_samples)
-        alive = torch.ones(n_samples, dtype=torch.bool, device=device)
-        elapsed = torch.zeros(n_samples, dtype=torch.float64, device=device)
-        log_surv = torch.zeros(n_samples, dtype=torch.float64, device=device)
-        hit = torch.zeros(n_samples, dtype=torch.bool, device=device)
+    for first in range(0, n, decoder.subjects_per_batch):
+        group = np.arange(first, min(n, first + decoder.subjects_per_batch))
+        g = len(group)
+        logits = decoder.start([contexts[s] for s in group], None if prs is None else prs[group], n_samples)
+        row_key, row_sample = np.repeat(keys[group], n_samples), np.tile(np.arange(n_samples), g)  # rows subject-major
+        alive = torch.ones(g * n_samples, dtype=torch.bool, device=device)
+        elapsed = torch.zeros(g * n_samples, dtype=torch.float64, device=device)
+        log_surv = torch.zeros(g * n_samples, dtype=torch.float64, device=device)
+        hit = torch.zeros(g * n_samples, dtype=torch.bool, device=device)
         for step in range(max_new_tokens):
-            u1 = torch.as_tensor(uniforms(seed, keys[s], sample_idx, step, 0), device=device)
-            u2 = torch.as_tensor(uniforms(seed, keys[s], sample_idx, step, 1), device=device)
+            u1 = torch.as_tensor(uniforms(seed, row_key, row_sample, step, 0), device=device)
+            u2 = torch.as_tensor(uniforms(seed, row_key, row_sample, step, 1), device=device)
             token, p_target, step_hit, target_only = sampling_step(logits, u1, u2, target_mask, temperature, top_p)
             log_surv = torch.where(alive, log_surv + torch.log1p(-p_target.clamp(max=1.0)), log_surv)
             hit |= alive & step_hit
-            generated[s] += int(alive.sum())
+            generated[group] += alive.view(g, n_samples).sum(1).cpu().numpy()
             elapsed = torch.where(alive, elapsed + durations[token], elapsed)
             alive &= ~target_only & ~stop_mask[token] & (elapsed < horizon_us)
             if not bool(alive.any()) or step + 1 == max_new_tokens:
                 break
             logits = decoder.step(token)
-        paths[s] = (1.0 - torch.exp(log_surv)).cpu().numpy()
-        hits[s] = hit.cpu().numpy()
+        paths[group] = (1.0 - torch.exp(log_surv)).view(g, n_samples).cpu().numpy()
+        hits[group] = hit.view(g, n_samples).cpu().numpy()
         if progress:
-            progress(1)
+            progress(g)
     agg = {"mean": np.mean, "median": np.median, "max": np.max}[aggregation]
     return SamplingResult(agg(paths, axis=1), hits.mean(axis=1), paths, hits, generated)
 

@@ -83,7 +83,7 @@ class SelfAttention(nn.Module):
         q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         if cache is not None:
             k, v = cache.append(k, v)
-            if q.shape[2] > 1 and k.shape[2] > q.shape[2]:  # a chunk after cached positions: causal by offset
+            if mask is None and q.shape[2] > 1 and k.shape[2] > q.shape[2]:  # a chunk after cached positions: causal by offset
                 mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - q.shape[2])
         causal = mask is None and q.shape[2] == k.shape[2] and q.shape[2] > 1
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
@@ -165,16 +165,20 @@ class PRSEncoder(nn.Module):
 
 class DecodeState:
     """What ``GPT.decode`` needs between steps: per layer the self-attention KV cache and the
-    soft tokens' cross-attention keys/values (None without cross-attention), and the number
-    of positions so far."""
+    soft tokens' cross-attention keys/values (None without cross-attention); the number of
+    cache positions filled; which cache positions are real (not left padding) [B, L_max]; and
+    each row's next position [B]."""
 
-    def __init__(self, layers: list[LayerCache], cross: list[tuple[torch.Tensor, torch.Tensor]] | None, length: int):
+    def __init__(self, layers: list[LayerCache], cross: list[tuple[torch.Tensor, torch.Tensor]] | None, length: int,
+                 key_valid: torch.Tensor, position: torch.Tensor):
         self.layers, self.cross, self.length = layers, cross, length
+        self.key_valid, self.position = key_valid, position
 
     def repeat(self, n: int) -> DecodeState:
         """Each row repeated n times: one subject's prefilled history shared by its n samples."""
         cross = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.cross] if self.cross else None
-        return DecodeState([c.repeat(n) for c in self.layers], cross, self.length)
+        return DecodeState([c.repeat(n) for c in self.layers], cross, self.length, self.key_valid.repeat_interleave(n, 0),
+                           self.position.repeat_interleave(n, 0))
 
 
 class GPT(nn.Module):
@@ -281,34 +285,51 @@ class GPT(nn.Module):
 
     # ---- incremental decoding (KV cache) --------------------------------------------
 
-    def prefill(self, idx: torch.Tensor, prs=None, soft_tokens=None, max_new_tokens: int = 0) -> tuple[torch.Tensor, DecodeState]:
-        """Runs the context once and keeps every layer's keys and values, with room for
-        ``max_new_tokens`` more positions. Returns (logits [B, vocab] of the last position,
-        the state for ``decode``). Same logits as ``forward`` up to float rounding."""
+    def prefill(self, idx: torch.Tensor, prs=None, soft_tokens=None, max_new_tokens: int = 0,
+                pad: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:
+        """Runs the contexts once and keeps every layer's keys and values, with room for
+        ``max_new_tokens`` more positions. Contexts of different lengths are left-padded:
+        ``pad`` [B] counts each row's leading pad positions, which nothing attends to and which
+        do not shift positions. Returns (logits [B, vocab] of the last position, the state for
+        ``decode``); the same logits as ``forward`` on each unpadded row, up to float rounding."""
         b, t = idx.shape
+        device = idx.device
+        pad = torch.zeros(b, dtype=torch.long, device=device) if pad is None else pad.to(device=device, dtype=torch.long)
         memory = self.soft_tokens(prs, soft_tokens, b)
         x = self.transformer.wte(idx)
+        token_pos = (torch.arange(t, device=device) - pad[:, None]).clamp(min=0)  # [B, T]
+        valid = torch.arange(t, device=device) >= pad[:, None]
         if self.config.modality == "prefix":
+            n_soft = memory.shape[1]
             x = torch.cat([memory.to(x.dtype), x], dim=1)
+            token_pos = torch.cat([torch.arange(n_soft, device=device).expand(b, n_soft), token_pos + n_soft], dim=1)
+            valid = torch.cat([torch.ones(b, n_soft, dtype=torch.bool, device=device), valid], dim=1)
             memory = None
         length = x.shape[1]
-        if length + max_new_tokens > self.config.block_size:
+        if int(token_pos[:, -1].max()) + 1 + max_new_tokens > self.config.block_size:
             raise ValueError(f"{length} context positions + {max_new_tokens} new tokens exceed block_size {self.config.block_size}")
         head_dim = self.config.n_embd // self.config.n_head
         caches = [LayerCache.empty(b, self.config.n_head, length + max_new_tokens, head_dim, x) for _ in self.transformer.h]
         cross = [blk.crossattention.memory_kv(memory) for blk in self.transformer.h] if memory is not None else None
-        x = x + self.transformer.wpe(torch.arange(length, device=idx.device))
+        key_valid = torch.ones(b, length + max_new_tokens, dtype=torch.bool, device=device)
+        key_valid[:, :length] = valid
+        # causal over real keys; a pad query reads itself only (its output is never used)
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        mask = (causal & key_valid[:, None, :length]) | torch.eye(length, dtype=torch.bool, device=device)
+        x = x + self.transformer.wpe(token_pos)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cross[i] if cross else None, cache=caches[i])
-        state = DecodeState(caches, cross, length)
+            x = block(x, cross[i] if cross else None, self_mask=mask[:, None], cache=caches[i])
+        state = DecodeState(caches, cross, length, key_valid, token_pos[:, -1] + 1)
         return self.lm_head(self.transformer.ln_f(x[:, -1])), state
 
     def decode(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """Appends one token per row (``token`` [B] int64) and returns logits [B, vocab]."""
-        x = self.transformer.wte(token[:, None]) + self.transformer.wpe(torch.tensor([state.length], device=token.device))
+        x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
+        mask = state.key_valid[:, None, None, : state.length + 1]
         for i, block in enumerate(self.transformer.h):
-            x = block(x, state.cross[i] if state.cross else None, cache=state.layers[i])
+            x = block(x, state.cross[i] if state.cross else None, self_mask=mask, cache=state.layers[i])
         state.length += 1
+        state.position = state.position + 1
         return self.lm_head(self.transformer.ln_f(x[:, -1]))
 
     def forward(self, idx: torch.Tensor, prs: torch.Tensor | None = None, soft_tokens: torch.Tensor | None = None,

@@ -140,3 +140,25 @@ def test_kv_cache_decoding_equals_full_forward(modality):
             model.decode(idx[:, 0], state)  # the 15th new token: no room left
         with pytest.raises(ValueError, match="exceed block_size"):
             model.prefill(idx, prs, max_new_tokens=40)
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_left_padded_batch_decodes_like_each_row_alone(modality):
+    torch.manual_seed(2)
+    cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,
+                    n_prs_traits=0 if modality == "none" else 3, n_soft_tokens=2, dropout=0.0)
+    model = GPT(cfg).eval()
+    lengths = [3, 9, 6]
+    rows = [torch.randint(1, 40, (n,)) for n in lengths]
+    prs = None if modality == "none" else torch.randn(3, 3)
+    nxt = torch.randint(1, 40, (3, 4))
+    padded = torch.zeros(3, max(lengths), dtype=torch.long)
+    for r, row in enumerate(rows):
+        padded[r, max(lengths) - len(row):] = row
+    with torch.no_grad():
+        logits, state = model.prefill(padded, prs, max_new_tokens=4, pad=torch.tensor([max(lengths) - n for n in lengths]))
+        batch = [logits] + [model.decode(nxt[:, j], state) for j in range(3)]
+        for r, row in enumerate(rows):
+            full = model(torch.cat([row, nxt[r, :3]])[None], None if prs is None else prs[r:r + 1])[0]
+            alone = torch.stack([b[r] for b in batch])
+            torch.testing.assert_close(alone, full[len(row) - 1:], rtol=1e-5, atol=1e-5)
