@@ -3,9 +3,12 @@ folder of the run directory, skipped on rerun when its output is complete.
 
 Stages: ``synth`` (cohort), ``validate`` (MEDS check), ``prs`` (the real scorer over the
 cohort's genotypes and score files), ``tokenize`` (TokenizedDatasets per split), ``label``
-(10-year T2D incidence from record start), ``train_ehr`` / ``train_prs`` (EHR-only and
-EHR+PRS cross-attention models, 1,200 steps each by default), ``score_ehr`` / ``score_prs`` (zero-shot path probabilities on
-the held-out split, CPU reference sampler) and ``evaluate`` (paired bootstrap report). On CPU
+(10-year incidence labels for the paper's zero-shot tasks: T2D from record start and after
+6 months / 1 year / 3 years of history, CAD, depression, schizophrenia), ``train_ehr`` /
+``train_prs`` (EHR-only and EHR+PRS cross-attention models, 1,200 steps each by default),
+``score_ehr`` / ``score_prs`` (zero-shot path probabilities and Monte-Carlo frequencies on the
+held-out split, KV-cache engine) and ``evaluate`` (paired-bootstrap report per task, with a
+meta-analysis across the four diseases). On CPU
 the models are small and briefly trained: the demo shows the pipeline, not the paper's
 effect sizes (that needs the GPU engine and longer training).
 """
@@ -101,18 +104,41 @@ def _tokenize_stage() -> Stage:
     return Stage("tokenize", "tokens", run)
 
 
-DEMO_TASK = dict(name="t2d_10y_demographics", target_all_of=("type 2 diabetes",), horizon_years=10.0, max_new_tokens=48,
-                 n_samples=8, index_offset_days=0.0)
+# The zero-shot tasks of the genomics paper, as Task keyword arguments (Task itself is built
+# inside the stages: importing ehrfast.infer loads torch). Prediction time = record start +
+# offset; "demographics only" = no history before it.
+_SAMPLING = dict(horizon_years=10.0, max_new_tokens=48, n_samples=8)
+_T2D = dict(target_all_of=("type 2 diabetes",), **_SAMPLING)
+DEMO_TASKS = {
+    "t2d_10y": dict(title="T2D 10y (demographics only)", index_offset_days=0.0, **_T2D),
+    "t2d_10y_6m": dict(title="T2D 10y (6 months of history)", index_offset_days=0.5 * 365.25, **_T2D),
+    "t2d_10y_1y": dict(title="T2D 10y (1 year of history)", index_offset_days=365.25, **_T2D),
+    "t2d_10y_3y": dict(title="T2D 10y (3 years of history)", index_offset_days=3 * 365.25, **_T2D),
+    "cad_10y": dict(title="CAD 10y (demographics only)", target_regex=("coronary artery", "myocardial infarction"), **_SAMPLING),
+    "depression_10y": dict(title="Depression 10y (demographics only)", target_regex=("major depressive disorder",), **_SAMPLING),
+    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", target_regex=("schizophrenia",), **_SAMPLING),
+}
+HEADLINE_TASK = "t2d_10y"
+META_TASKS = ("t2d_10y", "cad_10y", "depression_10y", "schizophrenia_10y")  # one per disease, no history
+
+
+def demo_task(name: str):
+    """The ehrfast.infer.Task of a demo task."""
+    from ehrfast.infer.task import Task
+
+    spec = {k: v for k, v in DEMO_TASKS[name].items() if k != "title"}
+    return Task(name=name, **spec)
 
 
 def _label_stage() -> Stage:
     def run(run_dir: Path, out: Path) -> dict:
         from ehrfast.infer.labels import make_labels
-        from ehrfast.infer.task import Task
 
         out.mkdir(parents=True, exist_ok=True)
-        counts = make_labels(run_dir / "cohort", Task(**DEMO_TASK), out / "t2d_10y.parquet", splits=("held_out",))
-        print("  labels (held_out): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        counts = {}
+        for name in DEMO_TASKS:
+            counts[name] = make_labels(run_dir / "cohort", demo_task(name), out / f"{name}.parquet", splits=("held_out",))
+            print(f"  {name} (held_out): " + ", ".join(f"{k} {v}" for k, v in counts[name].items()))
         return counts
 
     return Stage("label", "labels", run)
@@ -134,15 +160,25 @@ def _train_stage(name: str, modality: str, steps: int, seed: int) -> Stage:
 def _score_stage(name: str, model: str, seed: int) -> Stage:
     def run(run_dir: Path, out: Path) -> dict:
         from ehrfast.infer.score import score_cohort
-        from ehrfast.infer.task import Task
 
         out.mkdir(parents=True, exist_ok=True)
-        s = score_cohort(run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", run_dir / "labels" / "t2d_10y.parquet",
-                         Task(**DEMO_TASK), out / "t2d_10y.parquet", meds_dir=run_dir / "cohort",
-                         prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, seed=seed, model_name=model)
-        return s
+        summaries = {}
+        for task_name in DEMO_TASKS:
+            summaries[task_name] = score_cohort(
+                run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", run_dir / "labels" / f"{task_name}.parquet",
+                demo_task(task_name), out / f"{task_name}.parquet", meds_dir=run_dir / "cohort",
+                prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, seed=seed, model_name=model)
+        return summaries
 
     return Stage(name, f"predictions/{model}", run)
+
+
+def _evaluable(labels_path: Path, minimum: int = 1) -> bool:
+    """At least ``minimum`` positives and negatives: a tiny cohort may have none of a rare disease."""
+    import pyarrow.parquet as pq
+
+    y = pq.read_table(labels_path, columns=["boolean_value"]).column("boolean_value").to_numpy(zero_copy_only=False)
+    return int(y.sum()) >= minimum and int((~y.astype(bool)).sum()) >= minimum
 
 
 def _evaluate_stage(seed: int) -> Stage:
@@ -150,11 +186,28 @@ def _evaluate_stage(seed: int) -> Stage:
         from ehrfast.evaluate import evaluate
 
         pred = run_dir / "predictions"
-        res = evaluate([(pred / "ehr" / "t2d_10y.parquet", pred / "prs" / "t2d_10y.parquet")], out, names=["T2D 10y (demographics only)"],
-                       model_names=("EHR", "EHR+PRS"), seed=seed, overwrite=True)
-        d = res["tasks"]["T2D 10y (demographics only)"]["bootstrap"]["deltas"]["auroc"]
-        print(f"  AUROC EHR {d['value_a']:.3f}  EHR+PRS {d['value_b']:.3f}  delta {d['mean']:+.3f} (p {d['p_value']:.3g}); report: {out}/report.html")
-        return {"auroc_ehr": d["value_a"], "auroc_prs": d["value_b"], "delta": d["mean"], "p_value": d["p_value"]}
+        names = [n for n in DEMO_TASKS if _evaluable(run_dir / "labels" / f"{n}.parquet")]
+        skipped = [n for n in DEMO_TASKS if n not in names]
+        if skipped:
+            print(f"  skipped (no positives or no negatives in held_out): {', '.join(skipped)}")
+        if not names:
+            raise ValueError("the held-out split is too small to evaluate any task (no positives); run with more --subjects")
+        titles = [DEMO_TASKS[n]["title"] for n in names]
+        res = evaluate([(pred / "ehr" / f"{n}.parquet", pred / "prs" / f"{n}.parquet") for n in names], out, names=titles,
+                       model_names=("EHR", "EHR+PRS"), seed=seed, meta_tasks=[DEMO_TASKS[n]["title"] for n in META_TASKS if n in names],
+                       overwrite=True, progress=False)
+        per_task = {}
+        for n, title in zip(names, titles):
+            d = res["tasks"][title]["bootstrap"]["deltas"]["auroc"]
+            per_task[n] = {"auroc_ehr": d["value_a"], "auroc_prs": d["value_b"], "delta": d["mean"], "p_value": d["p_value"]}
+            print(f"  {title:<40} AUROC EHR {d['value_a']:.3f}  EHR+PRS {d['value_b']:.3f}  Δ {d['mean']:+.3f} (p {d['p_value']:.3g})")
+        print(f"  report: {out}/report.html")
+        summary = {"tasks": per_task, "skipped": skipped}
+        if HEADLINE_TASK in per_task:
+            summary.update(per_task[HEADLINE_TASK])
+        if "meta_analysis" in res:
+            summary["meta_analysis_random"] = res["meta_analysis"]["random"]
+        return summary
 
     return Stage("evaluate", "evaluation", run)
 

@@ -96,16 +96,20 @@ def evaluate(
     subgroups_path: str | os.PathLike | None = None,
     subgroup_columns: tuple[str, ...] = (),
     loss_column: str | None = None,
+    meta_tasks: list[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
     """Compares model A (first file of each pair) with model B on every task and writes the
-    report folder ``out_dir``; returns the contents of its ``results.json``."""
+    report folder ``out_dir``; returns the contents of its ``results.json``. The meta-analysis
+    pools ``meta_tasks`` (names; default every task) when there are at least two."""
     if not pairs:
         raise ValueError("no prediction files to evaluate")
     names = list(names) if names else [Path(b).stem if len(pairs) > 1 else "task" for _, b in pairs]
     if len(names) != len(pairs) or len(set(names)) != len(names):
         raise ValueError(f"need one distinct name per task, got {names}")
+    if meta_tasks is not None and (unknown := sorted(set(meta_tasks) - set(names))):
+        raise ValueError(f"meta_tasks {unknown} are not among the tasks {names}")
     tasks = [
         compare_pair(a, b, n, score_column, iterations, seed, threshold_rule, fixed_threshold)
         for (a, b), n in tqdm(list(zip(pairs, names)), desc="evaluate", unit="task", disable=not progress)
@@ -127,8 +131,9 @@ def evaluate(
                 results["tasks"][t.name]["spearman"] = _spearman_section(doc, t, prs_path, traits)
             if subgroups_path and subgroup_columns:
                 results["tasks"][t.name]["subgroups"] = _subgroup_section(doc, t, subgroups_path, subgroup_columns, model_names, seed)
-        if len(tasks) >= 2:
-            results["meta_analysis"] = _meta_section(doc, root, tasks)
+        pooled = [t for t in tasks if meta_tasks is None or t.name in meta_tasks]
+        if len(pooled) >= 2 and (meta := _meta_section(doc, root, pooled)) is not None:
+            results["meta_analysis"] = meta
         (root / "report.md").write_text(doc.to_markdown(root) + "\n")
         (root / "report.html").write_text(doc.to_html())
         (root / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
@@ -200,11 +205,20 @@ def _task_figures(doc: Document, root: Path, t: TaskComparison, model_names) -> 
     doc.figure(plots.risk_histogram(root / "plots" / f"{slug}_risk_histogram.png", t.label, scores, t.name), f"Predicted risk by outcome, {t.name}")
 
 
-def _meta_section(doc: Document, root: Path, tasks: list[TaskComparison]) -> dict:
-    effects = [t.bootstrap.deltas["auroc"].mean for t in tasks]
-    variances = [float(np.var(t.bootstrap.samples["auroc"], ddof=1)) for t in tasks]
-    meta: MetaAnalysis = meta_analysis(effects, variances, [t.name for t in tasks])
+def _meta_section(doc: Document, root: Path, tasks: list[TaskComparison]) -> dict | None:
+    variances = {t.name: float(np.var(t.bootstrap.samples["auroc"], ddof=1)) for t in tasks}
+    # a task whose Δ does not vary over resamples (tiny data) carries no weight to pool
+    usable = [t for t in tasks if np.isfinite(variances[t.name]) and variances[t.name] > 0]
     doc.heading("Meta-analysis of Δ AUROC across tasks")
+    if len(usable) < len(tasks):
+        doc.paragraph("Left out (Δ AUROC does not vary over the bootstrap resamples): "
+                      + ", ".join(t.name for t in tasks if t not in usable) + ".")
+    if len(usable) < 2:
+        doc.paragraph("Fewer than two tasks left to pool; no meta-analysis.")
+        return None
+    tasks = usable
+    effects = [t.bootstrap.deltas["auroc"].mean for t in tasks]
+    meta: MetaAnalysis = meta_analysis(effects, [variances[t.name] for t in tasks], [t.name for t in tasks])
     doc.table(
         ["model", "pooled Δ", "SE", "95% CI", "p"],
         [[kind, p.estimate, p.se, f"[{p.ci_low:.4f}, {p.ci_high:.4f}]", p.p_value] for kind, p in (("fixed effect", meta.fixed), ("random effects (DL)", meta.random))],

@@ -111,3 +111,19 @@ def test_degenerate_inputs(tmp_path):
     with pytest.raises(PredictionError, match="missing column"):
         evaluate([(good, str(tmp_path / "good.parquet"))], tmp_path / "o5", score_column="nope", progress=False)
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))  # nothing half-written
+
+
+def test_meta_analysis_pools_only_the_chosen_tasks_with_varying_deltas(tmp_path):
+    pairs = [_task(tmp_path, name, 400, 0.8, 1.2, seed=i)[:2] for i, name in enumerate(["t2d", "t2d_3y", "cad"])]
+    # a task where both models rank identically: Δ AUROC is 0 in every resample, so it has no weight
+    sid = np.arange(50)
+    y = np.arange(50) % 5 == 0
+    same = np.linspace(0.1, 0.9, 50)
+    pairs.append((_write_predictions(tmp_path / "flat_A.parquet", sid, y, same), _write_predictions(tmp_path / "flat_B.parquet", sid, y, same)))
+    names = ["t2d", "t2d_3y", "cad", "flat"]
+    res = evaluate(pairs, tmp_path / "r1", names=names, iterations=200, meta_tasks=["t2d", "cad", "flat"], progress=False)
+    assert res["meta_analysis"]["names"] == ["t2d", "cad"]
+    assert "Left out" in (tmp_path / "r1" / "report.md").read_text()
+    with pytest.raises(ValueError, match="not among the tasks"):
+        evaluate(pairs, tmp_path / "r2", names=names, meta_tasks=["stroke"], progress=False)
+    assert not (tmp_path / "r2").exists()
