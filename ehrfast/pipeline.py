@@ -119,6 +119,7 @@ DEMO_TASKS = {
     "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", target_regex=("schizophrenia",), **_SAMPLING),
 }
 HEADLINE_TASK = "t2d_10y"
+T2D_PRS_TRAIT = "SYN_T2D"  # the cohort's T2D score file: probability differences are correlated with it
 META_TASKS = ("t2d_10y", "cad_10y", "depression_10y", "schizophrenia_10y")  # one per disease, no history
 
 
@@ -195,11 +196,16 @@ def _evaluate_stage(seed: int) -> Stage:
         titles = [DEMO_TASKS[n]["title"] for n in names]
         res = evaluate([(pred / "ehr" / f"{n}.parquet", pred / "prs" / f"{n}.parquet") for n in names], out, names=titles,
                        model_names=("EHR", "EHR+PRS"), seed=seed, meta_tasks=[DEMO_TASKS[n]["title"] for n in META_TASKS if n in names],
+                       other_score_columns=("mc_frequency",), prs_path=run_dir / "prs" / "PRS.parquet", traits=[T2D_PRS_TRAIT],
                        overwrite=True, progress=False)
         per_task = {}
         for n, title in zip(names, titles):
-            d = res["tasks"][title]["bootstrap"]["deltas"]["auroc"]
-            per_task[n] = {"auroc_ehr": d["value_a"], "auroc_prs": d["value_b"], "delta": d["mean"], "p_value": d["p_value"]}
+            t = res["tasks"][title]
+            d = t["bootstrap"]["deltas"]["auroc"]
+            mc = t["other_scores"]["mc_frequency"]["metrics_b"]
+            per_task[n] = {"auroc_ehr": d["value_a"], "auroc_prs": d["value_b"], "delta": d["mean"], "p_value": d["p_value"],
+                           "prs_model_path_auroc": t["metrics_b"]["auroc"], "prs_model_path_points": t["metrics_b"]["operating_points"],
+                           "prs_model_mc_auroc": mc["auroc"], "prs_model_mc_points": mc["operating_points"]}
             print(f"  {title:<40} AUROC EHR {d['value_a']:.3f}  EHR+PRS {d['value_b']:.3f}  Δ {d['mean']:+.3f} (p {d['p_value']:.3g})")
         print(f"  report: {out}/report.html")
         summary = {"tasks": per_task, "skipped": skipped}

@@ -42,6 +42,8 @@ class TaskComparison:
     calibration_a: Reliability
     calibration_b: Reliability
     notes: list[str] = field(default_factory=list)
+    # other score columns of the same predictions (e.g. mc_frequency): column -> (metrics A, metrics B)
+    other_scores: dict[str, tuple[ModelMetrics, ModelMetrics]] = field(default_factory=dict)
 
 
 def compare_pair(
@@ -53,6 +55,7 @@ def compare_pair(
     seed: int = 0,
     threshold_rule: str = "fixed",
     fixed_threshold: float = 0.5,
+    other_score_columns: tuple[str, ...] = (),
 ) -> TaskComparison:
     a = load_subject_scores(pred_a, score_column)
     b = load_subject_scores(pred_b, score_column)
@@ -77,7 +80,13 @@ def compare_pair(
         calibration_a=reliability_curve(label, sa, seed=seed),
         calibration_b=reliability_curve(label, sb, seed=seed),
         notes=notes,
+        other_scores={c: _other_score_metrics(pred_a, pred_b, c, threshold_rule, fixed_threshold) for c in other_score_columns},
     )
+
+
+def _other_score_metrics(pred_a, pred_b, column: str, threshold_rule: str, fixed_threshold: float) -> tuple[ModelMetrics, ModelMetrics]:
+    label, sa, sb = align_pair(load_subject_scores(pred_a, column), load_subject_scores(pred_b, column))
+    return model_metrics(label, sa, threshold_rule, fixed_threshold), model_metrics(label, sb, threshold_rule, fixed_threshold)
 
 
 def evaluate(
@@ -96,13 +105,16 @@ def evaluate(
     subgroups_path: str | os.PathLike | None = None,
     subgroup_columns: tuple[str, ...] = (),
     loss_column: str | None = None,
+    other_score_columns: tuple[str, ...] = (),
     meta_tasks: list[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
     """Compares model A (first file of each pair) with model B on every task and writes the
     report folder ``out_dir``; returns the contents of its ``results.json``. The meta-analysis
-    pools ``meta_tasks`` (names; default every task) when there are at least two."""
+    pools ``meta_tasks`` (names; default every task) when there are at least two.
+    ``other_score_columns`` (e.g. ``("mc_frequency",)``) are reported beside ``score_column``:
+    AUROC and number of operating points of each model under each."""
     if not pairs:
         raise ValueError("no prediction files to evaluate")
     names = list(names) if names else [Path(b).stem if len(pairs) > 1 else "task" for _, b in pairs]
@@ -111,7 +123,7 @@ def evaluate(
     if meta_tasks is not None and (unknown := sorted(set(meta_tasks) - set(names))):
         raise ValueError(f"meta_tasks {unknown} are not among the tasks {names}")
     tasks = [
-        compare_pair(a, b, n, score_column, iterations, seed, threshold_rule, fixed_threshold)
+        compare_pair(a, b, n, score_column, iterations, seed, threshold_rule, fixed_threshold, other_score_columns)
         for (a, b), n in tqdm(list(zip(pairs, names)), desc="evaluate", unit="task", disable=not progress)
     ]
     results: dict = {"model_names": list(model_names), "iterations": iterations, "seed": seed, "score_column": score_column, "alpha": ALPHA, "tasks": {}}
@@ -170,6 +182,11 @@ def _task_section(doc: Document, root: Path, t: TaskComparison, model_names) -> 
         f"[{d.ci_low:.4f}, {d.ci_high:.4f}], p {_fmt_p(d, boot)}): the difference is {verdict} at {ALPHA}. "
         f"B offers {mb.operating_points:,} distinct operating points, A {ma.operating_points:,}."
     )
+    if t.other_scores:
+        doc.paragraph("The same predictions scored by other columns (AUROC; distinct operating points):")
+        doc.table(["score", f"AUROC {model_names[0]}", "points", f"AUROC {model_names[1]}", "points"],
+                  [[col, a.auroc, a.operating_points, b.auroc, b.operating_points]
+                   for col, (a, b) in (("(main score)", (ma, mb)), *t.other_scores.items())])
     out = {
         "n": ma.n,
         "n_positive": ma.n_positive,
@@ -182,6 +199,7 @@ def _task_section(doc: Document, root: Path, t: TaskComparison, model_names) -> 
         "pr_difference": dataclasses.asdict(t.pr),
         "calibration_a": dataclasses.asdict(t.calibration_a),
         "calibration_b": dataclasses.asdict(t.calibration_b),
+        "other_scores": {c: {"metrics_a": dataclasses.asdict(a), "metrics_b": dataclasses.asdict(b)} for c, (a, b) in t.other_scores.items()},
     }
     if plots.matplotlib_available():
         _task_figures(doc, root, t, model_names)

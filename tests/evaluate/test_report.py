@@ -119,10 +119,14 @@ def test_meta_analysis_pools_only_the_chosen_tasks_with_varying_deltas(tmp_path)
     sid = np.arange(50)
     y = np.arange(50) % 5 == 0
     same = np.linspace(0.1, 0.9, 50)
-    pairs.append((_write_predictions(tmp_path / "flat_A.parquet", sid, y, same), _write_predictions(tmp_path / "flat_B.parquet", sid, y, same)))
+    loss = {"test_loss": pa.array(same[::-1].copy())}
+    pairs.append((_write_predictions(tmp_path / "flat_A.parquet", sid, y, same, loss), _write_predictions(tmp_path / "flat_B.parquet", sid, y, same, loss)))
     names = ["t2d", "t2d_3y", "cad", "flat"]
-    res = evaluate(pairs, tmp_path / "r1", names=names, iterations=200, meta_tasks=["t2d", "cad", "flat"], progress=False)
+    res = evaluate(pairs, tmp_path / "r1", names=names, iterations=200, meta_tasks=["t2d", "cad", "flat"],
+                   other_score_columns=("test_loss",), progress=False)
     assert res["meta_analysis"]["names"] == ["t2d", "cad"]
+    other = res["tasks"]["t2d"]["other_scores"]["test_loss"]
+    assert 0 <= other["metrics_a"]["auroc"] <= 1 and other["metrics_b"]["operating_points"] > 1
     assert "Left out" in (tmp_path / "r1" / "report.md").read_text()
     with pytest.raises(ValueError, match="not among the tasks"):
         evaluate(pairs, tmp_path / "r2", names=names, meta_tasks=["stroke"], progress=False)
