@@ -218,6 +218,109 @@ def _evaluate_stage(seed: int) -> Stage:
     return Stage("evaluate", "evaluation", run)
 
 
+TRANSFER_TASKS = {
+    "stroke_10y": dict(target_regex=("cerebral infarction",), **_SAMPLING),
+    "copd_10y": dict(target_regex=("chronic obstructive pulmonary",), **_SAMPLING),
+}
+
+
+def _transfer_stage(seed: int) -> Stage:
+    """(a) a classification head (dropout + linear) on the frozen EHR model's last hidden state
+    for stroke, against the same model's zero-shot path probability; (b) the PRS model's
+    encoder embeddings into a one-hidden-layer MLP for COPD, against the raw PRS and against
+    demographics through the same MLP. Its own report under transfer/report/."""
+
+    def run(run_dir: Path, out: Path) -> dict:
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from ehrfast.evaluate import evaluate
+        from ehrfast.infer.labels import make_labels
+        from ehrfast.infer.score import score_cohort
+        from ehrfast.infer.task import Task
+        from ehrfast.tokenize.dataset import TokenizedDataset
+        from ehrfast.train.checkpoint import load_checkpoint
+        from ehrfast.train.loop import prs_rows_for
+        from ehrfast.transfer import context_features, demographic_features, prs_embeddings, train_probe
+        from ehrfast.transfer.predictions import write_predictions
+
+        out.mkdir(parents=True, exist_ok=True)
+        tasks = {name: Task(name=name, **spec) for name, spec in TRANSFER_TASKS.items()}
+        data = {split: TokenizedDataset(run_dir / "tokens" / split) for split in ("train", "held_out")}
+        labels = {}
+        for name, task in tasks.items():
+            for split in data:
+                path = out / f"labels_{name}_{split}.parquet"
+                make_labels(run_dir / "cohort", task, path, splits=(split,))
+                table = pq.read_table(path)  # keep subjects the tokenizer kept (its event filters may drop some)
+                kept = np.isin(table.column("subject_id").to_numpy(), np.asarray(data[split].subject_ids))
+                labels[name, split] = table.filter(kept)
+                pq.write_table(labels[name, split], path)
+
+        def rows(name, split):
+            t = labels[name, split]
+            return t.column("subject_id").to_numpy(), t.column("prediction_time").cast("int64").to_numpy(), \
+                t.column("boolean_value").to_numpy(zero_copy_only=False).astype(bool)
+
+        def both_classes(y) -> bool:
+            return bool(y.any()) and not bool(y.all())
+
+        summary: dict = {"skipped": []}
+        comparisons = {}
+        # (a) stroke: head on the frozen EHR backbone vs the backbone's zero-shot risk
+        if both_classes(rows("stroke_10y", "train")[2]):
+            ehr = load_checkpoint(run_dir / "models" / "ehr" / "model")
+            feats = {split: context_features(ehr, data[split], *rows("stroke_10y", split)[:2]) for split in data}
+            head = train_probe(feats["train"], rows("stroke_10y", "train")[2], hidden=None, dropout=0.1, seed=seed)
+            write_predictions(out / "stroke_head.parquet", labels["stroke_10y", "held_out"], head.predict_proba(feats["held_out"]), "head")
+            zero = score_cohort(run_dir / "models" / "ehr" / "model", run_dir / "tokens" / "held_out",
+                                out / "labels_stroke_10y_held_out.parquet", tasks["stroke_10y"], out / "stroke_zero_shot.parquet",
+                                meds_dir=run_dir / "cohort", seed=seed, model_name="zero-shot", progress=False)
+            n_held = labels["stroke_10y", "held_out"].num_rows
+            summary["stroke_cost"] = {"head_forward_passes": n_held, "zero_shot_tokens_generated": zero["tokens_generated"]}
+            print(f"  stroke: the head needs {n_held:,} forward passes; zero-shot sampling generated {zero['tokens_generated']:,} tokens")
+            comparisons["Stroke 10y: frozen-backbone head (B) vs zero-shot (A)"] = ("stroke_zero_shot", "stroke_head")
+        else:
+            summary["skipped"].append("stroke (one class in train)")
+        # (b) COPD: PRS-encoder embeddings vs raw PRS vs demographics, each through the same MLP
+        y_train = rows("copd_10y", "train")[2]
+        if not both_classes(y_train):
+            summary["skipped"].append("COPD (one class in train)")
+        prs_model = load_checkpoint(run_dir / "models" / "prs" / "model")
+        inputs = {}
+        for split, ds in data.items():
+            sids, pts, _ = rows("copd_10y", split)
+            raw = prs_rows_for(ds, run_dir / "prs" / "PRS.parquet")[0][[ds.row(int(s)) for s in sids]]
+            inputs["embedding", split] = prs_embeddings(prs_model, raw)
+            inputs["raw PRS", split] = raw
+            inputs["demographics", split] = demographic_features(ds, sids, pts)
+        fill = np.nanmean(inputs["raw PRS", "train"], axis=0)  # subjects without genotypes: the training mean
+        for split in data:
+            raw = inputs["raw PRS", split]
+            inputs["raw PRS", split] = np.where(np.isnan(raw), fill, raw)
+        for kind in ("embedding", "raw PRS", "demographics") if both_classes(y_train) else ():
+            probe = train_probe(inputs[kind, "train"], y_train, hidden=32, dropout=0.1, seed=seed)
+            write_predictions(out / f"copd_{kind.replace(' ', '_')}.parquet", labels["copd_10y", "held_out"],
+                              probe.predict_proba(inputs[kind, "held_out"]), kind)
+        if both_classes(y_train):
+            comparisons["COPD 10y: PRS embedding (B) vs raw PRS (A)"] = ("copd_raw_PRS", "copd_embedding")
+            comparisons["COPD 10y: PRS embedding (B) vs demographics (A)"] = ("copd_demographics", "copd_embedding")
+        usable = {k: v for k, v in comparisons.items() if _evaluable(out / f"{v[0]}.parquet")}
+        if usable:
+            res = evaluate([(out / f"{a}.parquet", out / f"{b}.parquet") for a, b in usable.values()], out / "report", names=list(usable),
+                           model_names=("baseline", "transfer"), seed=seed, meta_tasks=[], overwrite=True, progress=False)
+            for name in usable:
+                d = res["tasks"][name]["bootstrap"]["deltas"]["auroc"]
+                summary[name] = {"auroc_baseline": d["value_a"], "auroc_transfer": d["value_b"], "delta": d["mean"], "p_value": d["p_value"]}
+                print(f"  {name:<55} AUROC {d['value_a']:.3f} -> {d['value_b']:.3f}  Δ {d['mean']:+.3f} (p {d['p_value']:.3g})")
+        summary["skipped"] += [k for k in comparisons if k not in usable]
+        if summary["skipped"]:
+            print(f"  skipped (too few cases): {', '.join(summary['skipped'])}")
+        return summary
+
+    return Stage("transfer", "transfer", run)
+
+
 def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force: bool = False,
              train_steps: int | None = None) -> dict[str, dict]:
     """Runs every available stage on a fresh synthetic cohort; returns each stage's summary."""
@@ -226,7 +329,8 @@ def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force:
     steps = train_steps if train_steps is not None else 1200
     stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage(), _label_stage(),
               _train_stage("train_ehr", "none", steps, seed), _train_stage("train_prs", "cross", steps, seed),
-              _score_stage("score_ehr", "ehr", seed), _score_stage("score_prs", "prs", seed), _evaluate_stage(seed)]
+              _score_stage("score_ehr", "ehr", seed), _score_stage("score_prs", "prs", seed), _evaluate_stage(seed),
+              _transfer_stage(seed)]
     results = {}
     upstream_ran = False  # a rerun stage invalidates everything after it
     for i, stage in enumerate(stages, start=1):

@@ -58,8 +58,9 @@ def test_demo_runs_and_resumes(tmp_path):
     assert results["tokenize"]["splits"]["train"]["subjects"] > 0 and (out / "tokens" / "train" / "tokens.npy").exists()
     assert {"auroc_ehr", "auroc_prs", "p_value"} <= set(results["evaluate"])
     assert (out / "evaluation" / "report.html").exists() and (out / "models" / "prs" / "model" / "model.safetensors").exists()
+    assert "skipped" in results["transfer"]
     second = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
-    assert second.stdout.count("skipping") == 10
+    assert second.stdout.count("skipping") == 11
 
 
 def test_prs_and_tokenize_commands(tmp_path):
