@@ -152,7 +152,7 @@ def _train_stage(name: str, modality: str, steps: int, seed: int) -> Stage:
         cfg = TrainConfig(preset="demo", modality=modality, steps=steps, batch_size=8, seq_len=192, lr=2e-3, warmup_steps=20,
                           eval_every=max(1, steps // 3), eval_batches=4, seed=seed)
         hist = train(run_dir / "tokens", out, cfg, prs_path=run_dir / "prs" / "PRS.parquet" if modality != "none" else None)
-        print(f"  validation loss: " + ", ".join(f"{v:.3f}" for _, v in hist["val_loss"]))
+        print("  validation loss: " + ", ".join(f"{v:.3f}" for _, v in hist["val_loss"]))
         return {"val_loss": hist["val_loss"], "tokens_per_second": hist.get("tokens_per_second")}
 
     return Stage(name, f"models/{name.split('_')[1]}", run)
