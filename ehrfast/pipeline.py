@@ -7,8 +7,10 @@ cohort's genotypes and score files), ``tokenize`` (TokenizedDatasets per split),
 6 months / 1 year / 3 years of history, CAD, depression, schizophrenia), ``train_ehr`` /
 ``train_prs`` (EHR-only and EHR+PRS cross-attention models, 1,200 steps each by default),
 ``score_ehr`` / ``score_prs`` (zero-shot path probabilities and Monte-Carlo frequencies on the
-held-out split, KV-cache engine) and ``evaluate`` (paired-bootstrap report per task, with a
-meta-analysis across the four diseases). On CPU
+held-out split, KV-cache engine), ``evaluate`` (paired-bootstrap report per task, with a
+meta-analysis across the four diseases), ``transfer`` (a stroke head on the frozen backbone;
+PRS-encoder embeddings for COPD) and ``report`` (``DIR/report.md`` / ``report.html``: every
+number in plain language, with the ground-truth ceiling). On CPU
 the models are small and briefly trained: the demo shows the pipeline, not the paper's
 effect sizes (that needs the GPU engine and longer training).
 """
@@ -110,14 +112,19 @@ def _tokenize_stage() -> Stage:
 _SAMPLING = dict(horizon_years=10.0, max_new_tokens=48, n_samples=8)
 _T2D = dict(target_all_of=("type 2 diabetes",), **_SAMPLING)
 DEMO_TASKS = {
-    "t2d_10y": dict(title="T2D 10y (demographics only)", index_offset_days=0.0, **_T2D),
-    "t2d_10y_6m": dict(title="T2D 10y (6 months of history)", index_offset_days=0.5 * 365.25, **_T2D),
-    "t2d_10y_1y": dict(title="T2D 10y (1 year of history)", index_offset_days=365.25, **_T2D),
-    "t2d_10y_3y": dict(title="T2D 10y (3 years of history)", index_offset_days=3 * 365.25, **_T2D),
-    "cad_10y": dict(title="CAD 10y (demographics only)", target_regex=("coronary artery", "myocardial infarction"), **_SAMPLING),
-    "depression_10y": dict(title="Depression 10y (demographics only)", target_regex=("major depressive disorder",), **_SAMPLING),
-    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", target_regex=("schizophrenia",), **_SAMPLING),
+    "t2d_10y": dict(title="T2D 10y (demographics only)", truth=("T2D", 0), index_offset_days=0.0, **_T2D),
+    "t2d_10y_6m": dict(title="T2D 10y (6 months of history)", truth=("T2D", 182), index_offset_days=0.5 * 365.25, **_T2D),
+    "t2d_10y_1y": dict(title="T2D 10y (1 year of history)", truth=("T2D", 365), index_offset_days=365.25, **_T2D),
+    "t2d_10y_3y": dict(title="T2D 10y (3 years of history)", truth=("T2D", 1095), index_offset_days=3 * 365.25, **_T2D),
+    "cad_10y": dict(title="CAD 10y (demographics only)", truth=("CAD", 0), target_regex=("coronary artery", "myocardial infarction"),
+                    **_SAMPLING),
+    "depression_10y": dict(title="Depression 10y (demographics only)", truth=("DEPRESSION", 0), target_regex=("major depressive disorder",),
+                           **_SAMPLING),
+    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", truth=("SCHIZOPHRENIA", 0), target_regex=("schizophrenia",),
+                              **_SAMPLING),
 }
+# title: the report's name; truth: (disease, index offset in days) of the ground-truth risk
+# that gives the report's ceiling line — nothing else reads the ground truth.
 HEADLINE_TASK = "t2d_10y"
 T2D_PRS_TRAIT = "SYN_T2D"  # the cohort's T2D score file: probability differences are correlated with it
 META_TASKS = ("t2d_10y", "cad_10y", "depression_10y", "schizophrenia_10y")  # one per disease, no history
@@ -127,7 +134,7 @@ def demo_task(name: str):
     """The ehrfast.infer.Task of a demo task."""
     from ehrfast.infer.task import Task
 
-    spec = {k: v for k, v in DEMO_TASKS[name].items() if k != "title"}
+    spec = {k: v for k, v in DEMO_TASKS[name].items() if k not in ("title", "truth")}
     return Task(name=name, **spec)
 
 
@@ -321,6 +328,17 @@ def _transfer_stage(seed: int) -> Stage:
     return Stage("transfer", "transfer", run)
 
 
+def _report_stage() -> Stage:
+    def run(run_dir: Path, out: Path) -> dict:
+        from ehrfast.report import write_demo_report
+
+        numbers = write_demo_report(run_dir, out, DEMO_TASKS)
+        print(f"  report: {run_dir}/report.html (and report.md)")
+        return numbers
+
+    return Stage("report", "report", run)
+
+
 def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force: bool = False,
              train_steps: int | None = None) -> dict[str, dict]:
     """Runs every available stage on a fresh synthetic cohort; returns each stage's summary."""
@@ -330,7 +348,7 @@ def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force:
     stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage(), _label_stage(),
               _train_stage("train_ehr", "none", steps, seed), _train_stage("train_prs", "cross", steps, seed),
               _score_stage("score_ehr", "ehr", seed), _score_stage("score_prs", "prs", seed), _evaluate_stage(seed),
-              _transfer_stage(seed)]
+              _transfer_stage(seed), _report_stage()]
     results = {}
     upstream_ran = False  # a rerun stage invalidates everything after it
     for i, stage in enumerate(stages, start=1):

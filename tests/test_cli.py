@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 
 EHRFAST = shutil.which("ehrfast")
 
@@ -58,9 +57,45 @@ def test_demo_runs_and_resumes(tmp_path):
     assert results["tokenize"]["splits"]["train"]["subjects"] > 0 and (out / "tokens" / "train" / "tokens.npy").exists()
     assert {"auroc_ehr", "auroc_prs", "p_value"} <= set(results["evaluate"])
     assert (out / "evaluation" / "report.html").exists() and (out / "models" / "prs" / "model" / "model.safetensors").exists()
-    assert "skipped" in results["transfer"]
+    assert "skipped" in results["transfer"] and "tasks" in results["report"]
+    assert "ceiling" in (out / "report.md").read_text() and "<html>" in (out / "report.html").read_text()
+    _every_output_parses(out)
     second = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
-    assert second.stdout.count("skipping") == 11
+    assert second.stdout.count("skipping") == 12
+
+
+def _every_output_parses(root):
+    """Every file the demo wrote opens as what its name says it is."""
+    import csv
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    seen = set()
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        suffix = path.suffix
+        seen.add(suffix)
+        if suffix == ".json":
+            json.loads(path.read_text())
+        elif suffix == ".parquet":
+            pq.read_table(path)
+        elif suffix == ".npy":
+            np.load(path, mmap_mode="r")
+        elif suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+        elif suffix == ".csv":
+            assert list(csv.reader(path.open())), path
+        elif suffix == ".html":
+            assert path.read_text().rstrip().endswith("</html>"), path
+        elif suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            assert load_file(path), path
+        else:
+            assert path.stat().st_size > 0, path
+    assert {".json", ".parquet", ".npy", ".png", ".html", ".md", ".safetensors"} <= seen
 
 
 def test_prs_and_tokenize_commands(tmp_path):

@@ -123,5 +123,7 @@ def forest_plot(path: Path, meta, metric: str) -> Path:
         ax.errorbar(e, y, xerr=[[e - a], [b - e]], fmt="D" if pooled else "s", color=COLORS["B"] if pooled else "black", capsize=3, ms=6 if pooled else 4)
     ax.axvline(0, color="black", lw=0.8, ls=":")
     ax.set_yticks(ypos, names)
-    ax.set(xlabel=f"Δ {metric} (B − A), 95% CI", title=f"Meta-analysis of Δ {metric} ({meta.emphasized} effects emphasized)")
+    ax.set(xlabel=f"Δ {metric} (B − A), 95% CI")
+    # a figure title, not an axes title: long task names push the axes right and would clip it
+    fig.suptitle(f"Meta-analysis of Δ {metric} ({meta.emphasized} effects emphasized)", fontsize=10)
     return _save(fig, path)
