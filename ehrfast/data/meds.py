@@ -129,30 +129,28 @@ def _fill_reference(values: np.ndarray, bits: np.ndarray, bit_offset: int, fill,
     out[:] = np.where(valid, values, fill)
 
 
-def time_values(column: pa.ChunkedArray, backend: str | None = None) -> np.ndarray:
-    """[n] int64 µs of a timestamp[us] column, STATIC_TIME where null."""
+def _filled(column: pa.ChunkedArray, dtype, fill, core_fill: str, backend: str | None) -> np.ndarray:
+    """The column as one ``dtype`` array with ``fill`` in its null slots, chunk by chunk — the
+    C++ core's ``core_fill`` function or the numpy reference."""
     fast = resolve_backend(backend, "MEDS reader") == "cpp"
-    out = np.empty(len(column), np.int64)
+    out = np.empty(len(column), dtype)
     for values, bits, offset, at in _arrow_chunks(column):
         target = out[at: at + len(values)]
         if fast:
-            require_core().fill_null_times(values, bits, offset, target)
+            getattr(require_core(), core_fill)(values, bits, offset, target)
         else:
-            _fill_reference(values, bits, offset, STATIC_TIME, target)
+            _fill_reference(values, bits, offset, fill, target)
     return out
+
+
+def time_values(column: pa.ChunkedArray, backend: str | None = None) -> np.ndarray:
+    """[n] int64 µs of a timestamp[us] column, STATIC_TIME where null."""
+    return _filled(column, np.int64, STATIC_TIME, "fill_null_times", backend)
 
 
 def numeric_values(column: pa.ChunkedArray, backend: str | None = None) -> np.ndarray:
     """[n] float32 of a float32/float64 column, NaN where null."""
-    fast = resolve_backend(backend, "MEDS reader") == "cpp"
-    out = np.empty(len(column), np.float32)
-    for values, bits, offset, at in _arrow_chunks(column):
-        target = out[at: at + len(values)]
-        if fast:
-            require_core().fill_null_values(values, bits, offset, target)
-        else:
-            _fill_reference(values, bits, offset, np.nan, target)
-    return out
+    return _filled(column, np.float32, np.nan, "fill_null_values", backend)
 
 
 def id_chunks(column: pa.ChunkedArray) -> list[np.ndarray]:

@@ -77,16 +77,13 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: LayerCache | None = None) -> torch.Tensor:
-        """``mask`` [B, 1, T, T] bool (True = may attend) for packed rows; None = plain causal.
-        With ``cache``, x holds the positions after the cached ones: their keys and values are
-        appended, and they attend to everything cached plus themselves (causally)."""
+        """``mask`` [B, 1, T, S] bool (True = may attend); None = plain causal. With ``cache``,
+        x holds the positions after the cached ones: their keys and values are appended and
+        ``mask`` covers all S filled positions (``GPT.prefill`` / ``GPT.decode`` build it)."""
         q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         if cache is not None:
             k, v = cache.append(k, v)
-            if mask is None and q.shape[2] > 1 and k.shape[2] > q.shape[2]:  # a chunk after cached positions: causal by offset
-                mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - q.shape[2])
-        causal = mask is None and q.shape[2] == k.shape[2] and q.shape[2] > 1
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(x.shape))
 
 

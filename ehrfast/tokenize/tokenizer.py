@@ -76,10 +76,6 @@ class ShardTokens:
     births: np.ndarray  # [kept subjects] int64 µs, STATIC_TIME when unknown
     n_filtered: dict = field(default_factory=dict)
 
-    @property
-    def offsets(self) -> np.ndarray:
-        return np.r_[0, np.cumsum(self.n_tokens)].astype(np.int64)
-
 
 def code_tokens(config: TokenizerConfig, code: str) -> list[str]:
     """The token strings one source code emits (before any value token). With hierarchical
@@ -282,8 +278,8 @@ class _TrainStatistics:
         self.raw: dict[str, int] = {}  # source code -> raw id
         self.filtered = {"too_few_events": 0, "too_many_events": 0}
         self.n_subjects = 0
-        self._core_stats = require_core().TrainStatistics() if self.backend == "cpp" else None
-        self._reference = reference.CodeStatistics() if self.backend == "python" else None
+        # same interface: ehrfast._core.TrainStatistics or its reference
+        self._stats = require_core().TrainStatistics() if self.backend == "cpp" else reference.CodeStatistics()
 
     def add(self, shard: ShardRows) -> None:
         raw_of_code = np.array([self.raw.setdefault(c, len(self.raw)) for c in shard.code_dictionary] or [0], np.int32)
@@ -292,15 +288,13 @@ class _TrainStatistics:
         for k, v in filtered.items():
             self.filtered[k] += v
         self.n_subjects += int(keep.sum())
-        stats = self._core_stats or self._reference
-        stats.add(shard.time, shard.code_index, raw_of_code, shard.value, shard.seg, keep.astype(np.uint8), len(self.raw), birth_id)
+        self._stats.add(shard.time, shard.code_index, raw_of_code, shard.value, shard.seg, keep.astype(np.uint8), len(self.raw), birth_id)
 
     def _code_statistics(self) -> tuple[np.ndarray, set[int], np.ndarray, np.ndarray]:
         """(subject count per raw id, raw ids seen on static rows, quantile offsets, cut points)."""
-        stats = self._core_stats or self._reference
         cfg = self.config
-        off, cuts, _ = stats.take_quantiles(cfg.quantile_probs(), cfg.min_values_for_quantiles)
-        return stats.subject_counts(), set(np.flatnonzero(stats.on_static_row()).tolist()), off, cuts
+        off, cuts, _ = self._stats.take_quantiles(cfg.quantile_probs(), cfg.min_values_for_quantiles)
+        return self._stats.subject_counts(), set(np.flatnonzero(self._stats.on_static_row()).tolist()), off, cuts
 
     def tokenizer(self) -> Tokenizer:
         cfg = self.config
