@@ -2,11 +2,11 @@
 folder of the run directory, skipped on rerun when its output is complete.
 
 Stages: ``synth`` (cohort), ``validate`` (MEDS check), ``prs`` (the real scorer over the
-cohort's genotypes and score files), ``tokenize`` (TokenizedDatasets per split), ``label``
-(10-year incidence labels for the paper's zero-shot tasks: T2D from record start and after
-6 months / 1 year / 3 years of history, CAD, depression, schizophrenia), ``train_ehr`` /
+cohort's genotypes and score files), ``tokenize`` (TokenizedDatasets per split), ``train_ehr`` /
 ``train_prs`` (EHR-only and EHR+PRS cross-attention models, 1,200 steps each by default),
-``score_ehr`` / ``score_prs`` (zero-shot path probabilities and Monte-Carlo frequencies on the
+``label`` (10-year incidence labels for the paper's zero-shot tasks: T2D, CAD, depression and
+schizophrenia from demographics only, and T2D three years in with 0 / 6 / 12 / 36 months of
+history shown), ``score_ehr`` / ``score_prs`` (zero-shot path probabilities and Monte-Carlo frequencies on the
 held-out split, KV-cache engine), ``evaluate`` (paired-bootstrap report per task, with a
 meta-analysis across the four diseases), ``transfer`` (a stroke head on the frozen backbone;
 PRS-encoder embeddings for COPD) and ``report`` (``DIR/report.md`` / ``report.html``: every
@@ -107,21 +107,27 @@ def _tokenize_stage() -> Stage:
 
 
 # The zero-shot tasks of the genomics paper, as Task keyword arguments (Task itself is built
-# inside the stages: importing ehrfast.infer loads torch). Prediction time = record start +
-# offset; "demographics only" = no history before it.
+# inside the stages: importing ehrfast.infer loads torch). "Demographics only": time zero is the
+# record start and the context holds the demographic tokens alone. The history series (the
+# paper's Table 3) puts time zero three years after the record start — the same subjects and
+# labels for all four — and shows the last 0 / 6 / 12 / 36 months of EHR before it.
 _SAMPLING = dict(horizon_years=10.0, max_new_tokens=48, n_samples=8)
 _T2D = dict(target_all_of=("type 2 diabetes",), **_SAMPLING)
+_AT_START = dict(index_offset_days=0.0, history_days=0.0)
+_YEAR = 365.25
+_AT_YEAR_3 = dict(truth=("T2D", 1095), index_offset_days=3 * _YEAR, **_T2D)
 DEMO_TASKS = {
-    "t2d_10y": dict(title="T2D 10y (demographics only)", truth=("T2D", 0), index_offset_days=0.0, **_T2D),
-    "t2d_10y_6m": dict(title="T2D 10y (6 months of history)", truth=("T2D", 182), index_offset_days=0.5 * 365.25, **_T2D),
-    "t2d_10y_1y": dict(title="T2D 10y (1 year of history)", truth=("T2D", 365), index_offset_days=365.25, **_T2D),
-    "t2d_10y_3y": dict(title="T2D 10y (3 years of history)", truth=("T2D", 1095), index_offset_days=3 * 365.25, **_T2D),
+    "t2d_10y": dict(title="T2D 10y (demographics only)", truth=("T2D", 0), **_AT_START, **_T2D),
+    "t2d_10y_0m": dict(title="T2D 10y at year 3, no history", history_days=0.0, **_AT_YEAR_3),
+    "t2d_10y_6m": dict(title="T2D 10y at year 3, 6 months of history", history_days=0.5 * _YEAR, **_AT_YEAR_3),
+    "t2d_10y_1y": dict(title="T2D 10y at year 3, 1 year of history", history_days=_YEAR, **_AT_YEAR_3),
+    "t2d_10y_3y": dict(title="T2D 10y at year 3, 3 years of history", history_days=3 * _YEAR, **_AT_YEAR_3),
     "cad_10y": dict(title="CAD 10y (demographics only)", truth=("CAD", 0), target_regex=("coronary artery", "myocardial infarction"),
-                    **_SAMPLING),
+                    **_AT_START, **_SAMPLING),
     "depression_10y": dict(title="Depression 10y (demographics only)", truth=("DEPRESSION", 0), target_regex=("major depressive disorder",),
-                           **_SAMPLING),
+                           **_AT_START, **_SAMPLING),
     "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", truth=("SCHIZOPHRENIA", 0), target_regex=("schizophrenia",),
-                              **_SAMPLING),
+                              **_AT_START, **_SAMPLING),
 }
 # title: the report's name; truth: (disease, index offset in days) of the ground-truth risk
 # that gives the report's ceiling line — nothing else reads the ground truth.
@@ -345,8 +351,8 @@ def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force:
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     steps = train_steps if train_steps is not None else 1200
-    stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage(), _label_stage(),
-              _train_stage("train_ehr", "none", steps, seed), _train_stage("train_prs", "cross", steps, seed),
+    stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage(),
+              _train_stage("train_ehr", "none", steps, seed), _train_stage("train_prs", "cross", steps, seed), _label_stage(),
               _score_stage("score_ehr", "ehr", seed), _score_stage("score_prs", "prs", seed), _evaluate_stage(seed),
               _transfer_stage(seed), _report_stage()]
     results = {}

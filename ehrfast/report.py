@@ -98,10 +98,11 @@ def _reading(numbers: dict, tasks: dict, meta: dict | None) -> str:
     if meta:
         parts.append(f"Pooled over the four diseases, Δ AUROC is {meta['estimate']:+.3f} (95% CI {meta['ci_low']:+.3f} to "
                      f"{meta['ci_high']:+.3f}, p {meta['p_value']:.3g}): {_significance(meta['p_value'])}.")
-    if "t2d_10y" in numbers and "t2d_10y_3y" in numbers:
-        d0, d3 = numbers["t2d_10y"]["delta"], numbers["t2d_10y_3y"]["delta"]
+    if "t2d_10y_0m" in numbers and "t2d_10y_3y" in numbers:
+        d0, d3 = numbers["t2d_10y_0m"]["delta"], numbers["t2d_10y_3y"]["delta"]
         trend = "smaller" if d3 < d0 else "not smaller"
-        parts.append(f"For T2D the PRS advantage with 3 years of history ({d3:+.3f}) is {trend} than with none ({d0:+.3f}).")
+        parts.append(f"For T2D three years into the record (same subjects, same labels) the PRS advantage with 3 years of "
+                     f"history shown ({d3:+.3f}) is {trend} than with none ({d0:+.3f}).")
     better = sum(t["prs_model_path_auroc"] >= t["prs_model_mc_auroc"] for t in numbers.values())
     parts.append(f"Path probabilities rank at least as well as Monte-Carlo frequencies on {better} of {len(numbers)} tasks and "
                  f"give far more operating points (one per distinct value).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def test_version_and_build_info():
     assert isinstance(info["cpp_core"], bool)
     if os.environ.get("EHRFAST_REQUIRE_CORE") == "1":
         assert info["cpp_core"], info["core_error"]
+        if shutil.which("nvcc") and os.environ.get("EHRFAST_CUDA", "AUTO").upper() != "OFF":
+            assert info["cuda_kernels"], "nvcc is on PATH but ehrfast._cuda was not built"
 
 
 def test_unknown_backend():
@@ -39,10 +42,13 @@ def test_missing_core_falls_back_once_or_errors(monkeypatch):
     assert _backend.resolve_backend("python", "thing") == "python"
 
 
-@pytest.mark.skipif(_backend.core is None, reason="C++ core not built")
-def test_core_stub_lists_exactly_the_compiled_names():
-    """ehrfast/_core.pyi must describe the module that is really built."""
-    stub = ast.parse((Path(ehrfast.__file__).parent / "_core.pyi").read_text())
+@pytest.mark.parametrize("name", ["_core", "_cuda"])
+def test_stub_lists_exactly_the_compiled_names(name):
+    """ehrfast/_core.pyi and _cuda.pyi must describe the modules that are really built."""
+    module = _backend.core if name == "_core" else _backend._cuda_module()
+    if module is None:
+        pytest.skip(f"ehrfast.{name} not built")
+    stub = ast.parse((Path(ehrfast.__file__).parent / f"{name}.pyi").read_text())
     stubbed = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    compiled = {n for n in dir(_backend.core) if not n.startswith("_")}
+    compiled = {n for n in dir(module) if not n.startswith("_")}
     assert stubbed == compiled

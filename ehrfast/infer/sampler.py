@@ -10,8 +10,8 @@ or K tokens. Two estimates come out of the same N paths:
   renormalized off T, with a second uniform) so that P along the path is the exact
   probability of reaching T on it; averaging P over paths is unbiased and has lower variance.
 
-Uniforms come from a counter-based hash of (seed, subject, sample, step), so results do not
-depend on batching. The on-device engine (static KV cache, CUDA graph, CUDA sampling kernel)
+Uniforms come from Philox4x32-10 keyed by the seed with (subject, sample, step) as the counter,
+so results do not depend on batching. The on-device engine (static KV cache, CUDA graph, CUDA sampling kernel)
 computes the same step; this module is its reference and the CPU path.
 """
 
@@ -23,19 +23,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ehrfast.infer.rng import uniforms
+from ehrfast.infer.rng import uniform_pair
 
 
 def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keeps the smallest set of most likely tokens whose mass reaches ``top_p`` (the token that
-    crosses the threshold included), renormalized. probs [B, V] -> [B, V]."""
+    """Keeps every token whose strictly more likely tokens hold less than ``top_p`` of the mass
+    — the smallest set of most likely tokens reaching ``top_p``, with ties at the boundary all
+    kept (so the set does not depend on a sort order) — renormalized. probs [B, V] -> [B, V]."""
     if top_p >= 1.0:
         return probs
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    before = sorted_p.cumsum(-1) - sorted_p  # mass strictly before each token
-    keep_sorted = before < top_p
-    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, keep_sorted)
-    kept = torch.where(keep, probs, torch.zeros_like(probs))
+    ascending = probs.sort(dim=-1).values
+    cumulative = ascending.cumsum(-1)
+    total = cumulative[:, -1:]
+    at_most = torch.searchsorted(ascending, probs, right=True)  # how many tokens are not more likely
+    above = total - cumulative.gather(-1, at_most - 1)  # mass strictly more likely than each token
+    kept = torch.where(above < top_p * total, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
 
 
@@ -59,6 +61,68 @@ def sampling_step(logits: torch.Tensor, u_first: torch.Tensor, u_continue: torch
     target_only = off_target.sum(-1) <= 0
     safe = torch.where(target_only.unsqueeze(-1), torch.ones_like(off_target), off_target)
     return _inverse_cdf(safe, u_continue), p_target, hit, target_only
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What every sampling step of one task reads: target_mask / stop_mask [V] bool,
+    durations_us [V] float64 (time each token adds), and the task's scalars."""
+
+    target_mask: torch.Tensor
+    stop_mask: torch.Tensor
+    durations_us: torch.Tensor
+    horizon_us: float
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class SamplerState:
+    """Per-row state of a decode batch, updated in place by each step. All [n_rows]:
+    subject_keys / sample_index int64 (the RNG counter), alive bool, elapsed_us float64,
+    log_survival float64 (Σ log(1 − p_target)), hit bool (the first draw landed in T),
+    generated int32, next_token int64 (0 for rows that have finished)."""
+
+    subject_keys: torch.Tensor
+    sample_index: torch.Tensor
+    alive: torch.Tensor
+    elapsed_us: torch.Tensor
+    log_survival: torch.Tensor
+    hit: torch.Tensor
+    generated: torch.Tensor
+    next_token: torch.Tensor
+
+    @classmethod
+    def start(cls, subject_keys: np.ndarray, sample_index: np.ndarray, device) -> SamplerState:
+        n = len(subject_keys)
+
+        def zeros(dtype):
+            return torch.zeros(n, dtype=dtype, device=device)
+
+        return cls(torch.as_tensor(np.asarray(subject_keys, np.int64), device=device),
+                   torch.as_tensor(np.asarray(sample_index, np.int64), device=device),
+                   torch.ones(n, dtype=torch.bool, device=device), zeros(torch.float64), zeros(torch.float64), zeros(torch.bool),
+                   zeros(torch.int32), zeros(torch.int64))
+
+
+def reference_step(logits: torch.Tensor, state: SamplerState, step: int, settings: StepSettings) -> torch.Tensor:
+    """The torch reference of one step (the CUDA kernel computes the same): draws for every
+    row, updates the rows still alive, returns p_target [n_rows] float64 (0 for finished rows)."""
+    keys, samples = state.subject_keys.cpu().numpy(), state.sample_index.cpu().numpy()
+    u1, u2 = (torch.as_tensor(u, device=logits.device) for u in uniform_pair(settings.seed, keys, samples, step))
+    token, p_target, step_hit, target_only = sampling_step(logits, u1, u2, settings.target_mask, settings.temperature, settings.top_p)
+    alive = state.alive
+    p_target = torch.where(alive, p_target, torch.zeros_like(p_target))
+    state.log_survival += torch.log1p(-p_target.clamp(max=1.0))
+    state.hit |= alive & step_hit
+    state.generated += alive.to(torch.int32)
+    state.elapsed_us += torch.where(alive, settings.durations_us[token], torch.zeros_like(state.elapsed_us))
+    state.next_token = torch.where(alive, token, torch.zeros_like(token))
+    state.alive = alive & ~target_only & ~settings.stop_mask[token] & (state.elapsed_us < settings.horizon_us) & \
+        (step + 1 < settings.max_new_tokens)
+    return p_target
 
 
 class RecomputeDecoder:
@@ -150,20 +214,18 @@ def sample_trajectories(
     window: int | None = None,
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
+    step_backend: str = "auto",
 ) -> SamplingResult:
     """Samples ``n_samples`` futures per context. ``model`` is a decoder (``CachedDecoder``,
     ``RecomputeDecoder``) or a callable ``model(idx [B, L], prs=[B, n_traits] | None)`` returning
     logits [B, L, V] (run through ``RecomputeDecoder``); ``durations_us`` [V] is the time each
     token adds (interval tokens); ``subject_keys`` name each subject in the random stream
-    (default: its position)."""
+    (default: its position); ``step_backend`` picks the CUDA kernel or the torch reference for
+    the sampling step (``choose_step``)."""
     decoder = model if isinstance(model, (CachedDecoder, RecomputeDecoder)) else RecomputeDecoder(model, window, device)
     vocab = len(durations_us)
-    target_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
-    target_mask[torch.as_tensor(target_ids, dtype=torch.long, device=device)] = True
-    stop_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
-    if len(stop_ids):
-        stop_mask[torch.as_tensor(list(stop_ids), dtype=torch.long, device=device)] = True
-    durations = torch.as_tensor(durations_us, dtype=torch.float64, device=device)
+    settings = _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device)
+    advance = choose_step(step_backend, device, vocab)
     keys = np.arange(len(contexts)) if subject_keys is None else np.asarray(subject_keys)
     if prs is not None:
         prs = np.asarray(prs)
@@ -171,33 +233,53 @@ def sample_trajectories(
     paths = np.zeros((n, n_samples))
     hits = np.zeros((n, n_samples), bool)
     generated = np.zeros(n, np.int64)
+    check_every = 1 if str(device) == "cpu" else 8  # "all finished?" costs a device sync
     for first in range(0, n, decoder.subjects_per_batch):
         group = np.arange(first, min(n, first + decoder.subjects_per_batch))
         g = len(group)
         logits = decoder.start([contexts[s] for s in group], None if prs is None else prs[group], n_samples)
-        row_key, row_sample = np.repeat(keys[group], n_samples), np.tile(np.arange(n_samples), g)  # rows subject-major
-        alive = torch.ones(g * n_samples, dtype=torch.bool, device=device)
-        elapsed = torch.zeros(g * n_samples, dtype=torch.float64, device=device)
-        log_surv = torch.zeros(g * n_samples, dtype=torch.float64, device=device)
-        hit = torch.zeros(g * n_samples, dtype=torch.bool, device=device)
+        # rows subject-major: subject 0's n samples first
+        state = SamplerState.start(np.repeat(keys[group], n_samples), np.tile(np.arange(n_samples), g), device)
         for step in range(max_new_tokens):
-            u1 = torch.as_tensor(uniforms(seed, row_key, row_sample, step, 0), device=device)
-            u2 = torch.as_tensor(uniforms(seed, row_key, row_sample, step, 1), device=device)
-            token, p_target, step_hit, target_only = sampling_step(logits, u1, u2, target_mask, temperature, top_p)
-            log_surv = torch.where(alive, log_surv + torch.log1p(-p_target.clamp(max=1.0)), log_surv)
-            hit |= alive & step_hit
-            generated[group] += alive.view(g, n_samples).sum(1).cpu().numpy()
-            elapsed = torch.where(alive, elapsed + durations[token], elapsed)
-            alive &= ~target_only & ~stop_mask[token] & (elapsed < horizon_us)
-            if not bool(alive.any()) or step + 1 == max_new_tokens:
+            advance(logits, state, step, settings)
+            if step + 1 == max_new_tokens or ((step + 1) % check_every == 0 and not bool(state.alive.any())):
                 break
-            logits = decoder.step(token)
-        paths[group] = (1.0 - torch.exp(log_surv)).view(g, n_samples).cpu().numpy()
-        hits[group] = hit.view(g, n_samples).cpu().numpy()
+            logits = decoder.step(state.next_token)
+        paths[group] = (1.0 - torch.exp(state.log_survival)).view(g, n_samples).cpu().numpy()
+        hits[group] = state.hit.view(g, n_samples).cpu().numpy()
+        generated[group] = state.generated.view(g, n_samples).sum(1).cpu().numpy()
         if progress:
             progress(g)
     agg = {"mean": np.mean, "median": np.median, "max": np.max}[aggregation]
     return SamplingResult(agg(paths, axis=1), hits.mean(axis=1), paths, hits, generated)
+
+
+def _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device) -> StepSettings:
+    target_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+    target_mask[torch.as_tensor(np.asarray(target_ids, np.int64), device=device)] = True
+    stop_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+    if len(stop_ids):
+        stop_mask[torch.as_tensor(list(stop_ids), dtype=torch.long, device=device)] = True
+    durations = torch.as_tensor(np.asarray(durations_us, np.float64), device=device)
+    return StepSettings(target_mask, stop_mask, durations, float(horizon_us), int(max_new_tokens), float(temperature), float(top_p), int(seed))
+
+
+def choose_step(backend: str, device, vocab: int) -> Callable:
+    """The step function: "torch" (the reference), "cuda" (the kernel; an error when it cannot
+    run) or "auto" (the kernel on a CUDA device when ehrfast._cuda is built and holds the
+    vocabulary, else the reference)."""
+    if backend not in ("auto", "torch", "cuda"):
+        raise ValueError(f"step_backend must be 'auto', 'torch' or 'cuda', got {backend!r}")
+    if backend == "torch":
+        return reference_step
+    from ehrfast.infer import cuda_sampling
+
+    why_not = cuda_sampling.unavailable_reason(device, vocab)
+    if why_not is None:
+        return cuda_sampling.kernel_step
+    if backend == "cuda":
+        raise RuntimeError(f"the CUDA sampling kernel cannot run: {why_not}")
+    return reference_step
 
 
 def wilson_interval(successes: np.ndarray, n: int, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:

@@ -51,7 +51,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     if not keep.any():
         raise ValueError(f"none of the {len(sids)} labelled subjects of {labels_path} is in {data_dir}")
     sids, pts = sids[keep], pts[keep]
-    contexts = [ds.context(int(s), int(p), max_tokens=context_len)[0] for s, p in zip(sids, pts)]
+    contexts = [ds.context(int(s), int(p), max_tokens=context_len, history_us=task.history_us)[0] for s, p in zip(sids, pts)]
     prs = None
     if model.config.modality != "none":
         if prs_path is None:

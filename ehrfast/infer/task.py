@@ -32,6 +32,7 @@ class Task:
     aggregation: str = "mean"
     index_offset_days: float = 0.0  # for `ehrfast label`: prediction time = first event + offset
     prevalence_window_days: float = 1.0  # targets recorded this soon after the prediction time count as prevalent
+    history_days: float | None = None  # EHR history the context shows before the prediction time (None: all; 0: demographics only)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -43,6 +44,8 @@ class Task:
             raise ValueError("need 0 < top_p <= 1 and temperature > 0")
         if self.n_samples < 1 or self.max_new_tokens < 1 or self.horizon_years <= 0:
             raise ValueError("n_samples, max_new_tokens and horizon_years must be positive")
+        if self.history_days is not None and self.history_days < 0:
+            raise ValueError(f"task {self.name!r}: history_days must be >= 0 or None, got {self.history_days}")
         for pattern in self.target_regex:
             try:
                 re.compile(pattern)
@@ -52,6 +55,10 @@ class Task:
     @property
     def horizon_us(self) -> float:
         return self.horizon_years * US_PER_YEAR
+
+    @property
+    def history_us(self) -> float | None:
+        return None if self.history_days is None else self.history_days * 86400e6
 
     def matches(self, code: str, description: str = "") -> bool:
         text = f"{code} {description}"

@@ -62,10 +62,12 @@ class TokenizedDataset:
     def decode(self, ids) -> list[str]:
         return self.vocab.decode(ids)
 
-    def context(self, subject_id: int, prediction_time_us: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def context(self, subject_id: int, prediction_time_us: int, max_tokens: int | None = None,
+                history_us: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Tokens a model may see at ``prediction_time_us``: the static tokens, the age tokens
         recomputed at the prediction time (ETHOS), then the timeline's tokens with time ≤ the
-        prediction time (TIMELINE_END excluded), left-truncated so the whole fits ``max_tokens``.
+        prediction time (TIMELINE_END excluded) — only those at or after prediction time −
+        ``history_us`` when given (0: demographics only) — left-truncated so the whole fits ``max_tokens``.
         Returns (tokens int32, times int64)."""
         i = self.row(subject_id)
         tokens, times = self.timeline(i)
@@ -79,6 +81,8 @@ class TokenizedDataset:
         body_t, body_s = tokens[n_static:], times[n_static:]
         end_id = self.vocab.get("TIMELINE_END", -1)
         keep = (body_s <= prediction_time_us) & (body_t != end_id)
+        if history_us is not None:  # the window [prediction time − history, prediction time]; 0: none
+            keep &= (body_s >= prediction_time_us - history_us) if history_us > 0 else np.zeros_like(keep)
         body_t, body_s = body_t[keep], body_s[keep]
         if max_tokens is not None:
             room = max_tokens - len(head)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ehrfast.infer.rng import uniforms
+from ehrfast.infer.rng import uniform_pair
 from ehrfast.infer.sampler import nucleus, risk_level, sample_trajectories, sampling_step, wilson_interval
 
 TICK1, TICK3, EVENT, TARGET, STOP, OTHER = range(6)
@@ -69,12 +71,26 @@ def test_top_p_never_samples_outside_the_nucleus():
     target = torch.zeros(30, dtype=torch.bool)
     target[[3, 11]] = True
     for step in range(30):
-        u1 = torch.as_tensor(uniforms(5, np.arange(64), 0, step, 0))
-        u2 = torch.as_tensor(uniforms(5, np.arange(64), 0, step, 1))
+        u1, u2 = (torch.as_tensor(u) for u in uniform_pair(5, np.arange(64), 0, step))
         token, p_target, hit, _ = sampling_step(logits, u1, u2, target, top_p=0.7)
         assert kept[torch.arange(64), token].all() and not target[token].any()
         expected = (nucleus(torch.softmax(logits, -1), 0.7) * target).sum(-1)
         torch.testing.assert_close(p_target, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=12), st.floats(0.05, 0.999))
+def test_nucleus_is_the_tie_inclusive_top_p_set(weights, top_p):
+    """Token i is kept iff the tokens strictly more likely than it hold < top_p of the mass;
+    ties at the boundary are all kept (small integer weights make ties common)."""
+    w = torch.tensor([weights], dtype=torch.float64) + 1.0
+    probs = w / w.sum()
+    kept = nucleus(probs, top_p)[0]
+    for i in range(probs.shape[1]):
+        above = probs[0][probs[0] > probs[0, i]].sum()
+        assert bool(kept[i] > 0) == bool(above < top_p), (weights, top_p, i)
+    torch.testing.assert_close(kept.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert kept[probs[0].argmax()] > 0
 
 
 def test_same_seed_same_output_regardless_of_batch():

@@ -1,0 +1,46 @@
+"""Type stubs for the CUDA extension ``ehrfast._cuda`` (built when nvcc is found).
+
+The kernels take raw device pointers as integers (``tensor.data_ptr()``) and a CUDA stream
+handle; use them through ``ehrfast.infer.cuda_sampling``, which validates every tensor first.
+"""
+
+def sampling_step(
+    logits: int,
+    dtype: int,
+    n_rows: int,
+    vocab: int,
+    row_stride: int,
+    subject_keys: int,
+    sample_index: int,
+    step: int,
+    seed: int,
+    target_mask: int,
+    stop_mask: int,
+    durations_us: int,
+    horizon_us: float,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    alive: int,
+    elapsed_us: int,
+    log_survival: int,
+    hit: int,
+    generated: int,
+    next_token: int,
+    p_target: int,
+    stream: int,
+) -> None:
+    """One sampling step for every row: logits [n_rows, row_stride] (dtype 0 float32, 1 bfloat16,
+    2 float16); subject_keys / sample_index [n_rows] int64; step: a device int64 scalar;
+    target_mask / stop_mask [vocab] uint8; durations_us [vocab] float64; state [n_rows]: alive
+    and hit uint8, elapsed_us and log_survival float64, generated int32; next_token [n_rows]
+    int64 out; p_target [n_rows] float64 out or 0."""
+
+def max_vocab(device: int) -> int:
+    """Largest vocabulary the sampling kernel holds in shared memory on ``device`` (0: no usable device)."""
+
+def philox4x32_10(c0: int, c1: int, c2: int, c3: int, k0: int, k1: int) -> tuple[int, int, int, int]:
+    """Philox4x32-10 of a 4-word counter and 2-word key, computed on the host by the kernel's code."""
+
+def uniform_pair(seed: int, subject: int, sample: int, step: int) -> tuple[float, float]:
+    """The kernel's (u_first, u_continue) in [0, 1) for one (seed, subject, sample, step), on the host."""
