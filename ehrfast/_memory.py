@@ -24,7 +24,7 @@ def _glibc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt  # noqa: B018 — glibc and musl differ; musl has no mallopt
-        libc.malloc_trim
+        libc.malloc_trim  # noqa: B018
     except (OSError, AttributeError):
         return None
     return libc

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-
 EHRFAST = shutil.which("ehrfast")
 
 

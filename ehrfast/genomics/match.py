@@ -12,8 +12,12 @@ of a trait reach the same target variant only the first (file order) is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pyarrow is imported where it is used
+    import pyarrow as pa
 
 from ehrfast.genomics.genotypes import VariantTable
 from ehrfast.genomics.scorefile import ScoreFile
@@ -151,9 +155,9 @@ class _Rows:
     has_pos: np.ndarray  # bool [n] matched by chromosome + position (else by ID)
     chrom: np.ndarray  # object [n] ("" without positions)
     pos: np.ndarray  # int64 [n]
-    ids: "pa.Array"  # string [n]
-    effect: "pa.Array"  # string [n]
-    other: "pa.Array"  # string [n] ("" when unknown)
+    ids: pa.Array  # string [n]
+    effect: pa.Array  # string [n]
+    other: pa.Array  # string [n] ("" when unknown)
 
 
 def _concat_rows(files: list[ScoreFile]) -> _Rows:

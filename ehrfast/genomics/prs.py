@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ehrfast._memory import reuse_freed_memory
 from ehrfast.genomics.genotypes import open_genotypes
 from ehrfast.genomics.match import MatchOptions, TraitMatch, match_score_files
 from ehrfast.genomics.score import ScoreModel, distinct_variants, score_traits
 from ehrfast.genomics.scorefile import read_score_files
-from ehrfast._memory import reuse_freed_memory
 from ehrfast.io import atomic_output
 
 

@@ -9,8 +9,12 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pyarrow is imported where it is used
+    import pyarrow as pa
 
 class ScoreFileError(ValueError):
     """A score file that cannot be used; the message names the file, line and column."""
@@ -27,11 +31,11 @@ class ScoreFile:
 
     path: str
     traits: list[str]
-    ids: "pa.Array"
+    ids: pa.Array
     chrom: list[str] | None
     pos: np.ndarray | None
-    effect_allele: "pa.Array"
-    other_allele: "pa.Array"
+    effect_allele: pa.Array
+    other_allele: pa.Array
     weights: np.ndarray
     header: dict[str, str] = field(default_factory=dict)
     weight_type: str = "NR"

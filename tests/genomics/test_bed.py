@@ -12,10 +12,10 @@ from ehrfast._backend import core
 from ehrfast.genomics.bed import (
     BedFile,
     PlinkWriter,
-    read_bim,
     Variant,
     pack_bed,
     pack_bed_reference,
+    read_bim,
     unpack_bed,
     unpack_bed_reference,
 )

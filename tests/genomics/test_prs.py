@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ehrfast._backend import core
+from ehrfast.genomics import score as score_mod
 from ehrfast.genomics.bed import PlinkWriter, Variant
 from ehrfast.genomics.genotypes import BedSource, GenotypeError, GenotypeSource, VariantTable, open_genotypes
 from ehrfast.genomics.match import TraitMatch
 from ehrfast.genomics.prs import PRSOptions, compute_prs, keep_top_variants
-from ehrfast.genomics import score as score_mod
 from ehrfast.genomics.score import DENSE_MIN_TRAITS, MODELS, ScoreModel, score_traits
 from ehrfast.genomics.scorefile import ScoreFileError, read_score_file
 

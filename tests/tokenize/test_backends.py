@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
