@@ -178,6 +178,30 @@ class DecodeState:
                            self.position.repeat_interleave(n, 0))
 
 
+def _insert_prefixes(x: torch.Tensor, segment_ids: torch.Tensor, soft: torch.Tensor):
+    """Packed prefix rows: inserts each subject's soft tokens before its first token.
+    x [B, T, C], segment_ids [B, T], soft [B, S, n_soft, C] -> (x [B, L, C], segment ids [B, L]
+    with -1 for the padding that evens out rows holding fewer subjects, and token_index [B, T]:
+    where each input token went)."""
+    b, t, c = x.shape
+    n_soft = soft.shape[2]
+    starts = torch.cat([torch.ones_like(segment_ids[:, :1], dtype=torch.bool), segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)
+    begun = starts.long().cumsum(1)  # subjects begun up to each token (>= 1)
+    token_index = torch.arange(t, device=x.device) + begun * n_soft
+    length = t + int(begun[:, -1].max()) * n_soft
+    rows = torch.arange(b, device=x.device)
+    out = x.new_zeros(b, length, c)
+    seg = torch.full((b, length), -1, dtype=segment_ids.dtype, device=x.device)
+    out[rows[:, None], token_index] = x
+    seg[rows[:, None], token_index] = segment_ids
+    row, at = starts.nonzero(as_tuple=True)  # every subject's first token
+    subject = segment_ids[row, at]
+    prefix = (at + (begun[row, at] - 1) * n_soft)[:, None] + torch.arange(n_soft, device=x.device)  # [R, n_soft]
+    out[row[:, None], prefix] = soft[row, subject].to(out.dtype)
+    seg[row[:, None], prefix] = subject[:, None]
+    return out, seg, token_index
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -239,46 +263,59 @@ class GPT(nn.Module):
 
     def _packed_hidden_states(self, idx, prs, soft_tokens, segment_ids) -> torch.Tensor:
         """Packed rows: several subjects per row. ``segment_ids`` [B, T] int64, non-decreasing
-        along each row, numbering the subjects 0..S-1; ``prs`` [B, S, n_traits] or
-        ``soft_tokens`` [B, S, n_soft, n_embd] give each subject its own soft tokens.
+        along each row, name each position's subject (an index into ``prs`` [B, S, n_traits] or
+        ``soft_tokens`` [B, S, n_soft, n_embd], which give each subject its own soft tokens).
         Self-attention is block-diagonal causal and positions restart at every subject, so no
-        information crosses subjects."""
+        information crosses subjects. Cross-attention reads the subject's own soft tokens;
+        prefix models get each subject's soft tokens inserted before its first token."""
         cfg = self.config
-        if cfg.modality == "prefix":
-            raise ValueError("packed rows are supported for modality 'none' and 'cross'; prefix models take one subject per row")
         b, t = idx.shape
         if segment_ids.shape != idx.shape:
             raise ValueError(f"segment_ids must have the shape of idx {tuple(idx.shape)}, got {tuple(segment_ids.shape)}")
-        same = segment_ids[:, :, None] == segment_ids[:, None, :]
-        causal = torch.ones(t, t, dtype=torch.bool, device=idx.device).tril()
-        self_mask = (same & causal)[:, None]
-        starts = torch.cat([torch.ones_like(segment_ids[:, :1], dtype=torch.bool), segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)
-        index = torch.arange(t, device=idx.device).expand(b, t)
+        if t > 1 and bool((segment_ids[:, 1:] < segment_ids[:, :-1]).any()):
+            raise ValueError("segment_ids must be non-decreasing along each row")
+        x = self.transformer.wte(idx)
+        seg, token_index, memory, cross_mask = segment_ids, None, None, None
+        if cfg.modality == "none":
+            if prs is not None or soft_tokens is not None:
+                raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
+        else:
+            soft = self._packed_soft_tokens(prs, soft_tokens, segment_ids)
+            if cfg.modality == "prefix":
+                x, seg, token_index = _insert_prefixes(x, segment_ids, soft)
+            else:
+                memory = soft.reshape(b, -1, cfg.n_embd)
+                key_segment = torch.arange(soft.shape[1], device=idx.device).repeat_interleave(soft.shape[2])
+                cross_mask = (segment_ids[:, :, None] == key_segment[None, None, :])[:, None]
+        length = x.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=idx.device).tril()
+        self_mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
+        starts = torch.cat([torch.ones_like(seg[:, :1], dtype=torch.bool), seg[:, 1:] != seg[:, :-1]], dim=1)
+        index = torch.arange(length, device=idx.device).expand(b, length)
         first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
-        pos = index - first  # position within the subject
+        pos = torch.where(seg >= 0, index - first, torch.zeros_like(index))  # position within the subject; padding 0
         if int(pos.max()) >= cfg.block_size:
             raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
-        memory = cross_mask = None
-        if cfg.modality == "cross":
-            # S may exceed the segments present (a row's last subject can be cut to its target token)
-            needed = int(segment_ids.max()) + 1
-            if soft_tokens is None:
-                if prs is None or prs.dim() != 3 or prs.shape[0] != b or prs.shape[1] < needed or self.prs_encoder is None:
-                    raise ValueError(f"packed cross-attention needs prs [B={b}, S>={needed}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")
-                n_seg = prs.shape[1]
-                soft_tokens = self.prs_encoder(prs.reshape(b * n_seg, -1)).view(b, n_seg, cfg.n_soft_tokens, cfg.n_embd)
-            elif soft_tokens.dim() != 4 or soft_tokens.shape[0] != b or soft_tokens.shape[1] < needed:
-                raise ValueError(f"packed soft_tokens must be [B={b}, S>={needed}, n_soft, n_embd], got {tuple(soft_tokens.shape)}")
-            n_soft = soft_tokens.shape[2]
-            memory = soft_tokens.reshape(b, -1, cfg.n_embd)
-            key_segment = torch.arange(soft_tokens.shape[1], device=idx.device).repeat_interleave(n_soft)
-            cross_mask = (segment_ids[:, :, None] == key_segment[None, None, :])[:, None]
-        elif prs is not None or soft_tokens is not None:
-            raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.drop(x + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x, memory, self_mask, cross_mask)
-        return self.transformer.ln_f(x)
+        x = self.transformer.ln_f(x)
+        return x if token_index is None else x.gather(1, token_index[..., None].expand(-1, -1, x.shape[-1]))
+
+    def _packed_soft_tokens(self, prs, soft_tokens, segment_ids) -> torch.Tensor:
+        """Each packed subject's soft tokens [B, S, n_soft, n_embd]. S may exceed the segments
+        present (a row's last subject can be cut to its target token)."""
+        cfg = self.config
+        b = segment_ids.shape[0]
+        needed = int(segment_ids.max()) + 1
+        if soft_tokens is None:
+            if prs is None or prs.dim() != 3 or prs.shape[0] != b or prs.shape[1] < needed or self.prs_encoder is None:
+                raise ValueError(f"packed {cfg.modality} rows need prs [B={b}, S>={needed}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")
+            n_seg = prs.shape[1]
+            return self.prs_encoder(prs.reshape(b * n_seg, -1)).view(b, n_seg, cfg.n_soft_tokens, cfg.n_embd)
+        if soft_tokens.dim() != 4 or soft_tokens.shape[0] != b or soft_tokens.shape[1] < needed or soft_tokens.shape[-1] != cfg.n_embd:
+            raise ValueError(f"packed soft_tokens must be [B={b}, S>={needed}, n_soft, {cfg.n_embd}], got {tuple(soft_tokens.shape)}")
+        return soft_tokens
 
     # ---- incremental decoding (KV cache) --------------------------------------------
 

@@ -38,7 +38,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     missing_prs: str = "embedding"  # subjects without PRS: learned "missing" vector, or "exclude"
-    pack: bool = True  # several subjects per row (prefix models take one per row)
+    pack: bool = True  # several subjects per row, each with its own soft tokens (any modality)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -119,13 +119,12 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     subjects = None
     if prs_train is not None and cfg.missing_prs == "exclude":
         subjects = np.flatnonzero(~np.isnan(prs_train).all(1))
-    pack = cfg.pack and cfg.modality != "prefix"
     model_cfg = GPTConfig.preset(cfg.preset, vocab_size=len(train_ds.vocab), modality=cfg.modality, n_prs_traits=len(traits))
     if cfg.seq_len + (model_cfg.n_soft_tokens if cfg.modality == "prefix" else 0) > model_cfg.block_size:
         raise ValueError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
     model = GPT(model_cfg).to(cfg.device)
     opt = _optimizer(model, cfg)
-    sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed, prs_train, pack, subjects)
+    sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed, prs_train, cfg.pack, subjects)
     history: dict = {"train_loss": [], "val_loss": [], "config": asdict(cfg), "model": model_cfg.to_dict(), "traits": traits,
                      "prs_missing": cfg.missing_prs, "train_subjects": int(len(sampler.subjects))}
     step = 0
@@ -158,7 +157,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            val = BatchSampler(val_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1, prs_val, pack)
+            val = BatchSampler(val_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1, prs_val, cfg.pack)
             history["val_loss"].append((step, evaluate_loss(model, val, cfg.eval_batches, cfg.device)))
             _save_state(model, opt, sampler, step, history, state_path, data_dir)
     bar.close()

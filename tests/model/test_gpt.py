@@ -79,13 +79,13 @@ def test_config_validation_and_presets():
         model(torch.zeros(1, 65, dtype=torch.long))
 
 
-@pytest.mark.parametrize("modality", ["none", "cross"])
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
 def test_packed_rows_equal_separate_rows_and_do_not_leak(modality):
     torch.manual_seed(1)
-    cfg = GPTConfig.preset("tiny", vocab_size=25, modality=modality, n_prs_traits=5 if modality == "cross" else 0)
+    cfg = GPTConfig.preset("tiny", vocab_size=25, modality=modality, n_prs_traits=0 if modality == "none" else 5)
     model = GPT(cfg).eval()
     a, b = torch.randint(1, 25, (1, 7)), torch.randint(1, 25, (1, 9))
-    prs = torch.randn(1, 2, 5) if modality == "cross" else None
+    prs = torch.randn(1, 2, 5) if modality != "none" else None
     packed = torch.cat([a, b], dim=1)
     seg = torch.tensor([[0] * 7 + [1] * 9])
     with torch.no_grad():
@@ -103,6 +103,27 @@ def test_packed_rows_equal_separate_rows_and_do_not_leak(modality):
         changed = model(torch.cat([a2, b], dim=1), prs=prs2, segment_ids=seg)
     torch.testing.assert_close(changed[:, 7:], out[:, 7:], rtol=0, atol=1e-6)
     assert not torch.allclose(changed[:, :7], out[:, :7])
+
+
+def test_packed_prefix_rows_with_different_subject_counts():
+    """Rows holding 1, 2 and 3 subjects (ids not starting at 0): every token's logits equal those
+    of its subject run alone with its own soft-token prefix; the soft tokens never get logits."""
+    torch.manual_seed(2)
+    cfg = GPTConfig.preset("tiny", vocab_size=25, modality="prefix", n_prs_traits=5)
+    model = GPT(cfg).eval()
+    seg = torch.tensor([[1] * 12, [0] * 5 + [1] * 7, [0] * 3 + [2] * 4 + [3] * 5])
+    idx = torch.randint(1, 25, (3, 12))
+    prs = torch.randn(3, 4, 5)
+    with torch.no_grad():
+        out = model(idx, prs=prs, segment_ids=seg)
+        assert out.shape == (3, 12, 25)
+        for r in range(3):
+            for s in seg[r].unique():
+                cols = seg[r] == s
+                alone = model(idx[r : r + 1, cols], prs=prs[r : r + 1, int(s)])
+                torch.testing.assert_close(out[r : r + 1, cols], alone, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        model(idx, prs=prs, segment_ids=seg.flip(1))
 
 
 def test_packed_prs_may_cover_more_subjects_than_the_inputs_show():
