@@ -156,11 +156,15 @@ class CachedDecoder:
     """Next-token logits from a ``GPT`` with a KV cache, for ``subjects_per_batch`` subjects at a
     time: their histories are left-padded and run once (prefill), each shared by its samples;
     every step then runs one position per sample. Needs context + max_new_tokens to fit the
-    model's window (``fits``)."""
+    model's window (``fits``). ``static_shapes`` (default: on CUDA devices) decodes with fixed
+    shapes (``GPT.decode_static``); on CUDA each step after the first is then a replay of one
+    captured CUDA graph, so the GPU is not left waiting on Python for every kernel launch."""
 
-    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32):
+    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32, static_shapes: bool | None = None):
         self.model, self.max_new_tokens, self.device = model, max_new_tokens, device
         self.subjects_per_batch = subjects_per_batch
+        self.is_cuda = str(device).startswith("cuda")
+        self.static_shapes = self.is_cuda if static_shapes is None else static_shapes
 
     def fits(self, context_len: int) -> bool:
         cfg = self.model.config
@@ -179,11 +183,39 @@ class CachedDecoder:
             logits, state = self.model.prefill(torch.as_tensor(idx, device=self.device), rows_prs, max_new_tokens=self.max_new_tokens,
                                                pad=pad)
         self.state = state.repeat(n)
+        if self.static_shapes:
+            self.state.use_static_shapes()
+        self.graph = None
+        self.steps = 0
         return logits.repeat_interleave(n, 0)
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.model.decode(token, self.state)
+            if not self.static_shapes:
+                return self.model.decode(token, self.state)
+            if not self.is_cuda:
+                return self.model.decode_static(token, self.state)
+            return self._graph_step(token)
+
+    def _graph_step(self, token: torch.Tensor) -> torch.Tensor:
+        """The first step runs eagerly on a side stream (warm-up: lazy library initialization
+        must not happen during capture); the second is captured, and every step replays it."""
+        self.steps += 1
+        if self.steps == 1:
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                logits = self.model.decode_static(token, self.state)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return logits
+        if self.graph is None:
+            self.static_token = token.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records, does not run
+                self.static_logits = self.model.decode_static(self.static_token, self.state)
+        self.static_token.copy_(token)
+        self.graph.replay()
+        return self.static_logits
 
 
 @dataclass

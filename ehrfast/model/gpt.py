@@ -47,14 +47,23 @@ class LayerCache:
 
     def __init__(self, k: torch.Tensor, v: torch.Tensor, length: int):
         self.k, self.v, self.length = k, v, length
+        self.write_position: torch.Tensor | None = None  # static-shape mode (see DecodeState.use_static_shapes)
 
     @classmethod
     def empty(cls, batch: int, n_head: int, max_len: int, head_dim: int, like: torch.Tensor) -> LayerCache:
         shape = (batch, n_head, max_len, head_dim)
-        return cls(like.new_empty(shape), like.new_empty(shape), 0)
+        # zeros, not empty: static-shape decoding reads unfilled positions behind a mask, and
+        # a masked-out NaN would still poison the weighted sum (0 · NaN)
+        return cls(like.new_zeros(shape), like.new_zeros(shape), 0)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stores k, v [B, H, T, C/H] after the filled positions; returns all filled keys, values."""
+        """Stores k, v [B, H, T, C/H] after the filled positions; returns all filled keys, values.
+        In static-shape mode: stores one position at ``write_position`` (a device index) and
+        returns the whole buffer — nothing depends on a Python-side length."""
+        if self.write_position is not None:
+            self.k.index_copy_(2, self.write_position, k)
+            self.v.index_copy_(2, self.write_position, v)
+            return self.k, self.v
         end = self.length + k.shape[2]
         if end > self.k.shape[2]:
             raise ValueError(f"the KV cache holds {self.k.shape[2]} positions; {end} needed")
@@ -169,7 +178,19 @@ class DecodeState:
     def __init__(self, layers: list[LayerCache], cross: list[tuple[torch.Tensor, torch.Tensor]] | None, length: int,
                  key_valid: torch.Tensor, position: torch.Tensor):
         self.layers, self.cross, self.length = layers, cross, length
+        self.write_position: torch.Tensor | None = None  # static-shape mode only
+        self.cache_index: torch.Tensor | None = None
         self.key_valid, self.position = key_valid, position
+
+    def use_static_shapes(self) -> None:
+        """Switches decoding to fixed shapes (``GPT.decode_static``): the next cache position is a
+        device tensor shared by every layer, attention reads the whole preallocated cache behind
+        a mask — so a decode step can be captured in a CUDA graph and replayed."""
+        device = self.key_valid.device
+        self.write_position = torch.tensor([self.length], dtype=torch.long, device=device)
+        self.cache_index = torch.arange(self.key_valid.shape[1], device=device)
+        for cache in self.layers:
+            cache.write_position = self.write_position
 
     def repeat(self, n: int) -> DecodeState:
         """Each row repeated n times: one subject's prefilled history shared by its n samples."""
@@ -364,6 +385,20 @@ class GPT(nn.Module):
             x = block(x, state.cross[i] if state.cross else None, self_mask=mask, cache=state.layers[i])
         state.length += 1
         state.position = state.position + 1
+        return self.lm_head(self.transformer.ln_f(x[:, -1]))
+
+    def decode_static(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """``decode`` with fixed shapes and in-place state updates, capturable in a CUDA graph:
+        the same logits [B, vocab]. Needs ``state.use_static_shapes()`` first; ``state.length``
+        is not kept up to date in this mode (``state.write_position`` is)."""
+        if state.write_position is None:
+            raise ValueError("call state.use_static_shapes() before decode_static")
+        x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
+        mask = (state.key_valid & (state.cache_index <= state.write_position))[:, None, None, :]
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, state.cross[i] if state.cross else None, self_mask=mask, cache=state.layers[i])
+        state.write_position.add_(1)
+        state.position.add_(1)
         return self.lm_head(self.transformer.ln_f(x[:, -1]))
 
     def forward(self, idx: torch.Tensor, prs: torch.Tensor | None = None, soft_tokens: torch.Tensor | None = None,

@@ -29,7 +29,9 @@ def subject_window(ds: TokenizedDataset, i: int, length: int, rng: np.random.Gen
         return tokens
     head = tokens[:n_static][: max(1, length // 4)]
     room = length - len(head)
-    start = int(rng.integers(n_static, len(tokens) - room + 1))
+    last_start = len(tokens) - room  # a chunk starting here ends at the timeline's end
+    # the static part was cut to fit: the body may be shorter than the room left
+    start = n_static if last_start <= n_static else int(rng.integers(n_static, last_start + 1))
     return np.concatenate([head, tokens[start : start + room]])
 
 

@@ -132,8 +132,9 @@ def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
         return model(idx, prs=prs) if prs is not None else model(idx)
 
     recomputed = sample_trajectories(RecomputeDecoder(forward, None, "cpu"), contexts, np.array([7, 8]), durations, **kw)
-    for per_batch in (1, 2, 3):  # left-padded batches of subjects of different context lengths
-        cached = sample_trajectories(CachedDecoder(model, 12, "cpu", per_batch), contexts, np.array([7, 8]), durations, **kw)
+    for per_batch, static in ((1, False), (2, False), (3, False), (2, True)):  # left-padded batches; fixed-shape decoding
+        decoder = CachedDecoder(model, 12, "cpu", per_batch, static_shapes=static)
+        cached = sample_trajectories(decoder, contexts, np.array([7, 8]), durations, **kw)
         np.testing.assert_allclose(cached.sample_path_probability, recomputed.sample_path_probability, rtol=1e-6, atol=1e-9)
         np.testing.assert_array_equal(cached.sample_hit, recomputed.sample_hit)
         np.testing.assert_array_equal(cached.tokens_generated, recomputed.tokens_generated)

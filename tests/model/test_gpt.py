@@ -164,6 +164,31 @@ def test_kv_cache_decoding_equals_full_forward(modality):
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_static_shape_decoding_equals_dynamic_decoding(modality):
+    """decode_static (fixed shapes, for CUDA graphs) gives decode's logits on a left-padded batch
+    and keeps its state in place."""
+    torch.manual_seed(3)
+    cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,
+                    n_prs_traits=0 if modality == "none" else 3, n_soft_tokens=2, dropout=0.0)
+    model = GPT(cfg).eval()
+    idx = torch.randint(1, 40, (3, 9))
+    pad = torch.tensor([0, 4, 7])
+    prs = None if modality == "none" else torch.randn(3, 3)
+    nxt = torch.randint(1, 40, (3, 6))
+    with torch.no_grad():
+        _, dynamic = model.prefill(idx, prs, max_new_tokens=6, pad=pad)
+        _, static = model.prefill(idx, prs, max_new_tokens=6, pad=pad)
+        with pytest.raises(ValueError, match="use_static_shapes"):
+            model.decode_static(nxt[:, 0], static)
+        static.use_static_shapes()
+        position, write_position = static.position, static.write_position
+        for j in range(6):
+            torch.testing.assert_close(model.decode_static(nxt[:, j], static), model.decode(nxt[:, j], dynamic), rtol=1e-5, atol=1e-5)
+        assert static.position is position and static.write_position is write_position  # updated in place (graph-safe)
+        assert int(write_position) == dynamic.length
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
 def test_left_padded_batch_decodes_like_each_row_alone(modality):
     torch.manual_seed(2)
     cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,

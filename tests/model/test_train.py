@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ehrfast.genomics.prs import compute_prs
 from ehrfast.tokenize import TokenizedDataset, tokenize_dataset
@@ -69,3 +71,37 @@ def test_per_subject_loss_and_prs_join(prepared, tmp_path):
     assert loss.shape == (len(ds),) and np.isfinite(loss).all() and (loss > 0).all()
     with pytest.raises(ValueError, match="needs --prs"):
         train(prepared / "tokens", tmp_path / "x", _cfg(), progress=False)
+
+
+
+class _Timelines:
+    """The two things subject_window reads from a TokenizedDataset."""
+
+    def __init__(self, n_static: int, n_body: int):
+        self.tokens = np.arange(n_static + n_body, dtype=np.int32)
+        self.static_lengths = np.array([n_static])
+
+    def timeline(self, i):
+        return self.tokens, None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 12), st.integers(0, 40), st.integers(1, 60), st.integers(0, 2**32 - 1))
+def test_subject_windows_fit_any_room(n_static, n_body, room, seed):
+    """A window fits the room it is given — also when the room is too small for the static
+    tokens plus the rest (a packed row's last slot; this used to raise) — and is the static head
+    followed by one contiguous chunk of the body."""
+    from ehrfast.train.batches import subject_window
+
+    ds = _Timelines(n_static, n_body)
+    if n_static + n_body == 0:
+        return
+    w = subject_window(ds, 0, room, np.random.default_rng(seed))
+    assert 1 <= len(w) <= room
+    if n_static + n_body <= room:
+        np.testing.assert_array_equal(w, ds.tokens)
+    else:
+        head = w[w < n_static]
+        np.testing.assert_array_equal(head, np.arange(len(head)))
+        body = w[len(head):]
+        assert (body >= n_static).all() and (np.diff(body) == 1).all()
