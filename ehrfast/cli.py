@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -111,6 +112,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       seq_len=args.seq_len, lr=args.lr, seed=args.seed, device=args.device, missing_prs=args.missing_prs,
                       eval_every=max(1, args.steps // 5))
     hist = train(args.data, args.out, cfg, prs_path=args.prs, resume=args.resume, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     vals = ", ".join(f"step {s}: {v:.3f}" for s, v in hist["val_loss"])
     print(f"trained {args.preset} ({args.modality}) for {args.steps} steps -> {args.out}/model; validation loss {vals}")
     if "tokens_per_second" in hist:

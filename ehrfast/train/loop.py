@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ehrfast.model import GPT, GPTConfig
 from ehrfast.tokenize.dataset import TokenizedDataset
+from ehrfast.train import distributed
 from ehrfast.train.batches import PAD_ID, Batch, BatchSampler
 from ehrfast.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -67,13 +68,14 @@ def prs_rows_for(ds: TokenizedDataset, prs_path: str | os.PathLike) -> tuple[np.
 
 def token_loss(model: GPT, batch: Batch, device, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy; pad targets and targets across a subject boundary are ignored."""
+    config = getattr(model, "module", model).config  # a DDP wrapper keeps the model in .module
     idx = batch.idx.to(device)
     inputs, targets = idx[:, :-1], idx[:, 1:].clone()
     seg = batch.segment_ids.to(device) if batch.segment_ids is not None else None
     if seg is not None:
         targets[seg[:, 1:] != seg[:, :-1]] = PAD_ID
     prs = batch.prs.to(device) if batch.prs is not None else None
-    if model.config.modality == "none":
+    if config.modality == "none":
         prs = None
     if seg is not None:
         logits = model(inputs, prs=prs, segment_ids=seg[:, :-1])
@@ -104,8 +106,12 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     """Trains a GPT on ``data_dir/train`` (validation on ``data_dir/tuning``) and writes the
     final checkpoint to ``out_dir/model`` (``out_dir/last`` holds the resumable state; with
     ``stop_after`` the run pauses there after that many steps, to be continued with
-    ``resume=True``). Returns the training history."""
+    ``resume=True``). Returns the training history. Under ``torchrun`` (WORLD_SIZE > 1) every
+    rank trains a DDP replica on its own disjoint shard of the training subjects, with
+    ``batch_size`` rows per rank; rank 0 writes the checkpoints."""
     cfg = cfg or TrainConfig()
+    ranks, device = distributed.join(cfg.device)
+    cfg = replace(cfg, device=device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     train_ds, val_ds = TokenizedDataset(data_dir / "train"), TokenizedDataset(data_dir / "tuning")
     torch.manual_seed(cfg.seed)
@@ -116,36 +122,46 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
             raise ValueError(f"modality {cfg.modality!r} needs --prs PRS.parquet")
         prs_train, traits = prs_rows_for(train_ds, prs_path)
         prs_val, _ = prs_rows_for(val_ds, prs_path)
-    subjects = None
+    subjects = np.arange(len(train_ds))
     if prs_train is not None and cfg.missing_prs == "exclude":
         subjects = np.flatnonzero(~np.isnan(prs_train).all(1))
+    subjects = distributed.shard(subjects, ranks)
     model_cfg = GPTConfig.preset(cfg.preset, vocab_size=len(train_ds.vocab), modality=cfg.modality, n_prs_traits=len(traits))
     if cfg.seq_len + (model_cfg.n_soft_tokens if cfg.modality == "prefix" else 0) > model_cfg.block_size:
         raise ValueError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
     model = GPT(model_cfg).to(cfg.device)
     opt = _optimizer(model, cfg)
-    sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed, prs_train, cfg.pack, subjects)
+    sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1000 * ranks.rank, prs_train, cfg.pack, subjects)
     history: dict = {"train_loss": [], "val_loss": [], "config": asdict(cfg), "model": model_cfg.to_dict(), "traits": traits,
-                     "prs_missing": cfg.missing_prs, "train_subjects": int(len(sampler.subjects))}
+                     "prs_missing": cfg.missing_prs, "train_subjects": int(distributed.total(len(sampler.subjects), ranks)),
+                     "world_size": ranks.world}
     step = 0
     state_path = out_dir / "last"
     if resume and (state_path / "trainer.pt").exists():
         model = load_checkpoint(state_path, map_location=cfg.device).train()
         opt = _optimizer(model, cfg)
         saved = torch.load(state_path / "trainer.pt", weights_only=False)
+        saved.setdefault("samplers", [saved.get("sampler")])  # states written before multi-rank training
+        if len(saved["samplers"]) != ranks.world:
+            raise ValueError(f"{state_path}: saved by {len(saved['samplers'])} ranks, resumed with {ranks.world}")
         opt.load_state_dict(saved["optimizer"])
-        sampler.set_state(saved["sampler"])
+        sampler.set_state(saved["samplers"][ranks.rank])
         torch.set_rng_state(saved["torch_rng"])
         step, history = saved["step"], saved["history"]
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress)
+    trained = model
+    if ranks.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress or not ranks.is_main)
     t0, tokens = time.perf_counter(), 0
     while step < cfg.steps and (stop_after is None or step < stop_after):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
         batch = sampler.next()
         with _autocast(cfg.device):
-            loss = token_loss(model, batch, cfg.device)
+            loss = token_loss(trained, batch, cfg.device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -157,16 +173,20 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            val = BatchSampler(val_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1, prs_val, cfg.pack)
-            history["val_loss"].append((step, evaluate_loss(model, val, cfg.eval_batches, cfg.device)))
-            _save_state(model, opt, sampler, step, history, state_path, data_dir)
+            val = BatchSampler(val_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1 + 1000 * ranks.rank, prs_val, cfg.pack)
+            val_loss = distributed.total(evaluate_loss(model, val, cfg.eval_batches, cfg.device), ranks) / ranks.world
+            history["val_loss"].append((step, val_loss))
+            _save_state(model, opt, sampler, step, history, state_path, data_dir, ranks)
     bar.close()
+    distributed.check_in_sync(model, ranks)
     if step < cfg.steps:  # paused: the resumable state is all there is to write
-        _save_state(model, opt, sampler, step, history, state_path, data_dir)
+        _save_state(model, opt, sampler, step, history, state_path, data_dir, ranks)
         return history
-    history["tokens_per_second"] = tokens / max(time.perf_counter() - t0, 1e-9)
-    save_checkpoint(model, out_dir / "model", tokenizer_dir=data_dir, extra={"step": step, "traits": traits}, overwrite=True)
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    history["tokens_per_second"] = distributed.total(tokens, ranks) / max(time.perf_counter() - t0, 1e-9)
+    if ranks.is_main:
+        save_checkpoint(model, out_dir / "model", tokenizer_dir=data_dir, extra={"step": step, "traits": traits}, overwrite=True)
+        (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    distributed.barrier(ranks)
     return history
 
 
@@ -177,10 +197,14 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
-def _save_state(model, opt, sampler, step, history, path: Path, data_dir: Path) -> None:
-    save_checkpoint(model, path, tokenizer_dir=data_dir, extra={"step": step}, overwrite=True)
-    torch.save({"optimizer": opt.state_dict(), "sampler": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step,
-                "history": history}, path / "trainer.pt")
+def _save_state(model, opt, sampler, step, history, path: Path, data_dir: Path, ranks: distributed.Ranks) -> None:
+    """Rank 0 writes the model, optimizer and every rank's batch-sampler state (replicas are equal)."""
+    samplers = distributed.gather(sampler.state(), ranks)
+    if ranks.is_main:
+        save_checkpoint(model, path, tokenizer_dir=data_dir, extra={"step": step}, overwrite=True)
+        torch.save({"optimizer": opt.state_dict(), "samplers": samplers, "torch_rng": torch.get_rng_state(), "step": step,
+                    "history": history}, path / "trainer.pt")
+    distributed.barrier(ranks)
 
 
 def per_subject_loss(model: GPT, ds: TokenizedDataset, prs_rows: np.ndarray | None = None, max_tokens: int | None = None,
