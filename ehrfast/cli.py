@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=5_000, help="cohort size (default 5,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun stages that already finished")
-    p.add_argument("--train-steps", type=int, help="training steps per model (default 1,200)")
+    p.add_argument("--train-steps", type=int, help="training steps per model (default 2,000)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -3,7 +3,7 @@ folder of the run directory, skipped on rerun when its output is complete.
 
 Stages: ``synth`` (cohort), ``validate`` (MEDS check), ``prs`` (the real scorer over the
 cohort's genotypes and score files), ``tokenize`` (TokenizedDatasets per split), ``train_ehr`` /
-``train_prs`` (EHR-only and EHR+PRS cross-attention models, 1,200 steps each by default),
+``train_prs`` (EHR-only and EHR+PRS cross-attention models, 2,000 steps each by default),
 ``label`` (10-year incidence labels for the paper's zero-shot tasks: T2D, CAD, depression and
 schizophrenia from demographics only, and T2D three years in with 0 / 6 / 12 / 36 months of
 history shown), ``score_ehr`` / ``score_prs`` (zero-shot path probabilities and Monte-Carlo frequencies on the
@@ -350,7 +350,7 @@ def run_demo(out_dir: str | Path, n_subjects: int = 5_000, seed: int = 0, force:
     """Runs every available stage on a fresh synthetic cohort; returns each stage's summary."""
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    steps = train_steps if train_steps is not None else 1200
+    steps = train_steps if train_steps is not None else 2000
     stages = [_synth_stage(n_subjects, seed), _validate_stage(), _prs_stage(), _tokenize_stage(),
               _train_stage("train_ehr", "none", steps, seed), _train_stage("train_prs", "cross", steps, seed), _label_stage(),
               _score_stage("score_ehr", "ehr", seed), _score_stage("score_prs", "prs", seed), _evaluate_stage(seed),
