@@ -17,6 +17,7 @@ computes the same step; this module is its reference and the CPU path.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -311,7 +312,13 @@ def choose_step(backend: str, device, vocab: int) -> Callable:
         return cuda_sampling.kernel_step
     if backend == "cuda":
         raise RuntimeError(f"the CUDA sampling kernel cannot run: {why_not}")
+    if str(device).startswith("cuda") and why_not not in _warned_fallbacks:
+        _warned_fallbacks.add(why_not)
+        warnings.warn(f"CUDA sampling kernel unavailable ({why_not}); using the torch reference step", RuntimeWarning, stacklevel=3)
     return reference_step
+
+
+_warned_fallbacks: set[str] = set()
 
 
 def wilson_interval(successes: np.ndarray, n: int, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
