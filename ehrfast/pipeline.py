@@ -11,8 +11,8 @@ held-out split, KV-cache engine), ``evaluate`` (paired-bootstrap report per task
 meta-analysis across the four diseases), ``transfer`` (a stroke head on the frozen backbone;
 PRS-encoder embeddings for COPD) and ``report`` (``DIR/report.md`` / ``report.html``: every
 number in plain language, with the ground-truth ceiling). On CPU
-the models are small and briefly trained: the demo shows the pipeline, not the paper's
-effect sizes (that needs the GPU engine and longer training).
+the models are small and briefly trained: the paper's T2D effect shows; the rarer diseases
+need more held-out cases, the GPU engine and longer training.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Figures of the evaluation report. Each plot writes ``<name>.png`` and the numbers behind
-it as ``<name>.csv``; matplotlib is optional (``pip install ehrfast[plot]``)."""
+it as ``<name>.csv``; matplotlib is a dependency; without it (a trimmed install) the plots are skipped."""
 
 from __future__ import annotations
 
