@@ -74,6 +74,17 @@ def hf_loop(hf, contexts, soft, args, device) -> dict:
     return {"seconds": time.perf_counter() - t0, "tokens": tokens}
 
 
+def measured(run, device) -> dict:
+    """``run()``'s {"seconds", "tokens"} plus tokens/s and, on CUDA, the peak memory it allocated."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = run()
+    result["tokens_per_s"] = result["tokens"] / result["seconds"]
+    if device.type == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return result
+
+
 def roofline_fraction(cfg: GPTConfig, rows: int, context: int, new_tokens: int, tokens_per_s: float, hbm_tbs: float) -> float:
     """Bytes a decode step must read (bf16 weights once + the mean KV cache of every row) times
     the measured steps/s, over the HBM bandwidth."""
@@ -113,12 +124,7 @@ def main() -> None:
     prs = rng.standard_normal((args.subjects, 32)).astype(np.float32)
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
                "workload": {k: getattr(args, k) for k in ("subjects", "samples", "context", "new_tokens", "vocab", "subjects_per_batch")}}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    ours = ehrfast_engine(model, contexts, prs, args, device)
-    ours["tokens_per_s"] = ours["tokens"] / ours["seconds"]
-    if device.type == "cuda":
-        ours["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    ours = measured(lambda: ehrfast_engine(model, contexts, prs, args, device), device)
     ours["roofline_fraction"] = roofline_fraction(cfg, args.subjects_per_batch * args.samples, args.context, args.new_tokens,
                                                   ours["tokens_per_s"], args.hbm_tbs)
     results["ehrfast"] = ours
@@ -134,12 +140,7 @@ def main() -> None:
             raise RuntimeError(f"HF model did not take our weights: missing {missing[:5]}")
         with torch.no_grad():
             soft = model.prs_encoder(torch.as_tensor(prs, device=device))
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        theirs = hf_loop(hf, contexts, soft, args, device)
-        theirs["tokens_per_s"] = theirs["tokens"] / theirs["seconds"]
-        if device.type == "cuda":
-            theirs["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        theirs = measured(lambda: hf_loop(hf, contexts, soft, args, device), device)
         results["hf"] = theirs
         results["speedup"] = ours["tokens_per_s"] / theirs["tokens_per_s"]
         print(f"HF loop: {theirs['tokens']:,} tokens in {theirs['seconds']:.2f} s = {theirs['tokens_per_s']:,.0f} tokens/s; "

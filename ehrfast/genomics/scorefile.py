@@ -16,6 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # pyarrow is imported where it is used
     import pyarrow as pa
 
+
 class ScoreFileError(ValueError):
     """A score file that cannot be used; the message names the file, line and column."""
 

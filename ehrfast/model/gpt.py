@@ -199,6 +199,11 @@ class DecodeState:
                            self.position.repeat_interleave(n, 0))
 
 
+def _segment_starts(segment_ids: torch.Tensor) -> torch.Tensor:
+    """[B, T] bool: True where a packed row's subject begins (its first position)."""
+    return torch.cat([torch.ones_like(segment_ids[:, :1], dtype=torch.bool), segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)
+
+
 def _insert_prefixes(x: torch.Tensor, segment_ids: torch.Tensor, soft: torch.Tensor):
     """Packed prefix rows: inserts each subject's soft tokens before its first token.
     x [B, T, C], segment_ids [B, T], soft [B, S, n_soft, C] -> (x [B, L, C], segment ids [B, L]
@@ -206,7 +211,7 @@ def _insert_prefixes(x: torch.Tensor, segment_ids: torch.Tensor, soft: torch.Ten
     where each input token went)."""
     b, t, c = x.shape
     n_soft = soft.shape[2]
-    starts = torch.cat([torch.ones_like(segment_ids[:, :1], dtype=torch.bool), segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)
+    starts = _segment_starts(segment_ids)
     begun = starts.long().cumsum(1)  # subjects begun up to each token (>= 1)
     token_index = torch.arange(t, device=x.device) + begun * n_soft
     length = t + int(begun[:, -1].max()) * n_soft
@@ -311,7 +316,7 @@ class GPT(nn.Module):
         length = x.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=idx.device).tril()
         self_mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
-        starts = torch.cat([torch.ones_like(seg[:, :1], dtype=torch.bool), seg[:, 1:] != seg[:, :-1]], dim=1)
+        starts = _segment_starts(seg)
         index = torch.arange(length, device=idx.device).expand(b, length)
         first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
         pos = torch.where(seg >= 0, index - first, torch.zeros_like(index))  # position within the subject; padding 0
