@@ -4,8 +4,8 @@ The sampler issue's workload: the ``paper`` preset with cross-attention (random 
 256 subjects × N = 10 samples, context 1,024, K = 512 new tokens, bf16. Both engines run in
 the same process on the same contexts and soft tokens:
 
-* ehrfast: ``CachedDecoder`` (each subject's history prefilled once, shared by its N samples;
-  soft-token K/V once per subject) + the CUDA sampling-step kernel (``step_backend="cuda"``;
+* ehrfast: ``CachedDecoder`` (each subject's history prefilled once and read in place by its N
+  samples — ``--copy-histories`` copies it instead; soft-token K/V once per subject) + the CUDA sampling-step kernel (``step_backend="cuda"``;
   ``--step torch`` for the reference step);
 * Hugging Face: ``GPT2LMHeadModel(add_cross_attention=True)`` loaded with the same weights,
   N× prefill, ``past_key_values`` loop, softmax + ``torch.multinomial`` per step.
@@ -38,7 +38,8 @@ def _sync(device):
 
 
 def ehrfast_engine(model, contexts, prs, args, device) -> dict:
-    decoder = CachedDecoder(model, args.new_tokens, device, subjects_per_batch=args.subjects_per_batch)
+    decoder = CachedDecoder(model, args.new_tokens, device, subjects_per_batch=args.subjects_per_batch,
+                            shared_prefix=False if args.copy_histories else None)
     vocab = model.config.vocab_size
     _sync(device)
     t0 = time.perf_counter()
@@ -85,14 +86,17 @@ def measured(run, device) -> dict:
     return result
 
 
-def roofline_fraction(cfg: GPTConfig, rows: int, context: int, new_tokens: int, tokens_per_s: float, hbm_tbs: float) -> float:
-    """Bytes a decode step must read (bf16 weights once + the mean KV cache of every row) times
-    the measured steps/s, over the HBM bandwidth."""
+def roofline_fraction(cfg: GPTConfig, subjects: int, samples: int, context: int, new_tokens: int, tokens_per_s: float,
+                      hbm_tbs: float, shared_prefix: bool) -> float:
+    """Bytes a decode step must read (bf16 weights once + the KV cache: each subject's history
+    once when its samples share it, else once per sample, and every sample's mean number of new
+    positions) times the measured steps/s, over the HBM bandwidth."""
     weights = 2 * sum(p for p in (12 * cfg.n_layer * cfg.n_embd ** 2, cfg.vocab_size * cfg.n_embd))
     if cfg.modality == "cross":
         weights += 2 * 4 * cfg.n_layer * cfg.n_embd ** 2
-    mean_len = context + new_tokens / 2
-    kv = 2 * 2 * cfg.n_layer * cfg.n_embd * mean_len * rows
+    rows = subjects * samples
+    history_reads = subjects if shared_prefix else rows
+    kv = 2 * 2 * cfg.n_layer * cfg.n_embd * (context * history_reads + new_tokens / 2 * rows)
     steps_per_s = tokens_per_s / rows
     return (weights + kv) * steps_per_s / (hbm_tbs * 1e12)
 
@@ -109,6 +113,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--hbm-tbs", type=float, default=3.35)
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--copy-histories", action="store_true", help="copy each history for its samples (no shared prefix)")
     ap.add_argument("--tiny", action="store_true", help="a small model and workload (smoke run)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
@@ -125,8 +130,8 @@ def main() -> None:
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
                "workload": {k: getattr(args, k) for k in ("subjects", "samples", "context", "new_tokens", "vocab", "subjects_per_batch")}}
     ours = measured(lambda: ehrfast_engine(model, contexts, prs, args, device), device)
-    ours["roofline_fraction"] = roofline_fraction(cfg, args.subjects_per_batch * args.samples, args.context, args.new_tokens,
-                                                  ours["tokens_per_s"], args.hbm_tbs)
+    ours["roofline_fraction"] = roofline_fraction(cfg, args.subjects_per_batch, args.samples, args.context, args.new_tokens,
+                                                  ours["tokens_per_s"], args.hbm_tbs, not args.copy_histories)
     results["ehrfast"] = ours
     print(f"ehrfast: {ours['tokens']:,} tokens in {ours['seconds']:.2f} s = {ours['tokens_per_s']:,.0f} tokens/s", flush=True)
     if not args.skip_hf:

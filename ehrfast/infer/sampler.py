@@ -159,13 +159,18 @@ class CachedDecoder:
     every step then runs one position per sample. Needs context + max_new_tokens to fit the
     model's window (``fits``). ``static_shapes`` (default: on CUDA devices) decodes with fixed
     shapes (``GPT.decode_static``); on CUDA each step after the first is then a replay of one
-    captured CUDA graph, so the GPU is not left waiting on Python for every kernel launch."""
+    captured CUDA graph, so the GPU is not left waiting on Python for every kernel launch.
+    ``shared_prefix`` (default: on CUDA devices; implies static shapes) lets a subject's samples
+    read its prefilled history in place instead of n copies (``DecodeState.share``): n× less
+    cache memory for the context and n× less of it read per step."""
 
-    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32, static_shapes: bool | None = None):
+    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32, static_shapes: bool | None = None,
+                 shared_prefix: bool | None = None):
         self.model, self.max_new_tokens, self.device = model, max_new_tokens, device
         self.subjects_per_batch = subjects_per_batch
         self.is_cuda = str(device).startswith("cuda")
-        self.static_shapes = self.is_cuda if static_shapes is None else static_shapes
+        self.shared_prefix = self.is_cuda if shared_prefix is None else shared_prefix
+        self.static_shapes = self.shared_prefix or (self.is_cuda if static_shapes is None else static_shapes)
 
     def fits(self, context_len: int) -> bool:
         cfg = self.model.config
@@ -175,17 +180,23 @@ class CachedDecoder:
     def start(self, contexts: Sequence[np.ndarray], prs: np.ndarray | None, n: int) -> torch.Tensor:
         """Logits [len(contexts) · n, V], rows subject-major (subject 0's n samples first)."""
         longest = max(len(ctx) for ctx in contexts)
+        if not self.fits(longest):
+            raise ValueError(f"a context of {longest} tokens + {self.max_new_tokens} new tokens exceeds the model's window "
+                             f"of {self.model.config.block_size}")
         idx = np.zeros((len(contexts), longest), np.int64)
         for row, ctx in enumerate(contexts):
             idx[row, longest - len(ctx):] = ctx
         pad = torch.as_tensor([longest - len(ctx) for ctx in contexts], device=self.device)
         rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            logits, state = self.model.prefill(torch.as_tensor(idx, device=self.device), rows_prs, max_new_tokens=self.max_new_tokens,
-                                               pad=pad)
-        self.state = state.repeat(n)
-        if self.static_shapes:
-            self.state.use_static_shapes()
+            logits, state = self.model.prefill(torch.as_tensor(idx, device=self.device), rows_prs,
+                                               max_new_tokens=0 if self.shared_prefix else self.max_new_tokens, pad=pad)
+        if self.shared_prefix:
+            self.state = state.share(n, self.max_new_tokens)
+        else:
+            self.state = state.repeat(n)
+            if self.static_shapes:
+                self.state.use_static_shapes()
         self.graph = None
         self.steps = 0
         return logits.repeat_interleave(n, 0)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ehrfast.model.config import GPTConfig
+from ehrfast.model.kernels.cross_attention import cross_attention
 
 
 class Conv1D(nn.Module):
@@ -77,6 +78,44 @@ class LayerCache:
         return LayerCache(self.k.repeat_interleave(n, 0), self.v.repeat_interleave(n, 0), self.length)
 
 
+class SharedPrefixCache:
+    """One layer's keys and values when n samples continue each of S prefilled histories. The
+    histories' keys/values [S, H, L, C/H] are kept once and read by all n samples — no n× copy
+    of the context, and a decode step reads it once per subject, not once per sample; each
+    sample's new keys/values go to its own buffer [S·n, H, K, C/H] at ``write_position`` (a
+    device index: fixed shapes, capturable in a CUDA graph). Rows are subject-major."""
+
+    def __init__(self, prefix: LayerCache, prefix_valid: torch.Tensor, n: int, max_new_tokens: int, write_position: torch.Tensor):
+        self.prefix_k, self.prefix_v = prefix.k[:, :, : prefix.length], prefix.v[:, :, : prefix.length]
+        self.prefix_valid = prefix_valid[:, None, None, : prefix.length]  # [S, 1, 1, L]
+        s, h, _, d = self.prefix_k.shape
+        self.k = self.prefix_k.new_zeros(s * n, h, max_new_tokens, d)
+        self.v = self.prefix_v.new_zeros(s * n, h, max_new_tokens, d)
+        self.n, self.write_position = n, write_position
+        self.new_index = torch.arange(max_new_tokens, device=write_position.device)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Stores this step's k, v [S·n, H, 1, C/H]; returns attention over the shared history
+        and the sample's own new positions, [S·n, H, 1, C/H]."""
+        self.k.index_copy_(2, self.write_position, k)
+        self.v.index_copy_(2, self.write_position, v)
+        s, h, length, d = self.prefix_k.shape
+        n, new = self.n, self.k.shape[2]
+        scale = 1.0 / math.sqrt(d)
+        q_by_subject = q.view(s, n, h, d).transpose(1, 2)  # [S, H, n, C/H]: a subject's samples are its query rows
+        prefix_scores = (q_by_subject @ self.prefix_k.transpose(-1, -2)).float() * scale  # [S, H, n, L]
+        prefix_scores = prefix_scores.masked_fill(~self.prefix_valid, float("-inf"))
+        own_scores = (q @ self.k.transpose(-1, -2)).float() * scale  # [S·n, H, 1, K]
+        own_scores = own_scores.masked_fill(self.new_index > self.write_position, float("-inf"))
+        own_scores = own_scores.view(s, n, h, new).transpose(1, 2)  # [S, H, n, K]
+        weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1).to(q.dtype)
+        prefix_weights, own_weights = weights.split([length, new], dim=-1)
+        y = prefix_weights @ self.prefix_v  # [S, H, n, C/H]
+        own_weights = own_weights.transpose(1, 2).reshape(s * n, h, 1, new)
+        y = y.transpose(1, 2).reshape(s * n, h, 1, d) + own_weights @ self.v
+        return y
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -85,11 +124,13 @@ class SelfAttention(nn.Module):
         self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
         """``mask`` [B, 1, T, S] bool (True = may attend); None = plain causal. With ``cache``,
         x holds the positions after the cached ones: their keys and values are appended and
         ``mask`` covers all S filled positions (``GPT.prefill`` / ``GPT.decode`` build it)."""
         q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
+        if isinstance(cache, SharedPrefixCache):
+            return self.c_proj(cache.attend(q, k, v).transpose(1, 2).reshape(x.shape))
         if cache is not None:
             k, v = cache.append(k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0)
@@ -97,7 +138,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Queries from the tokens, keys/values from the soft tokens (GPT-2's crossattention)."""
+    """Queries from the tokens, keys/values from the soft tokens (GPT-2's crossattention).
+    The attention itself is ``kernels.cross_attention``: the fused Triton kernel on CUDA."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -108,16 +150,21 @@ class CrossAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values [B, H, M, C/H] of the soft tokens (computed once per subject when decoding)."""
-        k, v = (_heads(t, self.n_head) for t in self.c_attn(memory).split(memory.shape[-1], dim=2))
-        return k, v
+        """Keys and values of the soft tokens (computed once per subject when decoding):
+        memory [B, M, C] -> [B, H, M, C/H]; packed memory [B, S, M, C] -> [B, S, H, M, C/H]."""
+        *lead, m, c = memory.shape
+        kv = self.c_attn(memory).view(*lead, m, 2, self.n_head, c // self.n_head)
+        k, v = kv.unbind(-3)
+        return k.transpose(-3, -2), v.transpose(-3, -2)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``memory``: soft tokens [B, M, C], or their (keys, values) from ``memory_kv``.
-        ``mask`` [B, 1, T, M] bool: which soft tokens each position may read (packed rows)."""
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``memory``: soft tokens [B, M, C] (or [B, S, M, C] for packed rows), or their (keys,
+        values) from ``memory_kv``. ``segment_ids`` [B, T]: which of the S subjects' soft tokens
+        each position reads (packed rows)."""
         q = _heads(self.q_attn(x), self.n_head)
         k, v = memory if isinstance(memory, tuple) else self.memory_kv(memory)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = cross_attention(q, k, v, segment_ids, dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(x.shape))
 
 
@@ -144,10 +191,10 @@ class Block(nn.Module):
             self.ln_cross_attn = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
             self.crossattention = CrossAttention(cfg)
 
-    def forward(self, x: torch.Tensor, memory=None, self_mask=None, cross_mask=None, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory=None, self_mask=None, segment_ids=None, cache: LayerCache | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln_1(x), self_mask, cache))
         if memory is not None:
-            x = x + self.drop(self.crossattention(self.ln_cross_attn(x), memory, cross_mask))
+            x = x + self.drop(self.crossattention(self.ln_cross_attn(x), memory, segment_ids))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -181,6 +228,7 @@ class DecodeState:
         self.write_position: torch.Tensor | None = None  # static-shape mode only
         self.cache_index: torch.Tensor | None = None
         self.key_valid, self.position = key_valid, position
+        self.shared_prefix = False
 
     def use_static_shapes(self) -> None:
         """Switches decoding to fixed shapes (``GPT.decode_static``): the next cache position is a
@@ -193,10 +241,22 @@ class DecodeState:
             cache.write_position = self.write_position
 
     def repeat(self, n: int) -> DecodeState:
-        """Each row repeated n times: one subject's prefilled history shared by its n samples."""
-        cross = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.cross] if self.cross else None
-        return DecodeState([c.repeat(n) for c in self.layers], cross, self.length, self.key_valid.repeat_interleave(n, 0),
-                           self.position.repeat_interleave(n, 0))
+        """Each row repeated n times: one subject's prefilled history copied for its n samples."""
+        return DecodeState([c.repeat(n) for c in self.layers], self._repeated_cross(n), self.length,
+                           self.key_valid.repeat_interleave(n, 0), self.position.repeat_interleave(n, 0))
+
+    def share(self, n: int, max_new_tokens: int) -> DecodeState:
+        """n samples per row that read the prefilled history in place (``SharedPrefixCache``)
+        instead of n copies of it; fixed shapes, decoded with ``GPT.decode_static``. Rows are
+        subject-major, as with ``repeat``."""
+        write_position = torch.zeros(1, dtype=torch.long, device=self.key_valid.device)
+        layers = [SharedPrefixCache(c, self.key_valid, n, max_new_tokens, write_position) for c in self.layers]
+        state = DecodeState(layers, self._repeated_cross(n), self.length, self.key_valid, self.position.repeat_interleave(n, 0))
+        state.write_position, state.shared_prefix = write_position, True
+        return state
+
+    def _repeated_cross(self, n: int):
+        return [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.cross] if self.cross else None
 
 
 def _segment_starts(segment_ids: torch.Tensor) -> torch.Tensor:
@@ -301,7 +361,7 @@ class GPT(nn.Module):
         if t > 1 and bool((segment_ids[:, 1:] < segment_ids[:, :-1]).any()):
             raise ValueError("segment_ids must be non-decreasing along each row")
         x = self.transformer.wte(idx)
-        seg, token_index, memory, cross_mask = segment_ids, None, None, None
+        seg, token_index, memory = segment_ids, None, None
         if cfg.modality == "none":
             if prs is not None or soft_tokens is not None:
                 raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
@@ -310,9 +370,7 @@ class GPT(nn.Module):
             if cfg.modality == "prefix":
                 x, seg, token_index = _insert_prefixes(x, segment_ids, soft)
             else:
-                memory = soft.reshape(b, -1, cfg.n_embd)
-                key_segment = torch.arange(soft.shape[1], device=idx.device).repeat_interleave(soft.shape[2])
-                cross_mask = (segment_ids[:, :, None] == key_segment[None, None, :])[:, None]
+                memory = soft  # [B, S, n_soft, C]: each position reads its own subject's soft tokens
         length = x.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=idx.device).tril()
         self_mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
@@ -324,7 +382,7 @@ class GPT(nn.Module):
             raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
         x = self.transformer.drop(x + self.transformer.wpe(pos))
         for block in self.transformer.h:
-            x = block(x, memory, self_mask, cross_mask)
+            x = block(x, memory, self_mask, segment_ids if memory is not None else None)
         x = self.transformer.ln_f(x)
         return x if token_index is None else x.gather(1, token_index[..., None].expand(-1, -1, x.shape[-1]))
 
@@ -384,6 +442,8 @@ class GPT(nn.Module):
 
     def decode(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """Appends one token per row (``token`` [B] int64) and returns logits [B, vocab]."""
+        if state.shared_prefix:
+            raise ValueError("a shared-prefix state decodes with decode_static")
         x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
         mask = state.key_valid[:, None, None, : state.length + 1]
         for i, block in enumerate(self.transformer.h):
@@ -397,9 +457,10 @@ class GPT(nn.Module):
         the same logits [B, vocab]. Needs ``state.use_static_shapes()`` first; ``state.length``
         is not kept up to date in this mode (``state.write_position`` is)."""
         if state.write_position is None:
-            raise ValueError("call state.use_static_shapes() before decode_static")
+            raise ValueError("call state.use_static_shapes() (or use DecodeState.share) before decode_static")
         x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
-        mask = (state.key_valid & (state.cache_index <= state.write_position))[:, None, None, :]
+        # a shared-prefix cache masks for itself
+        mask = None if state.shared_prefix else (state.key_valid & (state.cache_index <= state.write_position))[:, None, None, :]
         for i, block in enumerate(self.transformer.h):
             x = block(x, state.cross[i] if state.cross else None, self_mask=mask, cache=state.layers[i])
         state.write_position.add_(1)

@@ -134,7 +134,11 @@ def test_cuda_graph_decoding_gives_the_eager_paths(modality):
     contexts = [rng.integers(1, 64, n) for n in rng.integers(3, 40, 7)]
     prs = None if modality == "none" else rng.standard_normal((7, 4)).astype(np.float32)
     kw = dict(horizon_us=1e9, n_samples=5, max_new_tokens=24, seed=2, prs=prs, device="cuda", top_p=0.9)
-    runs = {static: sample_trajectories(CachedDecoder(model, 24, "cuda", 3, static_shapes=static), contexts, np.array([7, 8]),
-                                        np.ones(64), **kw) for static in (False, True)}
-    np.testing.assert_allclose(runs[True].sample_path_probability, runs[False].sample_path_probability, rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(runs[True].tokens_generated, runs[False].tokens_generated)
+    modes = {"eager": dict(static_shapes=False, shared_prefix=False), "graph": dict(static_shapes=True, shared_prefix=False),
+             "graph, shared prefix": {}}  # the default on CUDA
+    runs = {mode: sample_trajectories(CachedDecoder(model, 24, "cuda", 3, **options), contexts, np.array([7, 8]), np.ones(64), **kw)
+            for mode, options in modes.items()}
+    for mode in ("graph", "graph, shared prefix"):
+        np.testing.assert_allclose(runs[mode].sample_path_probability, runs["eager"].sample_path_probability, rtol=1e-5, atol=1e-7,
+                                   err_msg=mode)
+        np.testing.assert_array_equal(runs[mode].tokens_generated, runs["eager"].tokens_generated, err_msg=mode)

@@ -132,8 +132,9 @@ def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
         return model(idx, prs=prs) if prs is not None else model(idx)
 
     recomputed = sample_trajectories(RecomputeDecoder(forward, None, "cpu"), contexts, np.array([7, 8]), durations, **kw)
-    for per_batch, static in ((1, False), (2, False), (3, False), (2, True)):  # left-padded batches; fixed-shape decoding
-        decoder = CachedDecoder(model, 12, "cpu", per_batch, static_shapes=static)
+    # left-padded batches; fixed-shape decoding; samples reading their subject's history in place
+    for per_batch, static, shared in ((1, False, False), (2, False, False), (3, False, False), (2, True, False), (2, True, True)):
+        decoder = CachedDecoder(model, 12, "cpu", per_batch, static_shapes=static, shared_prefix=shared)
         cached = sample_trajectories(decoder, contexts, np.array([7, 8]), durations, **kw)
         np.testing.assert_allclose(cached.sample_path_probability, recomputed.sample_path_probability, rtol=1e-6, atol=1e-9)
         np.testing.assert_array_equal(cached.sample_hit, recomputed.sample_hit)

@@ -189,6 +189,31 @@ def test_static_shape_decoding_equals_dynamic_decoding(modality):
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_shared_prefix_decoding_equals_copied_histories(modality):
+    """n samples reading their subject's prefilled history in place (DecodeState.share) get the
+    logits of n copies of it, with each sample fed different tokens; left-padded subjects."""
+    torch.manual_seed(4)
+    cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,
+                    n_prs_traits=0 if modality == "none" else 3, n_soft_tokens=2, dropout=0.0)
+    model = GPT(cfg).eval()
+    idx = torch.randint(1, 40, (2, 9))
+    pad = torch.tensor([5, 0])
+    prs = None if modality == "none" else torch.randn(2, 3)
+    n, steps = 3, 6
+    nxt = torch.randint(1, 40, (2 * n, steps))
+    with torch.no_grad():
+        _, copied = model.prefill(idx, prs, max_new_tokens=steps, pad=pad)
+        copied = copied.repeat(n)
+        _, prefilled = model.prefill(idx, prs, max_new_tokens=0, pad=pad)
+        shared = prefilled.share(n, steps)
+        for j in range(steps):
+            torch.testing.assert_close(model.decode_static(nxt[:, j], shared), model.decode(nxt[:, j], copied), rtol=1e-5, atol=1e-5)
+        assert shared.layers[0].prefix_k.data_ptr() == prefilled.layers[0].k.data_ptr()  # read in place, not copied
+        with pytest.raises(ValueError, match="decode_static"):
+            model.decode(nxt[:, 0], shared)
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
 def test_left_padded_batch_decodes_like_each_row_alone(modality):
     torch.manual_seed(2)
     cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,
