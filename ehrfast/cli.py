@@ -137,7 +137,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     task = Task.load(args.task)
     s = score_cohort(args.checkpoint, args.data, args.labels, task, args.out, meds_dir=args.meds, prs_path=args.prs, seed=args.seed,
-                     device=args.device, strict_copy=args.strict, progress=not args.quiet)
+                     device=args.device, strict_copy=args.strict, trajectories_path=args.trajectories, progress=not args.quiet)
     print(f"scored {s['subjects']:,} subjects for {s['task']} ({s['targets_matched']} target tokens) -> {args.out} in {s['seconds']:.1f} s; "
           f"{s['tokens_generated']:,} tokens generated")
     return 0
@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--strict", action="store_true", help="also write a copy with only meds-evaluation's columns")
+    p.add_argument("--trajectories", help="also write the sampled futures here (parquet: one row per generated token)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_score)
 

@@ -259,13 +259,20 @@ def sample_trajectories(
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
     step_backend: str = "auto",
+    trajectory_sink: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> SamplingResult:
     """Samples ``n_samples`` futures per context. ``model`` is a decoder (``CachedDecoder``,
     ``RecomputeDecoder``) or a callable ``model(idx [B, L], prs=[B, n_traits] | None)`` returning
     logits [B, L, V] (run through ``RecomputeDecoder``); ``durations_us`` [V] is the time each
     token adds (interval tokens); ``subject_keys`` name each subject in the random stream
     (default: its position); ``step_backend`` picks the CUDA kernel or the torch reference for
-    the sampling step (``choose_step``)."""
+    the sampling step (``choose_step``). ``trajectory_sink``, if given, receives the sampled paths
+    of every batch of subjects as they finish: (subject positions [g] int64, tokens [g, N, steps]
+    int64, elapsed time after each token [g, N, steps] float64 µs, tokens per path [g, N] int32 —
+    a path's tokens are its first that many entries —, and the step at which the path's
+    Monte-Carlo draw first landed in the target set [g, N] int32, -1 if never). The tokens are
+    the survival path the path probability follows: never a target token; a Monte-Carlo
+    trajectory is that path up to its hit step, then a target token."""
     decoder = model if isinstance(model, (CachedDecoder, RecomputeDecoder)) else RecomputeDecoder(model, window, device)
     vocab = len(durations_us)
     settings = _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device)
@@ -284,14 +291,25 @@ def sample_trajectories(
         logits = decoder.start([contexts[s] for s in group], None if prs is None else prs[group], n_samples)
         # rows subject-major: subject 0's n samples first
         state = SamplerState.start(np.repeat(keys[group], n_samples), np.tile(np.arange(n_samples), g), device)
+        steps_tokens, steps_elapsed, steps_hit = [], [], []
         for step in range(max_new_tokens):
             advance(logits, state, step, settings)
+            if trajectory_sink is not None:
+                steps_tokens.append(state.next_token.clone())
+                steps_elapsed.append(state.elapsed_us.clone())
+                steps_hit.append(state.hit.clone())
             if step + 1 == max_new_tokens or ((step + 1) % check_every == 0 and not bool(state.alive.any())):
                 break
             logits = decoder.step(state.next_token)
         paths[group] = (1.0 - torch.exp(state.log_survival)).view(g, n_samples).cpu().numpy()
         hits[group] = state.hit.view(g, n_samples).cpu().numpy()
         generated[group] = state.generated.view(g, n_samples).sum(1).cpu().numpy()
+        if trajectory_sink is not None:
+            hit_by_step = torch.stack(steps_hit, 1)  # [rows, steps], True from the first hit on
+            first_hit = torch.where(state.hit, hit_by_step.int().argmax(1), -1).int()
+            trajectory_sink(group, torch.stack(steps_tokens, 1).view(g, n_samples, -1).cpu().numpy(),
+                            torch.stack(steps_elapsed, 1).view(g, n_samples, -1).cpu().numpy(),
+                            state.generated.view(g, n_samples).cpu().numpy(), first_hit.view(g, n_samples).cpu().numpy())
         if progress:
             progress(g)
     agg = {"mean": np.mean, "median": np.median, "max": np.max}[aggregation]

@@ -1,9 +1,11 @@
 """``ehrfast score``: zero-shot risk for every (subject, prediction time) of a label file, by
-sampling futures from a trained model (torch reference engine; the GPU engine lands with the
-sampler issue). Writes predictions in the MEDS label schema plus ehrfast's columns."""
+sampling futures from a trained model (``sample_trajectories``: KV-cache decoding, on CUDA with
+CUDA graphs and the sampling kernel). Writes predictions in the MEDS label schema plus
+ehrfast's columns, and optionally the sampled futures themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -20,14 +22,29 @@ from ehrfast.tokenize.dataset import TokenizedDataset
 from ehrfast.train.checkpoint import load_checkpoint
 from ehrfast.train.loop import prs_rows_for
 
+TRAJECTORY_SCHEMA = pa.schema([
+    ("subject_id", pa.int64()),
+    ("prediction_time", pa.timestamp("us")),
+    ("sample", pa.int32()),
+    ("step", pa.int32()),
+    ("code", pa.string()),  # the generated token
+    ("elapsed_us", pa.float64()),  # model time after this token, from the prediction time
+    ("time", pa.timestamp("us")),  # prediction_time + elapsed_us
+    # the path's Monte-Carlo draw landed in the target set at this step (first time only); the
+    # written tokens are the survival path the path probability follows, never a target token
+    ("target_drawn", pa.bool_()),
+])
+
 STRICT_COLUMNS = ("subject_id", "prediction_time", "boolean_value", "predicted_boolean_value", "predicted_boolean_probability")
 
 
 def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, labels_path: str | os.PathLike, task: Task,
                  out_path: str | os.PathLike, *, meds_dir: str | os.PathLike | None = None, prs_path: str | os.PathLike | None = None,
                  seed: int = 0, device: str = "cpu", model_name: str | None = None, strict_copy: bool = False,
-                 progress: bool = True) -> dict:
-    """``data_dir`` is one split's TokenizedDataset. Returns a summary (targets matched, counts, time)."""
+                 trajectories_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """``data_dir`` is one split's TokenizedDataset. Returns a summary (targets matched, counts,
+    time). ``trajectories_path``: also write every sampled future (``TRAJECTORY_SCHEMA``, one
+    row per generated token) for inspection."""
     t0 = time.perf_counter()
     model = load_checkpoint(checkpoint, map_location=device)
     ds = TokenizedDataset(data_dir)
@@ -67,10 +84,15 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     cached = CachedDecoder(model, task.max_new_tokens, device)
     decoder = cached if all(cached.fits(len(c)) for c in contexts) else RecomputeDecoder(forward, window, device)
     bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress)
-    res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
-                              n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
-                              top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=sids,
-                              prs=prs, window=window, device=device, progress=bar.update)
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if trajectories_path is not None:
+            writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(trajectories_path)), TRAJECTORY_SCHEMA))
+            sink = _trajectory_writer(writer, ds.vocab.decode(range(len(ds.vocab))), sids, pts)
+        res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
+                                  n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
+                                  top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=sids,
+                                  prs=prs, window=window, device=device, progress=bar.update, trajectory_sink=sink)
     bar.close()
     lo, hi = wilson_interval(res.sample_hit.sum(1), task.n_samples)
     prob = res.path_probability.astype(np.float32)
@@ -96,3 +118,28 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
             pq.write_table(table.select(list(STRICT_COLUMNS)), tmp)
     return {"task": task.name, "targets_matched": int(len(targets)), "subjects": int(len(sids)), "labelled_not_in_split": int((~keep).sum()),
             "tokens_generated": int(res.tokens_generated.sum()), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _trajectory_writer(writer: pq.ParquetWriter, token_names: list[str], sids: np.ndarray, pts: np.ndarray):
+    """A ``trajectory_sink`` that appends each batch of subjects' paths to ``writer``, one row per
+    generated token (a path's tokens after it finished are not written)."""
+    names = np.asarray(token_names, dtype=object)
+
+    def write(group: np.ndarray, tokens: np.ndarray, elapsed: np.ndarray, counts: np.ndarray, first_hit: np.ndarray) -> None:
+        g, n, steps = tokens.shape
+        generated = np.arange(steps)[None, None, :] < counts[:, :, None]  # [g, N, steps]
+        subject, sample, step = np.nonzero(generated)
+        offset = elapsed[subject, sample, step]
+        start = pts[group][subject]
+        writer.write_table(pa.table({
+            "subject_id": pa.array(sids[group][subject], pa.int64()),
+            "prediction_time": pa.array(start, pa.int64()).cast(pa.timestamp("us")),
+            "sample": pa.array(sample.astype(np.int32)),
+            "step": pa.array(step.astype(np.int32)),
+            "code": pa.array(names[tokens[subject, sample, step]], pa.string()),
+            "elapsed_us": pa.array(offset),
+            "time": pa.array(start + np.round(offset).astype(np.int64), pa.int64()).cast(pa.timestamp("us")),
+            "target_drawn": pa.array(first_hit[subject, sample] == step),
+        }, schema=TRAJECTORY_SCHEMA))
+
+    return write

@@ -30,6 +30,27 @@ def test_task_matching_and_loading(tmp_path):
         Task(name="x")
 
 
+def check_trajectories(traj, pred, meds_dir, data_dir):
+    """The written futures are the scored ones: token counts, target hits, times."""
+    from ehrfast.infer.task import code_descriptions
+    from ehrfast.tokenize import TokenizedDataset
+
+    vocab = TokenizedDataset(data_dir).vocab
+    targets = set(vocab.decode(T2D.target_token_ids(vocab, code_descriptions(meds_dir))))
+    assert len(traj) == pred.tokens_generated.sum()
+    per_subject = traj.groupby("subject_id").size()
+    np.testing.assert_array_equal(per_subject.reindex(pred.subject_id, fill_value=0).to_numpy(), pred.tokens_generated.to_numpy())
+    for _, path in traj.groupby(["subject_id", "sample"]):
+        assert (path.step.to_numpy() == np.arange(len(path))).all()
+        assert (np.diff(path.elapsed_us.to_numpy()) >= 0).all()
+    offset = (traj.time - traj.prediction_time).dt.total_seconds().to_numpy() * 1e6
+    np.testing.assert_allclose(offset, traj.elapsed_us.to_numpy(), atol=1.0)
+    assert not traj.code.isin(targets).any()  # the survival paths; hits are marked instead
+    assert traj.groupby(["subject_id", "sample"]).target_drawn.sum().max() == 1
+    hit_paths = traj[traj.target_drawn].groupby("subject_id")["sample"].nunique()
+    np.testing.assert_allclose(hit_paths.reindex(pred.subject_id, fill_value=0).to_numpy() / T2D.n_samples, pred.mc_frequency.to_numpy())
+
+
 def test_labels_score_end_to_end(small_cohort, tmp_path):
     root, _, _ = small_cohort
     counts = make_labels(root, T2D, tmp_path / "labels.parquet")
@@ -56,10 +77,12 @@ def test_labels_score_end_to_end(small_cohort, tmp_path):
     strict = pq.read_table(tmp_path / "pred_strict.parquet")
     assert strict.column_names == ["subject_id", "prediction_time", "boolean_value", "predicted_boolean_value", "predicted_boolean_probability"]
     again = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
-                         tmp_path / "pred2.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", progress=False)
+                         tmp_path / "pred2.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", progress=False,
+                         trajectories_path=tmp_path / "traj.parquet")
     assert again["subjects"] == summary["subjects"]
     np.testing.assert_array_equal(pq.read_table(tmp_path / "pred2.parquet").column("path_probability").to_numpy(),
                                   pred.path_probability.to_numpy())  # same seed, same output
+    check_trajectories(pq.read_table(tmp_path / "traj.parquet").to_pandas(), pred, root, tmp_path / "tok" / "held_out")
     with pytest.raises(ValueError, match="no vocabulary token"):
         score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet",
                      Task(name="none", target_regex=("NO_SUCH_CODE",)), tmp_path / "x.parquet", progress=False)
