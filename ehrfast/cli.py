@@ -138,8 +138,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     task = Task.load(args.task)
     s = score_cohort(args.checkpoint, args.data, args.labels, task, args.out, meds_dir=args.meds, prs_path=args.prs, seed=args.seed,
                      device=args.device, strict_copy=args.strict, trajectories_path=args.trajectories, progress=not args.quiet)
-    print(f"scored {s['subjects']:,} subjects for {s['task']} ({s['targets_matched']} target tokens) -> {args.out} in {s['seconds']:.1f} s; "
-          f"{s['tokens_generated']:,} tokens generated")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print(f"scored {s['subjects']:,} subjects for {s['task']} ({s['targets_matched']} target tokens) -> {args.out} in "
+              f"{s['seconds']:.1f} s on {s['ranks']} rank(s); {s['tokens_generated']:,} tokens generated")
     return 0
 
 

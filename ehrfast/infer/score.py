@@ -15,10 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ehrfast.infer.sampler import CachedDecoder, RecomputeDecoder, risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.sampler import CachedDecoder, RecomputeDecoder, SamplingResult, risk_level, sample_trajectories, wilson_interval
 from ehrfast.infer.task import Task, code_descriptions
 from ehrfast.io import atomic_output
 from ehrfast.tokenize.dataset import TokenizedDataset
+from ehrfast.train import distributed
 from ehrfast.train.checkpoint import load_checkpoint
 from ehrfast.train.loop import prs_rows_for
 
@@ -44,8 +45,14 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
                  trajectories_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """``data_dir`` is one split's TokenizedDataset. Returns a summary (targets matched, counts,
     time). ``trajectories_path``: also write every sampled future (``TRAJECTORY_SCHEMA``, one
-    row per generated token) for inspection."""
+    row per generated token) for inspection.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) each rank scores every world-th labelled subject on its
+    own GPU (LOCAL_RANK); rank 0 gathers the predictions and writes ``out_path``, which equals a
+    one-process run's (the random stream is keyed by subject and sample, not by batch). Each
+    rank writes its own trajectories, to ``<stem>.rank<r>.parquet`` beside ``trajectories_path``."""
     t0 = time.perf_counter()
+    ranks, device = distributed.join(device)
     model = load_checkpoint(checkpoint, map_location=device)
     ds = TokenizedDataset(data_dir)
     if len(ds.vocab) != model.config.vocab_size:
@@ -68,13 +75,14 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     if not keep.any():
         raise ValueError(f"none of the {len(sids)} labelled subjects of {labels_path} is in {data_dir}")
     sids, pts = sids[keep], pts[keep]
-    contexts = [ds.context(int(s), int(p), max_tokens=context_len, history_us=task.history_us)[0] for s, p in zip(sids, pts)]
+    mine = distributed.shard(np.arange(len(sids)), ranks)  # this rank's labelled rows
+    contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_len, history_us=task.history_us)[0] for i in mine]
     prs = None
     if model.config.modality != "none":
         if prs_path is None:
             raise ValueError(f"the model reads PRS ({model.config.modality}); pass prs_path / --prs")
         rows, _ = prs_rows_for(ds, prs_path)
-        prs = np.stack([rows[ds.row(int(s))] for s in sids])
+        prs = np.stack([rows[ds.row(int(sids[i]))] for i in mine]) if len(mine) else None
 
     def forward(idx, prs=None):
         return model(idx, prs=prs) if prs is not None else model(idx)
@@ -83,23 +91,56 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     # that they do whenever K <= half the window); else recompute with a sliding window
     cached = CachedDecoder(model, task.max_new_tokens, device)
     decoder = cached if all(cached.fits(len(c)) for c in contexts) else RecomputeDecoder(forward, window, device)
-    bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress)
+    bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress or not ranks.is_main)
     with contextlib.ExitStack() as stack:
         sink = None
         if trajectories_path is not None:
-            writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(trajectories_path)), TRAJECTORY_SCHEMA))
-            sink = _trajectory_writer(writer, ds.vocab.decode(range(len(ds.vocab))), sids, pts)
-        res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
-                                  n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
-                                  top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=sids,
-                                  prs=prs, window=window, device=device, progress=bar.update, trajectory_sink=sink)
+            path = Path(trajectories_path)
+            if ranks.distributed:
+                path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
+            writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(path)), TRAJECTORY_SCHEMA))
+            sink = _trajectory_writer(writer, ds.vocab.decode(range(len(ds.vocab))), sids[mine], pts[mine])
+        res = _sample(decoder, contexts, targets, ds, task, stops, seed, sids[mine], prs, window, device, bar.update, sink)
     bar.close()
+    res = _gathered(res, mine, len(sids), ranks)
+    summary = {"task": task.name, "targets_matched": int(len(targets)), "subjects": int(len(sids)), "labelled_not_in_split": int((~keep).sum()),
+               "tokens_generated": int(res.tokens_generated.sum()), "ranks": ranks.world}
+    if ranks.is_main:
+        _write_predictions(res, labels.column("boolean_value").filter(pa.array(keep)), sids, pts, task, model_name or Path(checkpoint).name,
+                           out_path, strict_copy)
+    distributed.barrier(ranks)
+    return {**summary, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _sample(decoder, contexts, targets, ds, task, stops, seed, keys, prs, window, device, progress, sink) -> SamplingResult:
+    if not contexts:  # more ranks than labelled subjects
+        empty = np.zeros((0, task.n_samples))
+        return SamplingResult(np.zeros(0), np.zeros(0), empty, empty.astype(bool), np.zeros(0, np.int64))
+    return sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
+                               n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
+                               top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=keys,
+                               prs=prs, window=window, device=device, progress=progress, trajectory_sink=sink)
+
+
+def _gathered(res: SamplingResult, mine: np.ndarray, n: int, ranks) -> SamplingResult:
+    """Every rank's results put back in label order (the result itself with one rank)."""
+    if not ranks.distributed:
+        return res
+    parts = distributed.gather((mine, res), ranks)
+    fields = {f: np.zeros((n, *getattr(res, f).shape[1:]), getattr(res, f).dtype) for f in SamplingResult.__dataclass_fields__}
+    for rows, part in parts:
+        for f, array in fields.items():
+            array[rows] = getattr(part, f)
+    return SamplingResult(**fields)
+
+
+def _write_predictions(res: SamplingResult, boolean_value, sids, pts, task: Task, model_name: str, out_path, strict_copy: bool) -> None:
     lo, hi = wilson_interval(res.sample_hit.sum(1), task.n_samples)
     prob = res.path_probability.astype(np.float32)
     table = pa.table({
         "subject_id": pa.array(sids, pa.int64()),
         "prediction_time": pa.array(pts.astype(np.int64), pa.int64()).cast(pa.timestamp("us")),
-        "boolean_value": labels.column("boolean_value").filter(pa.array(keep)),
+        "boolean_value": boolean_value,
         "predicted_boolean_value": pa.array(prob >= 0.5),
         "predicted_boolean_probability": pa.array(prob),
         "path_probability": pa.array(res.path_probability.astype(np.float32)),
@@ -109,15 +150,13 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
         "ci_high": pa.array(hi.astype(np.float32)),
         "risk_level": pa.array(risk_level(res.path_probability).astype(np.int8)),
         "tokens_generated": pa.array(res.tokens_generated),
-        "model": pa.array([model_name or Path(checkpoint).name] * len(sids)),
+        "model": pa.array([model_name] * len(sids)),
     })
     with atomic_output(out_path) as tmp:
         pq.write_table(table, tmp)
     if strict_copy:
         with atomic_output(Path(out_path).with_name(Path(out_path).stem + "_strict.parquet")) as tmp:
             pq.write_table(table.select(list(STRICT_COLUMNS)), tmp)
-    return {"task": task.name, "targets_matched": int(len(targets)), "subjects": int(len(sids)), "labelled_not_in_split": int((~keep).sum()),
-            "tokens_generated": int(res.tokens_generated.sum()), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _trajectory_writer(writer: pq.ParquetWriter, token_names: list[str], sids: np.ndarray, pts: np.ndarray):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -51,6 +52,29 @@ def check_trajectories(traj, pred, meds_dir, data_dir):
     np.testing.assert_allclose(hit_paths.reindex(pred.subject_id, fill_value=0).to_numpy() / T2D.n_samples, pred.mc_frequency.to_numpy())
 
 
+def check_torchrun_scoring(tmp_path, meds_dir, pred):
+    """`torchrun -m ehrfast.cli score` with two CPU ranks (gloo): rank 0 writes the predictions of
+    a one-process run; each rank writes the trajectories of its own subjects."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "t2d.json").write_text(json.dumps(dataclasses.asdict(T2D)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ehrfast.cli", "score",
+           str(tmp_path / "run" / "model"), str(tmp_path / "tok" / "held_out"), str(tmp_path / "labels.parquet"),
+           "--task", str(tmp_path / "t2d.json"), "--out", str(tmp_path / "pred_ddp.parquet"), "--meds", str(meds_dir),
+           "--prs", str(tmp_path / "prs" / "PRS.parquet"), "--trajectories", str(tmp_path / "traj_ddp.parquet"), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = pq.read_table(tmp_path / "pred_ddp.parquet").to_pandas()
+    np.testing.assert_array_equal(ddp.subject_id, pred.subject_id)
+    np.testing.assert_allclose(ddp.path_probability, pred.path_probability, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(ddp.tokens_generated, pred.tokens_generated)
+    parts = [pq.read_table(tmp_path / f"traj_ddp.rank{r}.parquet").to_pandas() for r in range(2)]
+    assert not set(parts[0].subject_id) & set(parts[1].subject_id)
+    assert sum(len(p) for p in parts) == pred.tokens_generated.sum()
+
+
 def test_labels_score_end_to_end(small_cohort, tmp_path):
     root, _, _ = small_cohort
     counts = make_labels(root, T2D, tmp_path / "labels.parquet")
@@ -83,6 +107,7 @@ def test_labels_score_end_to_end(small_cohort, tmp_path):
     np.testing.assert_array_equal(pq.read_table(tmp_path / "pred2.parquet").column("path_probability").to_numpy(),
                                   pred.path_probability.to_numpy())  # same seed, same output
     check_trajectories(pq.read_table(tmp_path / "traj.parquet").to_pandas(), pred, root, tmp_path / "tok" / "held_out")
+    check_torchrun_scoring(tmp_path, root, pred)
     with pytest.raises(ValueError, match="no vocabulary token"):
         score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet",
                      Task(name="none", target_regex=("NO_SUCH_CODE",)), tmp_path / "x.parquet", progress=False)

@@ -60,6 +60,16 @@ def test_training_lowers_validation_loss(prepared, tmp_path, modality):
     assert hist["train_loss"][-1] < np.log(len(TokenizedDataset(prepared / "tokens" / "train").vocab))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("modality", ["cross", "prefix"])
+def test_training_on_cuda_lowers_validation_loss(prepared, tmp_path, modality):
+    """bf16 autocast, packed rows; cross-attention through the Triton kernel (auto-picked)."""
+    hist = train(prepared / "tokens", tmp_path / modality, _cfg(modality=modality, steps=40, eval_every=20, eval_batches=4, device="cuda"),
+                 prs_path=prepared / "prs" / "PRS.parquet", progress=False)
+    (_, first), (_, last) = hist["val_loss"][0], hist["val_loss"][-1]
+    assert np.isfinite(last) and last < first
+
+
 def test_per_subject_loss_and_prs_join(prepared, tmp_path):
     train(prepared / "tokens", tmp_path / "m", _cfg(steps=2, eval_every=2), prs_path=prepared / "prs" / "PRS.parquet", progress=False)
     model = load_checkpoint(tmp_path / "m" / "model")
