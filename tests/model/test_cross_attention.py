@@ -184,6 +184,17 @@ def test_bad_inputs_are_clear_errors(monkeypatch):
         ca.cross_attention(q, k, v, seg)
 
 
+@needs_triton
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_self_test_passes_inside_no_grad_and_inference_mode(context):
+    """Scoring calls the model under no_grad / inference_mode; the one-time self-test still
+    needs gradients, and must not fail (and disable the kernel) there."""
+    ca._self_test_failure.cache_clear()
+    with getattr(torch, context)():
+        assert ca._self_test_failure(torch.device(DEVICE), torch.float32, 24, 3) is None
+    ca._self_test_failure.cache_clear()
+
+
 @pytest.mark.gpu
 def test_auto_picks_the_kernel_on_cuda():
     for dtype in (torch.bfloat16, torch.float32):

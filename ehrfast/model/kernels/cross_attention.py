@@ -149,6 +149,13 @@ def _self_test_failure(device: torch.device, dtype: torch.dtype, head_dim: int, 
     dim, keys) on a small packed case, forward and backward, against the reference: a Triton
     version that miscompiles or rejects it costs a warning, not a training run. Uses its own
     generator, so the caller's random stream is untouched."""
+    # the caller may be under no_grad / inference_mode / autocast (scoring, prefill): the test
+    # needs gradients and exact-precision reference math regardless
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        return _self_test(device, dtype, head_dim, n_keys)
+
+
+def _self_test(device: torch.device, dtype: torch.dtype, head_dim: int, n_keys: int) -> str | None:
     gen = torch.Generator(device=device).manual_seed(0)
     q = torch.randn(2, 2, 70, head_dim, device=device, generator=gen).to(dtype).requires_grad_()
     k = torch.randn(2, 2, 2, n_keys, head_dim, device=device, generator=gen).to(dtype).requires_grad_()
@@ -163,7 +170,8 @@ def _self_test_failure(device: torch.device, dtype: torch.dtype, head_dim: int, 
     except Exception as error:  # noqa: BLE001 — any failure means: do not use the kernel
         return f"the Triton kernel failed its self-test ({type(error).__name__}: {error})"
     for name, a, b in zip(("output", "dq", "dk", "dv"), (got, *got_grads), (want, *want_grads)):
-        err = float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1e-2))
+        a, b = a.detach().float(), b.detach().float()
+        err = float((a - b).abs().max() / b.abs().max().clamp(min=1e-2))
         if not err <= tolerance:
             return f"the Triton kernel's {name} is off by {err:.2e} (relative) in its self-test for {dtype}"
     return None
