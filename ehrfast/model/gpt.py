@@ -21,6 +21,7 @@ from torch import nn
 
 from ehrfast.model.config import GPTConfig
 from ehrfast.model.kernels.cross_attention import cross_attention
+from ehrfast.model.packed_attention import PackedMask, attend, packed_mask
 
 
 class Conv1D(nn.Module):
@@ -124,8 +125,10 @@ class SelfAttention(nn.Module):
         self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
-        """``mask`` [B, 1, T, S] bool (True = may attend); None = plain causal. With ``cache``,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | PackedMask | None = None,
+                cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
+        """``mask`` [B, 1, T, S] bool (True = may attend), a ``PackedMask`` (packed rows), or
+        None = plain causal. With ``cache``,
         x holds the positions after the cached ones: their keys and values are appended and
         ``mask`` covers all S filled positions (``GPT.prefill`` / ``GPT.decode`` build it)."""
         q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
@@ -133,7 +136,7 @@ class SelfAttention(nn.Module):
             return self.c_proj(cache.attend(q, k, v).transpose(1, 2).reshape(x.shape))
         if cache is not None:
             k, v = cache.append(k, v)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0)
+        y = attend(q, k, v, mask, dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(x.shape))
 
 
@@ -372,8 +375,7 @@ class GPT(nn.Module):
             else:
                 memory = soft  # [B, S, n_soft, C]: each position reads its own subject's soft tokens
         length = x.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=idx.device).tril()
-        self_mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
+        self_mask = packed_mask(seg, dropout_active=self.training and cfg.dropout > 0)
         starts = _segment_starts(seg)
         index = torch.arange(length, device=idx.device).expand(b, length)
         first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
