@@ -100,7 +100,11 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
                 path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
             writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(path)), TRAJECTORY_SCHEMA))
             sink = _trajectory_writer(writer, ds.vocab.decode(range(len(ds.vocab))), sids[mine], pts[mine])
-        res = _sample(decoder, contexts, targets, ds, task, stops, seed, sids[mine], prs, window, device, bar.update, sink)
+        # a rank may get no subject (more ranks than labels): sampling nothing returns empty arrays
+        res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
+                                  n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
+                                  top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=sids[mine],
+                                  prs=prs, window=window, device=device, progress=bar.update, trajectory_sink=sink)
     bar.close()
     res = _gathered(res, mine, len(sids), ranks)
     summary = {"task": task.name, "targets_matched": int(len(targets)), "subjects": int(len(sids)), "labelled_not_in_split": int((~keep).sum()),
@@ -110,16 +114,6 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
                            out_path, strict_copy)
     distributed.barrier(ranks)
     return {**summary, "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _sample(decoder, contexts, targets, ds, task, stops, seed, keys, prs, window, device, progress, sink) -> SamplingResult:
-    if not contexts:  # more ranks than labelled subjects
-        empty = np.zeros((0, task.n_samples))
-        return SamplingResult(np.zeros(0), np.zeros(0), empty, empty.astype(bool), np.zeros(0, np.int64))
-    return sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
-                               n_samples=task.n_samples, max_new_tokens=task.max_new_tokens, temperature=task.temperature,
-                               top_p=task.top_p, stop_ids=stops, aggregation=task.aggregation, seed=seed, subject_keys=keys,
-                               prs=prs, window=window, device=device, progress=progress, trajectory_sink=sink)
 
 
 def _gathered(res: SamplingResult, mine: np.ndarray, n: int, ranks) -> SamplingResult:

@@ -128,9 +128,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | PackedMask | None = None,
                 cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
         """``mask`` [B, 1, T, S] bool (True = may attend), a ``PackedMask`` (packed rows), or
-        None = plain causal. With ``cache``,
-        x holds the positions after the cached ones: their keys and values are appended and
-        ``mask`` covers all S filled positions (``GPT.prefill`` / ``GPT.decode`` build it)."""
+        None = plain causal. With ``cache``, x holds the positions after the cached ones: their
+        keys and values are appended and ``mask`` covers all S filled positions (``GPT.prefill``
+        / ``GPT.decode`` build it); a ``SharedPrefixCache`` masks for itself."""
         q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         if isinstance(cache, SharedPrefixCache):
             return self.c_proj(cache.attend(q, k, v).transpose(1, 2).reshape(x.shape))
@@ -194,7 +194,8 @@ class Block(nn.Module):
             self.ln_cross_attn = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
             self.crossattention = CrossAttention(cfg)
 
-    def forward(self, x: torch.Tensor, memory=None, self_mask=None, segment_ids=None, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory=None, self_mask=None, segment_ids=None,
+                cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln_1(x), self_mask, cache))
         if memory is not None:
             x = x + self.drop(self.crossattention(self.ln_cross_attn(x), memory, segment_ids))

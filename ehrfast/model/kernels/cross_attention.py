@@ -29,6 +29,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from ehrfast.model.self_test import mismatch_with_reference
+
 MAX_KEYS = 64  # soft tokens per segment the kernel holds in registers
 MAX_HEAD_DIM = 256
 BACKENDS = ("auto", "triton", "reference")
@@ -47,15 +49,14 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_segment
     if backend not in BACKENDS:
         raise ValueError(f"backend (or EHRFAST_CROSS_ATTENTION) must be one of {BACKENDS}, got {backend!r}")
     k5, v5 = _validate(q, k, v, q_segment)
-    if backend == "auto":
-        backend = "triton" if _auto_uses_triton(q, k5, dropout_p) else "reference"
-    if backend == "reference":
+    if backend == "triton":
+        if dropout_p:
+            raise ValueError("the Triton cross-attention kernel has no dropout; use backend='reference'")
+        reason = triton_unavailable_reason(q, k5)
+        if reason:
+            raise RuntimeError(f"Triton cross-attention unavailable: {reason}")
+    elif backend == "reference" or not _auto_uses_triton(q, k5, dropout_p):
         return _reference(q, k5, v5, q_segment, dropout_p)
-    if dropout_p:
-        raise ValueError("the Triton cross-attention kernel has no dropout; use backend='reference'")
-    reason = triton_unavailable_reason(q, k5)
-    if reason:
-        raise RuntimeError(f"Triton cross-attention unavailable: {reason}")
     return _TritonCrossAttention.apply(q, k5, v5, q_segment)
 
 
@@ -145,36 +146,15 @@ def _auto_uses_triton(q, k5, dropout_p) -> bool:
 
 @functools.cache
 def _self_test_failure(device: torch.device, dtype: torch.dtype, head_dim: int, n_keys: int) -> str | None:
-    """Before "auto" trusts the kernel with a model, it runs it once per (device, dtype, head
-    dim, keys) on a small packed case, forward and backward, against the reference: a Triton
-    version that miscompiles or rejects it costs a warning, not a training run. Uses its own
-    generator, so the caller's random stream is untouched."""
-    # the caller may be under no_grad / inference_mode / autocast (scoring, prefill): the test
-    # needs gradients and exact-precision reference math regardless
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
-        return _self_test(device, dtype, head_dim, n_keys)
-
-
-def _self_test(device: torch.device, dtype: torch.dtype, head_dim: int, n_keys: int) -> str | None:
+    """Why the kernel cannot be trusted on this (device, dtype, head dim, keys), or None: one
+    small packed case, forward and backward, against the reference. Uses its own generator,
+    so the caller's random stream is untouched."""
     gen = torch.Generator(device=device).manual_seed(0)
-    q = torch.randn(2, 2, 70, head_dim, device=device, generator=gen).to(dtype).requires_grad_()
-    k = torch.randn(2, 2, 2, n_keys, head_dim, device=device, generator=gen).to(dtype).requires_grad_()
-    v = torch.randn(2, 2, 2, n_keys, head_dim, device=device, generator=gen).to(dtype).requires_grad_()
+    q = torch.randn(2, 2, 70, head_dim, device=device, generator=gen).to(dtype)
+    k, v = (torch.randn(2, 2, 2, n_keys, head_dim, device=device, generator=gen).to(dtype) for _ in range(2))
     segment = (torch.arange(70, device=device) >= 33).long().expand(2, 70)
-    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
-    try:
-        got = _TritonCrossAttention.apply(q, k, v, segment)
-        got_grads = torch.autograd.grad(got.float().square().sum(), (q, k, v))
-        want = _reference(q.float(), k.float(), v.float(), segment, 0.0)
-        want_grads = torch.autograd.grad(want.square().sum(), (q, k, v))
-    except Exception as error:  # noqa: BLE001 — any failure means: do not use the kernel
-        return f"the Triton kernel failed its self-test ({type(error).__name__}: {error})"
-    for name, a, b in zip(("output", "dq", "dk", "dv"), (got, *got_grads), (want, *want_grads)):
-        a, b = a.detach().float(), b.detach().float()
-        err = float((a - b).abs().max() / b.abs().max().clamp(min=1e-2))
-        if not err <= tolerance:
-            return f"the Triton kernel's {name} is off by {err:.2e} (relative) in its self-test for {dtype}"
-    return None
+    return mismatch_with_reference("the Triton kernel", lambda *qkv: _TritonCrossAttention.apply(*qkv, segment),
+                                   lambda *qkv: _reference(*qkv, segment, 0.0), q, k, v)
 
 
 # ---- Triton --------------------------------------------------------------------------
@@ -219,7 +199,7 @@ class _TritonCrossAttention(torch.autograd.Function):
             h, lq, kernels.query_bucket(lq), k5.shape[3], d, k5.shape[1], 1.0 / math.sqrt(d),
             HAS_SEGMENTS=has_segments, **kernels.block_sizes(k5.shape[3], d), **_dot_options(q))
         ctx.save_for_backward(q, k5, v5, seg)
-        ctx.has_segments = has_segments
+        ctx.has_segments, ctx.seg_stride = has_segments, seg_stride
         return out
 
     @staticmethod
@@ -234,7 +214,7 @@ class _TritonCrossAttention(torch.autograd.Function):
         dv = torch.zeros(v5.shape, dtype=torch.float32, device=q.device)
         kernels.backward[grid](
             q, k5, v5, seg, grad_out, dq, dk, dv,
-            *q.stride()[:3], *k5.stride()[:4], *v5.stride()[:4], seg.stride(0) if ctx.has_segments else 0,
+            *q.stride()[:3], *k5.stride()[:4], *v5.stride()[:4], ctx.seg_stride,
             *grad_out.stride()[:3], *dq.stride()[:3], *dk.stride()[:4],
             h, lq, kernels.query_bucket(lq), k5.shape[3], d, k5.shape[1], 1.0 / math.sqrt(d), rows_per_chunk,
             HAS_SEGMENTS=ctx.has_segments, **kernels.block_sizes(k5.shape[3], d), **_dot_options(q))
