@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.csv" 2>&1
 pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 python -m ehrfast.cli info | tee "$OUT/info.txt"
-python -m pytest -q -m gpu tests/model/test_cross_attention.py tests/infer/test_cuda_sampling.py tests/model/test_train.py \
+python -m pytest -q -m gpu tests \
     2>&1 | tail -30 | tee "$OUT/gpu_tests.txt"
 python benchmarks/cross_attention.py --json "$OUT/cross_attention.json" 2>&1 | tail -20 | tee "$OUT/cross_attention.txt"
 python benchmarks/sampler_vs_hf.py --json "$OUT/sampler.json" 2>&1 | grep -v '^ \|^{\|^}' | tail -20 | tee "$OUT/sampler.txt"

@@ -4,11 +4,15 @@ The sampler issue's workload: the ``paper`` preset with cross-attention (random 
 256 subjects × N = 10 samples, context 1,024, K = 512 new tokens, bf16. Both engines run in
 the same process on the same contexts and soft tokens:
 
-* ehrfast: ``CachedDecoder`` (each subject's history prefilled once and read in place by its N
-  samples — ``--copy-histories`` copies it instead; soft-token K/V once per subject) + the CUDA sampling-step kernel (``step_backend="cuda"``;
-  ``--step torch`` for the reference step);
+* ehrfast: ``CachedDecoder`` (subject slots refilled as subjects finish; each history
+  prefilled once and read in place by its N samples; soft-token K/V once per subject; decode
+  steps replayed from a CUDA graph) + the CUDA sampling-step kernel (``--step torch`` for the
+  reference step);
 * Hugging Face: ``GPT2LMHeadModel(add_cross_attention=True)`` loaded with the same weights,
   N× prefill, ``past_key_values`` loop, softmax + ``torch.multinomial`` per step.
+
+Both models hold bf16 weights (``.to(torch.bfloat16)``, as inference is run; autocast would
+re-cast every weight at every step).
 
 Reported: generated tokens/s, peak memory, and the fraction of the memory-bandwidth roofline
 (bytes of weights + KV cache read per decode step at the measured step rate, against
@@ -28,7 +32,8 @@ import time
 import numpy as np
 import torch
 
-from ehrfast.infer.sampler import CachedDecoder, sample_trajectories
+from ehrfast.infer.decoders import CachedDecoder
+from ehrfast.infer.sampler import sample_trajectories
 from ehrfast.model import GPT, GPTConfig
 
 
@@ -38,15 +43,12 @@ def _sync(device):
 
 
 def ehrfast_engine(model, contexts, prs, args, device) -> dict:
-    decoder = CachedDecoder(model, args.new_tokens, device, subjects_per_batch=args.subjects_per_batch,
-                            shared_prefix=False if args.copy_histories else None)
+    decoder = CachedDecoder(model, args.new_tokens, device, subjects_per_batch=args.subjects_per_batch)
     vocab = model.config.vocab_size
     _sync(device)
     t0 = time.perf_counter()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda")):
-        res = sample_trajectories(decoder, contexts, np.array([5, 6, 7]), np.zeros(vocab), horizon_us=1.0, n_samples=args.samples,
-                                  max_new_tokens=args.new_tokens, stop_ids=[], seed=0, prs=prs, device=device,
-                                  step_backend=args.step)
+    res = sample_trajectories(decoder, contexts, np.array([5, 6, 7]), np.zeros(vocab), horizon_us=1.0, n_samples=args.samples,
+                              max_new_tokens=args.new_tokens, stop_ids=[], seed=0, prs=prs, device=device, step_backend=args.step)
     _sync(device)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "tokens": int(res.tokens_generated.sum())}
@@ -58,7 +60,7 @@ def hf_loop(hf, contexts, soft, args, device) -> dict:
     _sync(device)
     t0 = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda")):
+    with torch.no_grad():
         per = args.subjects_per_batch
         for first in range(0, len(contexts), per):
             ctx = torch.as_tensor(np.stack(contexts[first:first + per]), device=device).repeat_interleave(args.samples, 0)
@@ -87,16 +89,15 @@ def measured(run, device) -> dict:
 
 
 def roofline_fraction(cfg: GPTConfig, subjects: int, samples: int, context: int, new_tokens: int, tokens_per_s: float,
-                      hbm_tbs: float, shared_prefix: bool) -> float:
+                      hbm_tbs: float) -> float:
     """Bytes a decode step must read (bf16 weights once + the KV cache: each subject's history
-    once when its samples share it, else once per sample, and every sample's mean number of new
-    positions) times the measured steps/s, over the HBM bandwidth."""
+    once, shared by its samples, and every sample's mean number of new positions) times the
+    measured steps/s, over the HBM bandwidth."""
     weights = 2 * sum(p for p in (12 * cfg.n_layer * cfg.n_embd ** 2, cfg.vocab_size * cfg.n_embd))
     if cfg.modality == "cross":
         weights += 2 * 4 * cfg.n_layer * cfg.n_embd ** 2
     rows = subjects * samples
-    history_reads = subjects if shared_prefix else rows
-    kv = 2 * 2 * cfg.n_layer * cfg.n_embd * (context * history_reads + new_tokens / 2 * rows)
+    kv = 2 * 2 * cfg.n_layer * cfg.n_embd * (context * subjects + new_tokens / 2 * rows)
     steps_per_s = tokens_per_s / rows
     return (weights + kv) * steps_per_s / (hbm_tbs * 1e12)
 
@@ -113,7 +114,6 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--hbm-tbs", type=float, default=3.35)
     ap.add_argument("--skip-hf", action="store_true")
-    ap.add_argument("--copy-histories", action="store_true", help="copy each history for its samples (no shared prefix)")
     ap.add_argument("--tiny", action="store_true", help="a small model and workload (smoke run)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
@@ -123,7 +123,8 @@ def main() -> None:
     device = torch.device(args.device)
     preset = "tiny" if args.tiny else "paper"
     cfg = GPTConfig.preset(preset, vocab_size=args.vocab, modality="cross", n_prs_traits=32)
-    model = GPT(cfg).to(device).eval()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = GPT(cfg).to(device=device, dtype=dtype).eval()
     rng = np.random.default_rng(0)
     contexts = [rng.integers(1, args.vocab, args.context) for _ in range(args.subjects)]
     prs = rng.standard_normal((args.subjects, 32)).astype(np.float32)
@@ -131,20 +132,21 @@ def main() -> None:
                "workload": {k: getattr(args, k) for k in ("subjects", "samples", "context", "new_tokens", "vocab", "subjects_per_batch")}}
     ours = measured(lambda: ehrfast_engine(model, contexts, prs, args, device), device)
     ours["roofline_fraction"] = roofline_fraction(cfg, args.subjects_per_batch, args.samples, args.context, args.new_tokens,
-                                                  ours["tokens_per_s"], args.hbm_tbs, not args.copy_histories)
+                                                  ours["tokens_per_s"], args.hbm_tbs)
     results["ehrfast"] = ours
     print(f"ehrfast: {ours['tokens']:,} tokens in {ours['seconds']:.2f} s = {ours['tokens_per_s']:,.0f} tokens/s", flush=True)
     if not args.skip_hf:
         from transformers import GPT2Config, GPT2LMHeadModel
 
         hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-                            n_head=cfg.n_head, add_cross_attention=True, attn_pdrop=0, embd_pdrop=0, resid_pdrop=0)
-        hf = GPT2LMHeadModel(hf_cfg).to(device).eval()
+                            n_head=cfg.n_head, add_cross_attention=True, attn_pdrop=0, embd_pdrop=0, resid_pdrop=0,
+                            bos_token_id=None, eos_token_id=None)
+        hf = GPT2LMHeadModel(hf_cfg).to(device=device, dtype=dtype).eval()
         missing = hf.load_state_dict(model.to_hf_state_dict(), strict=False).missing_keys
         if any(not k.endswith((".attn.bias", ".attn.masked_bias")) for k in missing):
             raise RuntimeError(f"HF model did not take our weights: missing {missing[:5]}")
         with torch.no_grad():
-            soft = model.prs_encoder(torch.as_tensor(prs, device=device))
+            soft = model.prs_encoder(torch.as_tensor(prs, device=device, dtype=dtype))
         theirs = measured(lambda: hf_loop(hf, contexts, soft, args, device), device)
         results["hf"] = theirs
         results["speedup"] = ours["tokens_per_s"] / theirs["tokens_per_s"]

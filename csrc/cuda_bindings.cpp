@@ -23,7 +23,7 @@ T* pointer(uintptr_t address) {
 }
 
 void sampling_step(uintptr_t logits, int dtype, int64_t n_rows, int64_t vocab, int64_t row_stride, uintptr_t subject_keys,
-                   uintptr_t sample_index, uintptr_t step, uint64_t seed, uintptr_t target_mask, uintptr_t stop_mask,
+                   uintptr_t sample_index, uint64_t seed, uintptr_t target_mask, uintptr_t stop_mask,
                    uintptr_t durations_us, double horizon_us, double temperature, double top_p, int64_t max_new_tokens,
                    uintptr_t alive, uintptr_t elapsed_us, uintptr_t log_survival, uintptr_t hit, uintptr_t generated,
                    uintptr_t next_token, uintptr_t p_target, uintptr_t stream) {
@@ -39,7 +39,6 @@ void sampling_step(uintptr_t logits, int dtype, int64_t n_rows, int64_t vocab, i
   a.row_stride = row_stride;
   a.subject_keys = pointer<const int64_t>(subject_keys);
   a.sample_index = pointer<const int64_t>(sample_index);
-  a.step = pointer<const int64_t>(step);
   a.seed = seed;
   a.target_mask = pointer<const uint8_t>(target_mask);
   a.stop_mask = pointer<const uint8_t>(stop_mask);
@@ -80,7 +79,7 @@ py::tuple uniforms(uint64_t seed, int64_t subject, int64_t sample, int64_t step)
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "ehrfast CUDA kernels (trajectory sampling step); driven through ehrfast.infer.cuda_sampling";
   m.def("sampling_step", &sampling_step, py::arg("logits"), py::arg("dtype"), py::arg("n_rows"), py::arg("vocab"),
-        py::arg("row_stride"), py::arg("subject_keys"), py::arg("sample_index"), py::arg("step"), py::arg("seed"),
+        py::arg("row_stride"), py::arg("subject_keys"), py::arg("sample_index"), py::arg("seed"),
         py::arg("target_mask"), py::arg("stop_mask"), py::arg("durations_us"), py::arg("horizon_us"), py::arg("temperature"),
         py::arg("top_p"), py::arg("max_new_tokens"), py::arg("alive"), py::arg("elapsed_us"), py::arg("log_survival"),
         py::arg("hit"), py::arg("generated"), py::arg("next_token"), py::arg("p_target"), py::arg("stream"),

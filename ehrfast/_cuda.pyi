@@ -12,7 +12,6 @@ def sampling_step(
     row_stride: int,
     subject_keys: int,
     sample_index: int,
-    step: int,
     seed: int,
     target_mask: int,
     stop_mask: int,
@@ -31,8 +30,8 @@ def sampling_step(
     stream: int,
 ) -> None:
     """One sampling step for every row: logits [n_rows, row_stride] (dtype 0 float32, 1 bfloat16,
-    2 float16); subject_keys / sample_index [n_rows] int64; step: a device int64 scalar;
-    target_mask / stop_mask [vocab] uint8; durations_us [vocab] float64; state [n_rows]: alive
+    2 float16); subject_keys / sample_index [n_rows] int64 (with generated, the row's step
+    number, the random stream's counter); target_mask / stop_mask [vocab] uint8; durations_us [vocab] float64; state [n_rows]: alive
     and hit uint8, elapsed_us and log_survival float64, generated int32; next_token [n_rows]
     int64 out; p_target [n_rows] float64 out or 0."""
 

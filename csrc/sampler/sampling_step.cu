@@ -4,7 +4,7 @@
 //   1. weights w_i = exp(logit_i / T − max) in double, cached in shared memory;
 //   2. nucleus: keep tokens whose strictly more likely tokens hold < top_p of the mass
 //      (ties at the boundary all kept), found by bisection on the bit pattern of a threshold;
-//   3. Philox uniforms (seed; subject, sample, step): u_first draws from the nucleus (did the
+//   3. Philox uniforms (seed; subject, sample, the row's step = tokens it generated): u_first draws from the nucleus (did the
 //      path hit the target set?), u_continue draws the next token from the nucleus with the
 //      target set removed, so the path goes on and its probability stays exact;
 //   4. state: log_survival += log(1 − p_target), elapsed += duration(token), hit, generated,
@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) sampling_step_kernel(SamplingStepArg
   off = block_sum(off, scratch);
 
   // 3. the two draws
-  const int64_t step = *a.step;
+  const int64_t step = a.generated[row];  // each row counts its own steps (slots are refilled mid-run)
   double u_first, u_continue;
   uniform_pair(a.seed, a.subject_keys[row], a.sample_index[row], step, u_first, u_continue);
   const uint8_t* target = a.target_mask;

@@ -15,7 +15,6 @@ struct SamplingStepArgs {
   int64_t n_rows = 0, vocab = 0, row_stride = 0;
   const int64_t* subject_keys = nullptr;  // [n_rows]: the subject each row samples for (RNG counter)
   const int64_t* sample_index = nullptr;  // [n_rows]: which of the subject's N samples (RNG counter)
-  const int64_t* step = nullptr;          // device scalar: the step number (RNG counter; graph-replay safe)
   uint64_t seed = 0;
   const uint8_t* target_mask = nullptr;  // [vocab] 1 = target token
   const uint8_t* stop_mask = nullptr;    // [vocab] 1 = ends the trajectory (timeline end, death)
@@ -27,7 +26,7 @@ struct SamplingStepArgs {
   double* elapsed_us = nullptr;     // [n_rows]
   double* log_survival = nullptr;   // [n_rows] Σ log(1 − p_target)
   uint8_t* hit = nullptr;           // [n_rows] the first draw landed in the target set
-  int32_t* generated = nullptr;     // [n_rows] tokens generated
+  int32_t* generated = nullptr;     // [n_rows] tokens generated = the row's step number (RNG counter)
   int64_t* next_token = nullptr;    // [n_rows] out: the continuation token (0 for finished rows)
   double* p_target = nullptr;       // [n_rows] out, optional: this step's target mass (0 for finished rows)
 };

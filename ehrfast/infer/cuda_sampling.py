@@ -2,8 +2,9 @@
 interface as ``ehrfast.infer.sampler.reference_step``.
 
 The kernel takes raw device pointers (the extension does not link libtorch), so everything it
-reads is checked here first: device, dtype, shape and contiguity of every tensor. The step
-number lives in a device tensor so a captured CUDA graph can replay the step unchanged.
+reads is checked here first: device, dtype, shape and contiguity of every tensor. Each row's
+step number is its ``generated`` count, on the device, so rows of one batch may be at
+different steps (continuous batching) and a captured CUDA graph could replay the step.
 """
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ def _check(name: str, t: torch.Tensor, dtype: torch.dtype, n: int, device: torch
         raise ValueError(f"{name}: need a contiguous [{n}] {dtype} tensor on {device}, got {tuple(t.shape)} {t.dtype} on {t.device}")
 
 
-def kernel_step(logits: torch.Tensor, state: SamplerState, step: int | torch.Tensor, settings: StepSettings,
+def kernel_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings,
                 p_target: torch.Tensor | None = None) -> torch.Tensor | None:
     """One step on the GPU: logits [n_rows, V] float32 / bfloat16 / float16 (rows contiguous;
-    a column slice of a wider buffer is fine). ``step`` is an int or a device int64 scalar
-    (pass a tensor when capturing a CUDA graph). Updates ``state`` in place; writes this step's
+    a column slice of a wider buffer is fine). Updates ``state`` in place; writes this step's
     target mass into ``p_target`` [n_rows] float64 when given and returns it."""
     ext = _cuda_module()
     if ext is None:
@@ -61,13 +61,9 @@ def kernel_step(logits: torch.Tensor, state: SamplerState, step: int | torch.Ten
         _check(f"settings.{name}", t, dtype, vocab, device)
     if p_target is not None:
         _check("p_target", p_target, torch.float64, n, device)
-    if not isinstance(step, torch.Tensor):
-        step = torch.tensor(step, dtype=torch.int64, device=device)
-    elif step.dtype != torch.int64 or step.numel() != 1 or step.device != device:
-        raise ValueError(f"step must be an int or a one-element int64 tensor on {device}")
     ext.sampling_step(
         logits=logits.data_ptr(), dtype=_LOGITS_DTYPES[logits.dtype], n_rows=n, vocab=vocab, row_stride=logits.stride(0),
-        subject_keys=state.subject_keys.data_ptr(), sample_index=state.sample_index.data_ptr(), step=step.data_ptr(),
+        subject_keys=state.subject_keys.data_ptr(), sample_index=state.sample_index.data_ptr(),
         seed=settings.seed & 0xFFFFFFFFFFFFFFFF, target_mask=settings.target_mask.data_ptr(), stop_mask=settings.stop_mask.data_ptr(),
         durations_us=settings.durations_us.data_ptr(), horizon_us=settings.horizon_us, temperature=settings.temperature,
         top_p=settings.top_p, max_new_tokens=settings.max_new_tokens, alive=state.alive.data_ptr(),

@@ -11,12 +11,14 @@ or K tokens. Two estimates come out of the same N paths:
   probability of reaching T on it; averaging P over paths is unbiased and has lower variance.
 
 Uniforms come from Philox4x32-10 keyed by the seed with (subject, sample, step) as the counter,
-so results do not depend on batching. The on-device engine (static KV cache, CUDA graph, CUDA sampling kernel)
-computes the same step; this module is its reference and the CPU path.
+so results do not depend on batching. The decoders (``decoders.py``: KV cache in subject slots,
+refilled as subjects finish, CUDA graphs) produce the logits; the CUDA sampling kernel computes
+the same step as ``reference_step`` here, which is also the CPU path.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
 from ehrfast.infer.rng import uniform_pair
 
 
@@ -96,23 +99,39 @@ class SamplerState:
     next_token: torch.Tensor
 
     @classmethod
-    def start(cls, subject_keys: np.ndarray, sample_index: np.ndarray, device) -> SamplerState:
-        n = len(subject_keys)
-
+    def empty(cls, n_rows: int, device) -> SamplerState:
+        """``n_rows`` finished rows, to be started with ``restart``."""
         def zeros(dtype):
-            return torch.zeros(n, dtype=dtype, device=device)
+            return torch.zeros(n_rows, dtype=dtype, device=device)
 
-        return cls(torch.as_tensor(np.asarray(subject_keys, np.int64), device=device),
-                   torch.as_tensor(np.asarray(sample_index, np.int64), device=device),
-                   torch.ones(n, dtype=torch.bool, device=device), zeros(torch.float64), zeros(torch.float64), zeros(torch.bool),
-                   zeros(torch.int32), zeros(torch.int64))
+        return cls(zeros(torch.int64), zeros(torch.int64), zeros(torch.bool), zeros(torch.float64), zeros(torch.float64),
+                   zeros(torch.bool), zeros(torch.int32), zeros(torch.int64))
+
+    @classmethod
+    def start(cls, subject_keys: np.ndarray, sample_index: np.ndarray, device) -> SamplerState:
+        """Fresh rows for (subject, sample) pairs."""
+        state = cls.empty(len(subject_keys), device)
+        state.restart(torch.arange(len(subject_keys), device=device), subject_keys, sample_index)
+        return state
+
+    def restart(self, rows: torch.Tensor, subject_keys: np.ndarray, sample_index: np.ndarray) -> None:
+        """Starts ``rows`` [r] afresh for new (subject, sample) pairs, in place (the other rows
+        are untouched: continuous batching refills a batch while it runs)."""
+        device = self.alive.device
+        self.subject_keys[rows] = torch.as_tensor(np.asarray(subject_keys, np.int64), device=device)
+        self.sample_index[rows] = torch.as_tensor(np.asarray(sample_index, np.int64), device=device)
+        self.alive[rows] = True
+        for t in (self.elapsed_us, self.log_survival, self.hit, self.generated, self.next_token):
+            t[rows] = 0
 
 
-def reference_step(logits: torch.Tensor, state: SamplerState, step: int, settings: StepSettings) -> torch.Tensor:
+def reference_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings) -> torch.Tensor:
     """The torch reference of one step (the CUDA kernel computes the same): draws for every
-    row, updates the rows still alive, returns p_target [n_rows] float64 (0 for finished rows)."""
-    keys, samples = state.subject_keys.cpu().numpy(), state.sample_index.cpu().numpy()
-    u1, u2 = (torch.as_tensor(u, device=logits.device) for u in uniform_pair(settings.seed, keys, samples, step))
+    row — a row's step number, the last counter of its random stream, is the number of tokens it
+    has generated — updates the rows still alive, returns p_target [n_rows] float64 (0 for
+    finished rows)."""
+    keys, samples, steps = (t.cpu().numpy() for t in (state.subject_keys, state.sample_index, state.generated))
+    u1, u2 = (torch.as_tensor(u, device=logits.device) for u in uniform_pair(settings.seed, keys, samples, steps))
     token, p_target, step_hit, target_only = sampling_step(logits, u1, u2, settings.target_mask, settings.temperature, settings.top_p)
     alive = state.alive
     p_target = torch.where(alive, p_target, torch.zeros_like(p_target))
@@ -122,112 +141,8 @@ def reference_step(logits: torch.Tensor, state: SamplerState, step: int, setting
     state.elapsed_us += torch.where(alive, settings.durations_us[token], torch.zeros_like(state.elapsed_us))
     state.next_token = torch.where(alive, token, torch.zeros_like(token))
     state.alive = alive & ~target_only & ~settings.stop_mask[token] & (state.elapsed_us < settings.horizon_us) & \
-        (step + 1 < settings.max_new_tokens)
+        (state.generated < settings.max_new_tokens)
     return p_target
-
-
-class RecomputeDecoder:
-    """Next-token logits by running the whole (windowed) sequence each step — works for any
-    ``model(idx [B, L], prs=[B, n_traits] | None) -> logits [B, L, V]``. One subject at a time."""
-
-    subjects_per_batch = 1
-
-    def __init__(self, model: Callable, window: int | None, device: str):
-        self.model, self.window, self.device = model, window, device
-
-    def start(self, contexts: Sequence[np.ndarray], prs: np.ndarray | None, n: int) -> torch.Tensor:
-        """The n samples' logits [n, V] after the one context in ``contexts``."""
-        (context,) = contexts
-        self.idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device).repeat(n, 1)
-        self.prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device).repeat(n, 1)
-        return self._last_logits()
-
-    def step(self, token: torch.Tensor) -> torch.Tensor:
-        """Appends ``token`` [n]; returns the next logits [n, V]."""
-        self.idx = torch.cat([self.idx, token.unsqueeze(-1)], dim=1)
-        return self._last_logits()
-
-    def _last_logits(self) -> torch.Tensor:
-        view = self.idx if self.window is None else self.idx[:, -self.window:]
-        with torch.no_grad():
-            return self.model(view, prs=self.prs)[:, -1]
-
-
-class CachedDecoder:
-    """Next-token logits from a ``GPT`` with a KV cache, for ``subjects_per_batch`` subjects at a
-    time: their histories are left-padded and run once (prefill), each shared by its samples;
-    every step then runs one position per sample. Needs context + max_new_tokens to fit the
-    model's window (``fits``). ``static_shapes`` (default: on CUDA devices) decodes with fixed
-    shapes (``GPT.decode_static``); on CUDA each step after the first is then a replay of one
-    captured CUDA graph, so the GPU is not left waiting on Python for every kernel launch.
-    ``shared_prefix`` (default: on CUDA devices; implies static shapes) lets a subject's samples
-    read its prefilled history in place instead of n copies (``DecodeState.share``): n× less
-    cache memory for the context and n× less of it read per step."""
-
-    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32, static_shapes: bool | None = None,
-                 shared_prefix: bool | None = None):
-        self.model, self.max_new_tokens, self.device = model, max_new_tokens, device
-        self.subjects_per_batch = subjects_per_batch
-        self.is_cuda = str(device).startswith("cuda")
-        self.shared_prefix = self.is_cuda if shared_prefix is None else shared_prefix
-        self.static_shapes = self.shared_prefix or (self.is_cuda if static_shapes is None else static_shapes)
-
-    def fits(self, context_len: int) -> bool:
-        cfg = self.model.config
-        prefix = cfg.n_soft_tokens if cfg.modality == "prefix" else 0
-        return prefix + context_len + self.max_new_tokens <= cfg.block_size
-
-    def start(self, contexts: Sequence[np.ndarray], prs: np.ndarray | None, n: int) -> torch.Tensor:
-        """Logits [len(contexts) · n, V], rows subject-major (subject 0's n samples first)."""
-        longest = max(len(ctx) for ctx in contexts)
-        if not self.fits(longest):
-            raise ValueError(f"a context of {longest} tokens + {self.max_new_tokens} new tokens exceeds the model's window "
-                             f"of {self.model.config.block_size}")
-        idx = np.zeros((len(contexts), longest), np.int64)
-        for row, ctx in enumerate(contexts):
-            idx[row, longest - len(ctx):] = ctx
-        pad = torch.as_tensor([longest - len(ctx) for ctx in contexts], device=self.device)
-        rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), dtype=torch.float32, device=self.device)
-        with torch.no_grad():
-            logits, state = self.model.prefill(torch.as_tensor(idx, device=self.device), rows_prs,
-                                               max_new_tokens=0 if self.shared_prefix else self.max_new_tokens, pad=pad)
-        if self.shared_prefix:
-            self.state = state.share(n, self.max_new_tokens)
-        else:
-            self.state = state.repeat(n)
-            if self.static_shapes:
-                self.state.use_static_shapes()
-        self.graph = None
-        self.steps = 0
-        return logits.repeat_interleave(n, 0)
-
-    def step(self, token: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if not self.static_shapes:
-                return self.model.decode(token, self.state)
-            if not self.is_cuda:
-                return self.model.decode_static(token, self.state)
-            return self._graph_step(token)
-
-    def _graph_step(self, token: torch.Tensor) -> torch.Tensor:
-        """The first step runs eagerly on a side stream (warm-up: lazy library initialization
-        must not happen during capture); the second is captured, and every step replays it."""
-        self.steps += 1
-        if self.steps == 1:
-            side = torch.cuda.Stream(device=self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                logits = self.model.decode_static(token, self.state)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            return logits
-        if self.graph is None:
-            self.static_token = token.clone()
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):  # records, does not run
-                self.static_logits = self.model.decode_static(self.static_token, self.state)
-        self.static_token.copy_(token)
-        self.graph.replay()
-        return self.static_logits
 
 
 @dataclass
@@ -266,54 +181,145 @@ def sample_trajectories(
     logits [B, L, V] (run through ``RecomputeDecoder``); ``durations_us`` [V] is the time each
     token adds (interval tokens); ``subject_keys`` name each subject in the random stream
     (default: its position); ``step_backend`` picks the CUDA kernel or the torch reference for
-    the sampling step (``choose_step``). ``trajectory_sink``, if given, receives the sampled paths
-    of every batch of subjects as they finish: (subject positions [g] int64, tokens [g, N, steps]
-    int64, elapsed time after each token [g, N, steps] float64 µs, tokens per path [g, N] int32 —
-    a path's tokens are its first that many entries —, and the step at which the path's
-    Monte-Carlo draw first landed in the target set [g, N] int32, -1 if never). The tokens are
-    the survival path the path probability follows: never a target token; a Monte-Carlo
-    trajectory is that path up to its hit step, then a target token."""
+    the sampling step (``choose_step``).
+
+    The decoder holds a few subjects at a time, each in a slot with its n samples; a slot whose
+    samples have all finished is refilled with the next subject while the others run on
+    (continuous batching). Each row's random stream is keyed by (seed, subject, sample, its own
+    step), so results do not depend on which subjects share a batch.
+
+    ``trajectory_sink``, if given, receives the sampled paths of subjects as they finish:
+    (subject positions [g] int64, tokens [g, N, steps] int64, elapsed time after each token
+    [g, N, steps] float64 µs, tokens per path [g, N] int32 — a path's tokens are its first that
+    many entries —, and the step at which the path's Monte-Carlo draw first landed in the
+    target set [g, N] int32, -1 if never). The tokens are the survival path the path
+    probability follows: never a target token; a Monte-Carlo trajectory is that path up to its
+    hit step, then a target token."""
     decoder = model if isinstance(model, (CachedDecoder, RecomputeDecoder)) else RecomputeDecoder(model, window, device)
     vocab = len(durations_us)
     settings = _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device)
     advance = choose_step(step_backend, device, vocab)
     keys = np.arange(len(contexts)) if subject_keys is None else np.asarray(subject_keys)
-    if prs is not None:
-        prs = np.asarray(prs)
+    prs = None if prs is None else np.asarray(prs)
     n = len(contexts)
-    paths = np.zeros((n, n_samples))
-    hits = np.zeros((n, n_samples), bool)
-    generated = np.zeros(n, np.int64)
-    check_every = 1 if str(device) == "cpu" else 8  # "all finished?" costs a device sync
-    for first in range(0, n, decoder.subjects_per_batch):
-        group = np.arange(first, min(n, first + decoder.subjects_per_batch))
-        g = len(group)
-        logits = decoder.start([contexts[s] for s in group], None if prs is None else prs[group], n_samples)
-        # rows subject-major: subject 0's n samples first
-        state = SamplerState.start(np.repeat(keys[group], n_samples), np.tile(np.arange(n_samples), g), device)
-        steps_tokens, steps_elapsed, steps_hit = [], [], []
-        for step in range(max_new_tokens):
-            advance(logits, state, step, settings)
-            if trajectory_sink is not None:
-                steps_tokens.append(state.next_token.clone())
-                steps_elapsed.append(state.elapsed_us.clone())
-                steps_hit.append(state.hit.clone())
-            if step + 1 == max_new_tokens or ((step + 1) % check_every == 0 and not bool(state.alive.any())):
+    run = _SlotRun(contexts, keys, prs, n_samples, device, trajectory_sink, max_new_tokens, progress)
+    if n:
+        slots = decoder.begin(n, n_samples, max(len(c) for c in contexts))
+        run.start(decoder, slots)
+        logits = run.fill(np.arange(slots), None)
+        check_every = 1 if str(device) == "cpu" else 8  # "which slots finished?" costs a device sync
+        for step in itertools.count(1):
+            run.sample(advance, logits, settings)
+            if step % check_every == 0:
+                run.harvest()
+            if run.busy():
+                logits = decoder.step(run.state.next_token)  # finished rows are stepped too: the batch keeps its shape
+            elif not run.waiting:
                 break
-            logits = decoder.step(state.next_token)
-        paths[group] = (1.0 - torch.exp(state.log_survival)).view(g, n_samples).cpu().numpy()
-        hits[group] = state.hit.view(g, n_samples).cpu().numpy()
-        generated[group] = state.generated.view(g, n_samples).sum(1).cpu().numpy()
-        if trajectory_sink is not None:
-            hit_by_step = torch.stack(steps_hit, 1)  # [rows, steps], True from the first hit on
-            first_hit = torch.where(state.hit, hit_by_step.int().argmax(1), -1).int()
-            trajectory_sink(group, torch.stack(steps_tokens, 1).view(g, n_samples, -1).cpu().numpy(),
-                            torch.stack(steps_elapsed, 1).view(g, n_samples, -1).cpu().numpy(),
-                            state.generated.view(g, n_samples).cpu().numpy(), first_hit.view(g, n_samples).cpu().numpy())
-        if progress:
-            progress(g)
+            logits = run.fill(run.free_slots(), logits)
     agg = {"mean": np.mean, "median": np.median, "max": np.max}[aggregation]
-    return SamplingResult(agg(paths, axis=1), hits.mean(axis=1), paths, hits, generated)
+    return SamplingResult(agg(run.paths, axis=1), run.hits.mean(axis=1), run.paths, run.hits, run.generated)
+
+
+class _SlotRun:
+    """The bookkeeping of one ``sample_trajectories`` call: which subject each decoder slot
+    holds, the sampler state of the slots' rows (slot-major, n_samples per slot), the subjects
+    still waiting, and the results of those that finished."""
+
+    def __init__(self, contexts, keys, prs, n_samples, device, trajectory_sink, max_new_tokens, progress):
+        n = len(contexts)
+        self.contexts, self.keys, self.prs, self.n_samples, self.device = contexts, keys, prs, n_samples, device
+        self.sink, self.max_new_tokens, self.progress = trajectory_sink, max_new_tokens, progress
+        self.paths = np.zeros((n, n_samples))
+        self.hits = np.zeros((n, n_samples), bool)
+        self.generated = np.zeros(n, np.int64)
+        self.waiting = list(range(n - 1, -1, -1))  # subjects not started yet, the next one last
+
+    def start(self, decoder, slots: int) -> None:
+        self.decoder = decoder
+        self.occupant = np.full(slots, -1)  # the subject each slot holds, -1 when empty
+        self.state = SamplerState.empty(slots * self.n_samples, self.device)
+        self.recorder = _TrajectoryRecorder(slots * self.n_samples, self.max_new_tokens, self.device) if self.sink else None
+
+    def busy(self) -> bool:
+        return bool((self.occupant >= 0).any())
+
+    def free_slots(self) -> np.ndarray:
+        return np.flatnonzero(self.occupant < 0)
+
+    def rows(self, slot_ids: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((slot_ids[:, None] * self.n_samples + np.arange(self.n_samples)).ravel(), device=self.device)
+
+    def fill(self, free: np.ndarray, logits: torch.Tensor | None) -> torch.Tensor:
+        """Starts the next waiting subjects in the ``free`` slots; their rows' logits [g·N, V]
+        come from the decoder's prefill, the other rows' from ``logits`` (None: every slot is free)."""
+        take = free[: len(self.waiting)]
+        if not len(take):
+            return logits
+        subjects = np.array([self.waiting.pop() for _ in take], np.int64)
+        fresh = self.decoder.fill(take, [self.contexts[s] for s in subjects], None if self.prs is None else self.prs[subjects])
+        rows = self.rows(take)
+        self.state.restart(rows, np.repeat(self.keys[subjects], self.n_samples), np.tile(np.arange(self.n_samples), len(take)))
+        if self.recorder is not None:
+            self.recorder.restart(rows)
+        self.occupant[take] = subjects
+        if logits is None:
+            return fresh
+        logits[rows] = fresh
+        return logits
+
+    def sample(self, advance: Callable, logits: torch.Tensor, settings: StepSettings) -> None:
+        """One sampling step for every row (finished rows stay as they are)."""
+        was_alive = self.state.alive.clone() if self.recorder is not None else None
+        advance(logits, self.state, settings)
+        if self.recorder is not None:
+            self.recorder.record(self.state, was_alive)
+
+    def harvest(self) -> None:
+        """Collects the subjects whose samples have all finished and frees their slots."""
+        running = self.state.alive.view(len(self.occupant), self.n_samples).any(1).cpu().numpy()
+        done = np.flatnonzero((self.occupant >= 0) & ~running)
+        if not len(done):
+            return
+        subjects, rows, g, n = self.occupant[done], self.rows(done), len(done), self.n_samples
+        self.paths[subjects] = (1.0 - torch.exp(self.state.log_survival[rows])).view(g, n).cpu().numpy()
+        self.hits[subjects] = self.state.hit[rows].view(g, n).cpu().numpy()
+        counts = self.state.generated[rows].view(g, n).cpu().numpy()
+        self.generated[subjects] = counts.sum(1)
+        if self.recorder is not None:
+            self.sink(subjects, *self.recorder.paths(rows, counts))
+        self.occupant[done] = -1
+        if self.progress:
+            self.progress(g)
+
+
+class _TrajectoryRecorder:
+    """Every row's sampled tokens and elapsed times by its own step, [rows, K] on the device,
+    and the step of its first Monte-Carlo hit [rows] (-1: none yet)."""
+
+    def __init__(self, rows: int, max_new_tokens: int, device):
+        self.tokens = torch.zeros(rows, max_new_tokens, dtype=torch.int64, device=device)
+        self.elapsed = torch.zeros(rows, max_new_tokens, dtype=torch.float64, device=device)
+        self.first_hit = torch.full((rows,), -1, dtype=torch.int32, device=device)
+        self.row = torch.arange(rows, device=device)
+
+    def restart(self, rows: torch.Tensor) -> None:
+        self.first_hit[rows] = -1  # tokens and times are read only up to each row's count
+
+    def record(self, state: SamplerState, was_alive: torch.Tensor) -> None:
+        """After a step: rows that were alive wrote their token at step ``generated − 1``."""
+        col = (state.generated.long() - 1).clamp(min=0)
+        self.tokens[self.row, col] = torch.where(was_alive, state.next_token, self.tokens[self.row, col])
+        self.elapsed[self.row, col] = torch.where(was_alive, state.elapsed_us, self.elapsed[self.row, col])
+        first = was_alive & state.hit & (self.first_hit < 0)
+        self.first_hit = torch.where(first, col.to(torch.int32), self.first_hit)
+
+    def paths(self, rows: torch.Tensor, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens, elapsed [g, N, steps], counts [g, N], first hit [g, N]) of ``rows`` [g·N]."""
+        g, n = counts.shape
+        steps = max(1, int(counts.max()))
+        return (self.tokens[rows, :steps].view(g, n, steps).cpu().numpy(), self.elapsed[rows, :steps].view(g, n, steps).cpu().numpy(),
+                counts.astype(np.int32), self.first_hit[rows].view(g, n).cpu().numpy())
 
 
 def _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device) -> StepSettings:

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ehrfast.infer.sampler import CachedDecoder, RecomputeDecoder, SamplingResult, risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
+from ehrfast.infer.sampler import SamplingResult, risk_level, sample_trajectories, wilson_interval
 from ehrfast.infer.task import Task, code_descriptions
 from ehrfast.io import atomic_output
 from ehrfast.tokenize.dataset import TokenizedDataset

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ehrfast.model.config import GPTConfig
+from ehrfast.model.decode_state import DecodeState, LayerCache, SlotCache, SlotState
 from ehrfast.model.kernels.cross_attention import cross_attention
 from ehrfast.model.packed_attention import PackedMask, attend, packed_mask
 
@@ -43,80 +44,6 @@ def _heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
     return x.view(b, length, n_head, c // n_head).transpose(1, 2)
 
 
-class LayerCache:
-    """One layer's keys and values [B, H, L_max, C/H], preallocated; the first ``length``
-    positions are filled."""
-
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, length: int):
-        self.k, self.v, self.length = k, v, length
-        self.write_position: torch.Tensor | None = None  # static-shape mode (see DecodeState.use_static_shapes)
-
-    @classmethod
-    def empty(cls, batch: int, n_head: int, max_len: int, head_dim: int, like: torch.Tensor) -> LayerCache:
-        shape = (batch, n_head, max_len, head_dim)
-        # zeros, not empty: static-shape decoding reads unfilled positions behind a mask, and
-        # a masked-out NaN would still poison the weighted sum (0 · NaN)
-        return cls(like.new_zeros(shape), like.new_zeros(shape), 0)
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stores k, v [B, H, T, C/H] after the filled positions; returns all filled keys, values.
-        In static-shape mode: stores one position at ``write_position`` (a device index) and
-        returns the whole buffer — nothing depends on a Python-side length."""
-        if self.write_position is not None:
-            self.k.index_copy_(2, self.write_position, k)
-            self.v.index_copy_(2, self.write_position, v)
-            return self.k, self.v
-        end = self.length + k.shape[2]
-        if end > self.k.shape[2]:
-            raise ValueError(f"the KV cache holds {self.k.shape[2]} positions; {end} needed")
-        self.k[:, :, self.length:end] = k
-        self.v[:, :, self.length:end] = v
-        self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
-
-    def repeat(self, n: int) -> LayerCache:
-        """The cache with each batch row repeated n times (a subject's history shared by its samples)."""
-        return LayerCache(self.k.repeat_interleave(n, 0), self.v.repeat_interleave(n, 0), self.length)
-
-
-class SharedPrefixCache:
-    """One layer's keys and values when n samples continue each of S prefilled histories. The
-    histories' keys/values [S, H, L, C/H] are kept once and read by all n samples — no n× copy
-    of the context, and a decode step reads it once per subject, not once per sample; each
-    sample's new keys/values go to its own buffer [S·n, H, K, C/H] at ``write_position`` (a
-    device index: fixed shapes, capturable in a CUDA graph). Rows are subject-major."""
-
-    def __init__(self, prefix: LayerCache, prefix_valid: torch.Tensor, n: int, max_new_tokens: int, write_position: torch.Tensor):
-        self.prefix_k, self.prefix_v = prefix.k[:, :, : prefix.length], prefix.v[:, :, : prefix.length]
-        self.prefix_valid = prefix_valid[:, None, None, : prefix.length]  # [S, 1, 1, L]
-        s, h, _, d = self.prefix_k.shape
-        self.k = self.prefix_k.new_zeros(s * n, h, max_new_tokens, d)
-        self.v = self.prefix_v.new_zeros(s * n, h, max_new_tokens, d)
-        self.n, self.write_position = n, write_position
-        self.new_index = torch.arange(max_new_tokens, device=write_position.device)
-
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Stores this step's k, v [S·n, H, 1, C/H]; returns attention over the shared history
-        and the sample's own new positions, [S·n, H, 1, C/H]."""
-        self.k.index_copy_(2, self.write_position, k)
-        self.v.index_copy_(2, self.write_position, v)
-        s, h, length, d = self.prefix_k.shape
-        n, new = self.n, self.k.shape[2]
-        scale = 1.0 / math.sqrt(d)
-        q_by_subject = q.view(s, n, h, d).transpose(1, 2)  # [S, H, n, C/H]: a subject's samples are its query rows
-        prefix_scores = (q_by_subject @ self.prefix_k.transpose(-1, -2)).float() * scale  # [S, H, n, L]
-        prefix_scores = prefix_scores.masked_fill(~self.prefix_valid, float("-inf"))
-        own_scores = (q @ self.k.transpose(-1, -2)).float() * scale  # [S·n, H, 1, K]
-        own_scores = own_scores.masked_fill(self.new_index > self.write_position, float("-inf"))
-        own_scores = own_scores.view(s, n, h, new).transpose(1, 2)  # [S, H, n, K]
-        weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1).to(q.dtype)
-        prefix_weights, own_weights = weights.split([length, new], dim=-1)
-        y = prefix_weights @ self.prefix_v  # [S, H, n, C/H]
-        own_weights = own_weights.transpose(1, 2).reshape(s * n, h, 1, new)
-        y = y.transpose(1, 2).reshape(s * n, h, 1, d) + own_weights @ self.v
-        return y
-
-
 class SelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -126,13 +53,13 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | PackedMask | None = None,
-                cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
+                cache: LayerCache | SlotCache | None = None) -> torch.Tensor:
         """``mask`` [B, 1, T, S] bool (True = may attend), a ``PackedMask`` (packed rows), or
         None = plain causal. With ``cache``, x holds the positions after the cached ones: their
         keys and values are appended and ``mask`` covers all S filled positions (``GPT.prefill``
-        / ``GPT.decode`` build it); a ``SharedPrefixCache`` masks for itself."""
+        / ``GPT.decode`` build it); a ``SlotCache`` masks for itself."""
         q, k, v = (_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
-        if isinstance(cache, SharedPrefixCache):
+        if isinstance(cache, SlotCache):
             return self.c_proj(cache.attend(q, k, v).transpose(1, 2).reshape(x.shape))
         if cache is not None:
             k, v = cache.append(k, v)
@@ -195,7 +122,7 @@ class Block(nn.Module):
             self.crossattention = CrossAttention(cfg)
 
     def forward(self, x: torch.Tensor, memory=None, self_mask=None, segment_ids=None,
-                cache: LayerCache | SharedPrefixCache | None = None) -> torch.Tensor:
+                cache: LayerCache | SlotCache | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln_1(x), self_mask, cache))
         if memory is not None:
             x = x + self.drop(self.crossattention(self.ln_cross_attn(x), memory, segment_ids))
@@ -218,49 +145,6 @@ class PRSEncoder(nn.Module):
         prs = torch.where(missing, self.missing.to(prs.dtype).expand_as(prs), torch.nan_to_num(prs))
         z = self.out(F.gelu(self.hidden(prs)))
         return (2 * torch.sigmoid(z) - 1).view(prs.shape[0], self.n_soft, self.n_embd)
-
-
-class DecodeState:
-    """What ``GPT.decode`` needs between steps: per layer the self-attention KV cache and the
-    soft tokens' cross-attention keys/values (None without cross-attention); the number of
-    cache positions filled; which cache positions are real (not left padding) [B, L_max]; and
-    each row's next position [B]."""
-
-    def __init__(self, layers: list[LayerCache], cross: list[tuple[torch.Tensor, torch.Tensor]] | None, length: int,
-                 key_valid: torch.Tensor, position: torch.Tensor):
-        self.layers, self.cross, self.length = layers, cross, length
-        self.write_position: torch.Tensor | None = None  # static-shape mode only
-        self.cache_index: torch.Tensor | None = None
-        self.key_valid, self.position = key_valid, position
-        self.shared_prefix = False
-
-    def use_static_shapes(self) -> None:
-        """Switches decoding to fixed shapes (``GPT.decode_static``): the next cache position is a
-        device tensor shared by every layer, attention reads the whole preallocated cache behind
-        a mask — so a decode step can be captured in a CUDA graph and replayed."""
-        device = self.key_valid.device
-        self.write_position = torch.tensor([self.length], dtype=torch.long, device=device)
-        self.cache_index = torch.arange(self.key_valid.shape[1], device=device)
-        for cache in self.layers:
-            cache.write_position = self.write_position
-
-    def repeat(self, n: int) -> DecodeState:
-        """Each row repeated n times: one subject's prefilled history copied for its n samples."""
-        return DecodeState([c.repeat(n) for c in self.layers], self._repeated_cross(n), self.length,
-                           self.key_valid.repeat_interleave(n, 0), self.position.repeat_interleave(n, 0))
-
-    def share(self, n: int, max_new_tokens: int) -> DecodeState:
-        """n samples per row that read the prefilled history in place (``SharedPrefixCache``)
-        instead of n copies of it; fixed shapes, decoded with ``GPT.decode_static``. Rows are
-        subject-major, as with ``repeat``."""
-        write_position = torch.zeros(1, dtype=torch.long, device=self.key_valid.device)
-        layers = [SharedPrefixCache(c, self.key_valid, n, max_new_tokens, write_position) for c in self.layers]
-        state = DecodeState(layers, self._repeated_cross(n), self.length, self.key_valid, self.position.repeat_interleave(n, 0))
-        state.write_position, state.shared_prefix = write_position, True
-        return state
-
-    def _repeated_cross(self, n: int):
-        return [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.cross] if self.cross else None
 
 
 def _segment_starts(segment_ids: torch.Tensor) -> torch.Tensor:
@@ -445,8 +329,6 @@ class GPT(nn.Module):
 
     def decode(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """Appends one token per row (``token`` [B] int64) and returns logits [B, vocab]."""
-        if state.shared_prefix:
-            raise ValueError("a shared-prefix state decodes with decode_static")
         x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
         mask = state.key_valid[:, None, None, : state.length + 1]
         for i, block in enumerate(self.transformer.h):
@@ -455,19 +337,31 @@ class GPT(nn.Module):
         state.position = state.position + 1
         return self.lm_head(self.transformer.ln_f(x[:, -1]))
 
-    def decode_static(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        """``decode`` with fixed shapes and in-place state updates, capturable in a CUDA graph:
-        the same logits [B, vocab]. Needs ``state.use_static_shapes()`` first; ``state.length``
-        is not kept up to date in this mode (``state.write_position`` is)."""
-        if state.write_position is None:
-            raise ValueError("call state.use_static_shapes() (or use DecodeState.share) before decode_static")
+    def slot_state(self, slots: int, n: int, max_context: int, max_new_tokens: int) -> SlotState:
+        """Empty decoding state for ``slots`` subjects × ``n`` samples, holding histories of up to
+        ``max_context`` tokens and ``max_new_tokens`` new ones per sample (``decode_slots``)."""
+        cfg = self.config
+        prefix_capacity = max_context + (cfg.n_soft_tokens if cfg.modality == "prefix" else 0)
+        if prefix_capacity + max_new_tokens > cfg.block_size:
+            raise ValueError(f"{prefix_capacity} context positions + {max_new_tokens} new tokens exceed block_size {cfg.block_size}")
+        return SlotState(slots, n, cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, prefix_capacity, max_new_tokens,
+                         cfg.n_soft_tokens if cfg.modality == "cross" else 0, self.transformer.wte.weight, cfg.block_size - 1)
+
+    def fill_slots(self, state: SlotState, slot_ids: torch.Tensor, idx: torch.Tensor, prs=None, soft_tokens=None,
+                   pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Prefills g subjects (``idx`` [g, T], left-padded by ``pad`` [g]) into ``slot_ids`` [g]
+        and restarts their samples. Returns each subject's next-token logits [g, vocab]."""
+        logits, prefilled = self.prefill(idx, prs, soft_tokens, max_new_tokens=0, pad=pad)
+        state.fill(slot_ids, prefilled)
+        return logits
+
+    def decode_slots(self, token: torch.Tensor, state: SlotState) -> torch.Tensor:
+        """Appends one token per row (``token`` [S·n] int64); returns logits [S·n, vocab]. Fixed
+        shapes and in-place state updates: capturable in a CUDA graph."""
         x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
-        # a shared-prefix cache masks for itself
-        mask = None if state.shared_prefix else (state.key_valid & (state.cache_index <= state.write_position))[:, None, None, :]
         for i, block in enumerate(self.transformer.h):
-            x = block(x, state.cross[i] if state.cross else None, self_mask=mask, cache=state.layers[i])
-        state.write_position.add_(1)
-        state.position.add_(1)
+            x = block(x, state.cross[i] if state.cross else None, cache=state.layers[i])
+        state.advance()
         return self.lm_head(self.transformer.ln_f(x[:, -1]))
 
     def forward(self, idx: torch.Tensor, prs: torch.Tensor | None = None, soft_tokens: torch.Tensor | None = None,

@@ -30,6 +30,7 @@ def _state(n, rng, device):
     state = SamplerState.start(rng.integers(-(2**62), 2**62, n), rng.integers(0, 10, n), device)
     state.alive[torch.as_tensor(rng.random(n) < 0.1, device=device)] = False  # some rows already finished
     state.elapsed_us += torch.as_tensor(rng.random(n) * 10, device=device)
+    state.generated += torch.as_tensor(rng.integers(0, 50, n), dtype=torch.int32, device=device)  # rows at different steps
     return state
 
 
@@ -50,12 +51,12 @@ def test_kernel_step_matches_reference(vocab, dtype, top_p, temperature):
     logits[:, : vocab // 3] = logits[:, :1]  # ties: many tokens share one value (the nucleus boundary keeps them all)
     logits = logits.to(device)
     settings = _settings(vocab, rng, device, top_p, temperature)
-    for step in range(3):
+    for _ in range(3):
         state = _state(n, rng, device)
         expected_state = _clone(state)
         p_kernel = torch.zeros(n, dtype=torch.float64, device=device)
-        kernel_step(logits, state, step, settings, p_kernel)
-        p_reference = reference_step(logits.float(), expected_state, step, settings)
+        kernel_step(logits, state, settings, p_kernel)
+        p_reference = reference_step(logits.float(), expected_state, settings)
         torch.testing.assert_close(p_kernel, p_reference, rtol=1e-5, atol=1e-9)
         torch.testing.assert_close(state.next_token, expected_state.next_token, rtol=0, atol=0)
         torch.testing.assert_close(state.log_survival, expected_state.log_survival, rtol=1e-5, atol=1e-9)
@@ -75,7 +76,8 @@ def test_kernel_never_samples_outside_the_nucleus_or_into_the_target():
     probs = torch.softmax(logits.double(), -1)
     for step in range(5):
         state = SamplerState.start(np.arange(n), np.zeros(n, np.int64), device)
-        kernel_step(logits, state, step, settings)
+        state.generated += step
+        kernel_step(logits, state, settings)
         p = probs[torch.arange(n, device=device), state.next_token]
         above = (probs * (probs > p[:, None])).sum(-1)
         assert (above < 0.6).all() and not settings.target_mask[state.next_token].any()
@@ -110,35 +112,36 @@ def test_kernel_rejects_bad_tensors():
     settings = _settings(10, rng, "cuda", 1.0, 1.0)
     state = SamplerState.start(np.arange(4), np.zeros(4, np.int64), "cuda")
     with pytest.raises(ValueError, match="logits"):
-        kernel_step(torch.zeros(4, 10, dtype=torch.float64, device="cuda"), state, 0, settings)
+        kernel_step(torch.zeros(4, 10, dtype=torch.float64, device="cuda"), state, settings)
     with pytest.raises(ValueError, match="state.alive"):
         bad = _clone(state)
         bad.alive = bad.alive.to(torch.int32)
-        kernel_step(torch.zeros(4, 10, device="cuda"), bad, 0, settings)
+        kernel_step(torch.zeros(4, 10, device="cuda"), bad, settings)
     with pytest.raises(ValueError, match="settings.durations_us"):
-        kernel_step(torch.zeros(4, 11, device="cuda"), state, 0, settings)
+        kernel_step(torch.zeros(4, 11, device="cuda"), state, settings)
 
 
-@pytest.mark.parametrize("modality", ["none", "cross"])
-def test_cuda_graph_decoding_gives_the_eager_paths(modality):
-    """CachedDecoder on CUDA: decode steps replayed from a captured CUDA graph (static shapes)
-    sample exactly what eager dynamic-shape decoding samples, for several subject batches."""
-    from ehrfast.infer.sampler import CachedDecoder
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_cuda_graph_decoding_gives_the_eager_and_cpu_paths(modality):
+    """CachedDecoder on CUDA: decode steps replayed from a captured CUDA graph, with slots
+    refilled mid-run (stop tokens end subjects at different steps), sample what eager CUDA
+    decoding and the CPU engine sample."""
+    from ehrfast.infer.decoders import CachedDecoder
     from ehrfast.model import GPT, GPTConfig
 
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=64, block_size=96, n_layer=2, n_head=2, n_embd=64, modality=modality,
                     n_prs_traits=0 if modality == "none" else 4, n_soft_tokens=3, dropout=0.0)
-    model = GPT(cfg).cuda().eval()
+    model = GPT(cfg).eval()
     rng = np.random.default_rng(0)
-    contexts = [rng.integers(1, 64, n) for n in rng.integers(3, 40, 7)]
-    prs = None if modality == "none" else rng.standard_normal((7, 4)).astype(np.float32)
-    kw = dict(horizon_us=1e9, n_samples=5, max_new_tokens=24, seed=2, prs=prs, device="cuda", top_p=0.9)
-    modes = {"eager": dict(static_shapes=False, shared_prefix=False), "graph": dict(static_shapes=True, shared_prefix=False),
-             "graph, shared prefix": {}}  # the default on CUDA
-    runs = {mode: sample_trajectories(CachedDecoder(model, 24, "cuda", 3, **options), contexts, np.array([7, 8]), np.ones(64), **kw)
-            for mode, options in modes.items()}
-    for mode in ("graph", "graph, shared prefix"):
-        np.testing.assert_allclose(runs[mode].sample_path_probability, runs["eager"].sample_path_probability, rtol=1e-5, atol=1e-7,
-                                   err_msg=mode)
-        np.testing.assert_array_equal(runs[mode].tokens_generated, runs["eager"].tokens_generated, err_msg=mode)
+    contexts = [rng.integers(1, 64, n) for n in rng.integers(3, 40, 11)]
+    prs = None if modality == "none" else rng.standard_normal((11, 4)).astype(np.float32)
+    kw = dict(horizon_us=1e9, n_samples=5, max_new_tokens=24, seed=2, prs=prs, top_p=0.9, stop_ids=list(range(1, 6)))
+    cpu = sample_trajectories(CachedDecoder(model, 24, "cpu", 3), contexts, np.array([7, 8]), np.ones(64), device="cpu", **kw)
+    model.cuda()
+    runs = {graphs: sample_trajectories(CachedDecoder(model, 24, "cuda", 3, cuda_graphs=graphs), contexts, np.array([7, 8]), np.ones(64),
+                                        device="cuda", **kw) for graphs in (False, True)}
+    assert len(set(cpu.tokens_generated.tolist())) > 1
+    for name, run in (("eager", runs[False]), ("cpu", cpu)):
+        np.testing.assert_allclose(runs[True].sample_path_probability, run.sample_path_probability, rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_array_equal(runs[True].tokens_generated, run.tokens_generated, err_msg=name)

@@ -112,30 +112,79 @@ def test_wilson_and_risk_levels():
     assert risk_level(np.array([0.01, 0.07, 0.15, 0.3, 0.9])).tolist() == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("modality", ["none", "cross"])
-def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
-    """Same seed, same model: the KV-cache decoder and full recomputation give the same paths."""
-    from ehrfast.infer.sampler import CachedDecoder, RecomputeDecoder
+def _tiny_gpt(modality, vocab=30, seed=1):
     from ehrfast.model import GPT, GPTConfig
 
-    torch.manual_seed(1)
-    cfg = GPTConfig(vocab_size=30, block_size=48, n_layer=2, n_head=2, n_embd=32, modality=modality,
+    torch.manual_seed(seed)
+    cfg = GPTConfig(vocab_size=vocab, block_size=48, n_layer=2, n_head=2, n_embd=32, modality=modality,
                     n_prs_traits=0 if modality == "none" else 4, n_soft_tokens=2, dropout=0.0)
-    model = GPT(cfg).eval()
+    return GPT(cfg).eval()
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
+    """Same seed, same model: the KV-cache decoder (any number of slots, refilled as subjects
+    finish at different steps) and full recomputation give the same paths."""
+    from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
+
+    model = _tiny_gpt(modality)
     rng = np.random.default_rng(0)
-    contexts = [rng.integers(0, 30, n) for n in (5, 17, 30)]
-    prs = None if modality == "none" else rng.standard_normal((3, 4)).astype(np.float32)
+    contexts = [rng.integers(0, 30, n) for n in (5, 17, 30, 2, 11)]
+    prs = None if modality == "none" else rng.standard_normal((5, 4)).astype(np.float32)
     durations = np.full(30, 1.0)
-    kw = dict(horizon_us=1e9, n_samples=6, max_new_tokens=12, seed=3, prs=prs, top_p=0.95)
+    kw = dict(horizon_us=1e9, n_samples=6, max_new_tokens=12, seed=3, prs=prs, top_p=0.95, stop_ids=[1, 2, 3])
 
     def forward(idx, prs=None):
         return model(idx, prs=prs) if prs is not None else model(idx)
 
-    recomputed = sample_trajectories(RecomputeDecoder(forward, None, "cpu"), contexts, np.array([7, 8]), durations, **kw)
-    # left-padded batches; fixed-shape decoding; samples reading their subject's history in place
-    for per_batch, static, shared in ((1, False, False), (2, False, False), (3, False, False), (2, True, False), (2, True, True)):
-        decoder = CachedDecoder(model, 12, "cpu", per_batch, static_shapes=static, shared_prefix=shared)
-        cached = sample_trajectories(decoder, contexts, np.array([7, 8]), durations, **kw)
+    window = model.config.block_size - (model.config.n_soft_tokens if modality == "prefix" else 0)
+    recomputed = sample_trajectories(RecomputeDecoder(forward, window, "cpu"), contexts, np.array([7, 8]), durations, **kw)
+    assert len(set(recomputed.tokens_generated.tolist())) > 1  # subjects finish at different steps: slots are refilled mid-run
+    for slots in (1, 2, 3, 8):
+        cached = sample_trajectories(CachedDecoder(model, 12, "cpu", slots), contexts, np.array([7, 8]), durations, **kw)
         np.testing.assert_allclose(cached.sample_path_probability, recomputed.sample_path_probability, rtol=1e-6, atol=1e-9)
         np.testing.assert_array_equal(cached.sample_hit, recomputed.sample_hit)
         np.testing.assert_array_equal(cached.tokens_generated, recomputed.tokens_generated)
+
+
+def _decode_steps(lengths: list[int], slots: int, continuous: bool) -> int:
+    """Decode steps the engine needs when subject i keeps its slot for lengths[i] sampling steps:
+    each iteration samples, frees finished slots, decodes if any slot is still busy, then starts
+    waiting subjects in free slots (every free slot, or with fixed batches only once all are)."""
+    waiting, decodes = list(lengths), 0
+    remaining = [waiting.pop(0) if waiting else 0 for _ in range(slots)]
+    while True:
+        remaining = [max(0, r - 1) for r in remaining]
+        if any(remaining):
+            decodes += 1
+        elif not waiting:
+            return decodes
+        if continuous or not any(remaining):
+            for i in range(slots):
+                if not remaining[i] and waiting:
+                    remaining[i] = waiting.pop(0)
+
+
+def test_continuous_batching_refills_a_slot_as_soon_as_its_subject_finishes():
+    """The engine decodes exactly as many steps as refilling each slot the moment its subject's
+    paths have all ended needs (each subject's slot time read from its recorded trajectories),
+    fewer than fixed batches that wait for their slowest subject."""
+    from ehrfast.infer.decoders import CachedDecoder
+
+    model = _tiny_gpt("none", seed=5)
+    rng = np.random.default_rng(1)
+    contexts = [rng.integers(10, 30, rng.integers(3, 20)) for _ in range(9)]
+    lengths = {}
+
+    def sink(subjects, tokens, elapsed, counts, first_hit):
+        lengths.update(zip(subjects.tolist(), counts.max(1).tolist()))
+
+    decoder = CachedDecoder(model, 16, "cpu", subjects_per_batch=3)
+    steps = []
+    real_step = decoder.step
+    decoder.step = lambda token: (steps.append(1), real_step(token))[1]
+    sample_trajectories(decoder, contexts, np.array([7]), np.ones(30), horizon_us=1e9, n_samples=4, max_new_tokens=16,
+                        stop_ids=list(range(1, 10)), seed=0, trajectory_sink=sink)
+    by_subject = [lengths[s] for s in range(9)]
+    assert _decode_steps(by_subject, 3, continuous=True) < _decode_steps(by_subject, 3, continuous=False)  # the data needs refills
+    assert len(steps) == _decode_steps(by_subject, 3, continuous=True)

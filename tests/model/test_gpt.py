@@ -163,54 +163,64 @@ def test_kv_cache_decoding_equals_full_forward(modality):
             model.prefill(idx, prs, max_new_tokens=40)
 
 
-@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
-def test_static_shape_decoding_equals_dynamic_decoding(modality):
-    """decode_static (fixed shapes, for CUDA graphs) gives decode's logits on a left-padded batch
-    and keeps its state in place."""
-    torch.manual_seed(3)
+def _slot_model(modality, seed):
+    torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,
                     n_prs_traits=0 if modality == "none" else 3, n_soft_tokens=2, dropout=0.0)
-    model = GPT(cfg).eval()
-    idx = torch.randint(1, 40, (3, 9))
-    pad = torch.tensor([0, 4, 7])
-    prs = None if modality == "none" else torch.randn(3, 3)
-    nxt = torch.randint(1, 40, (3, 6))
-    with torch.no_grad():
-        _, dynamic = model.prefill(idx, prs, max_new_tokens=6, pad=pad)
-        _, static = model.prefill(idx, prs, max_new_tokens=6, pad=pad)
-        with pytest.raises(ValueError, match="use_static_shapes"):
-            model.decode_static(nxt[:, 0], static)
-        static.use_static_shapes()
-        position, write_position = static.position, static.write_position
-        for j in range(6):
-            torch.testing.assert_close(model.decode_static(nxt[:, j], static), model.decode(nxt[:, j], dynamic), rtol=1e-5, atol=1e-5)
-        assert static.position is position and static.write_position is write_position  # updated in place (graph-safe)
-        assert int(write_position) == dynamic.length
+    return GPT(cfg).eval()
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
-def test_shared_prefix_decoding_equals_copied_histories(modality):
-    """n samples reading their subject's prefilled history in place (DecodeState.share) get the
-    logits of n copies of it, with each sample fed different tokens; left-padded subjects."""
-    torch.manual_seed(4)
-    cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, modality=modality,
-                    n_prs_traits=0 if modality == "none" else 3, n_soft_tokens=2, dropout=0.0)
-    model = GPT(cfg).eval()
+def test_slot_decoding_equals_copied_histories(modality):
+    """n samples per slot reading their subject's prefilled history in place (decode_slots) get
+    the logits of n copies of it decoded with growing caches, each sample fed different tokens;
+    left-padded subjects, a slot capacity longer than the histories; state updated in place."""
+    model = _slot_model(modality, 4)
     idx = torch.randint(1, 40, (2, 9))
     pad = torch.tensor([5, 0])
     prs = None if modality == "none" else torch.randn(2, 3)
     n, steps = 3, 6
     nxt = torch.randint(1, 40, (2 * n, steps))
     with torch.no_grad():
-        _, copied = model.prefill(idx, prs, max_new_tokens=steps, pad=pad)
+        first, copied = model.prefill(idx, prs, max_new_tokens=steps, pad=pad)
         copied = copied.repeat(n)
-        _, prefilled = model.prefill(idx, prs, max_new_tokens=0, pad=pad)
-        shared = prefilled.share(n, steps)
+        slots = model.slot_state(2, n, max_context=12, max_new_tokens=steps)
+        position, write_position = slots.position, slots.write_position
+        torch.testing.assert_close(model.fill_slots(slots, torch.tensor([0, 1]), idx, prs, pad=pad), first)
         for j in range(steps):
-            torch.testing.assert_close(model.decode_static(nxt[:, j], shared), model.decode(nxt[:, j], copied), rtol=1e-5, atol=1e-5)
-        assert shared.layers[0].prefix_k.data_ptr() == prefilled.layers[0].k.data_ptr()  # read in place, not copied
-        with pytest.raises(ValueError, match="decode_static"):
-            model.decode(nxt[:, 0], shared)
+            torch.testing.assert_close(model.decode_slots(nxt[:, j], slots), model.decode(nxt[:, j], copied), rtol=1e-5, atol=1e-5)
+        assert slots.position is position and slots.write_position is write_position  # graph-safe: updated in place
+        assert slots.layers[0].prefix_k.shape[0] == 2  # one history per subject, not per sample
+
+
+@pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
+def test_refilling_a_slot_mid_run_leaves_the_other_slot_alone(modality):
+    """Continuous batching: slot 0 gets a new subject after 3 steps; its samples then decode as
+    in a fresh state, and slot 1's samples go on as if nothing happened."""
+    model = _slot_model(modality, 5)
+    idx = torch.randint(1, 40, (3, 8))
+    pad = torch.tensor([0, 3, 6])
+    prs = None if modality == "none" else torch.randn(3, 3)
+    n = 2
+    nxt = torch.randint(1, 40, (2 * n, 8))
+    with torch.no_grad():
+        running = model.slot_state(2, n, max_context=8, max_new_tokens=8)
+        model.fill_slots(running, torch.tensor([0, 1]), idx[:2], None if prs is None else prs[:2], pad=pad[:2])
+        alone = model.slot_state(2, n, max_context=8, max_new_tokens=8)
+        model.fill_slots(alone, torch.tensor([0, 1]), idx[:2], None if prs is None else prs[:2], pad=pad[:2])
+        for j in range(3):
+            model.decode_slots(nxt[:, j], running)
+            model.decode_slots(nxt[:, j], alone)
+        refilled_logits = model.fill_slots(running, torch.tensor([0]), idx[2:], None if prs is None else prs[2:], pad=pad[2:])
+        fresh = model.slot_state(1, n, max_context=8, max_new_tokens=8)
+        torch.testing.assert_close(refilled_logits, model.fill_slots(fresh, torch.tensor([0]), idx[2:], None if prs is None else prs[2:],
+                                                                     pad=pad[2:]))
+        for j in range(3, 8):
+            out = model.decode_slots(nxt[:, j], running)
+            torch.testing.assert_close(out[:n], model.decode_slots(nxt[:n, j], fresh), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out[n:], model.decode_slots(nxt[:, j], alone)[n:], rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="exceed block_size"):
+            model.slot_state(1, n, max_context=30, max_new_tokens=8)
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])

@@ -1,0 +1,118 @@
+"""Next-token logits for trajectory sampling, behind one small interface (``sample_trajectories``
+drives it):
+
+* ``begin(n_subjects, n_samples, longest_context) -> slots``: get ready; a batch decodes
+  ``slots`` subjects × ``n_samples`` rows, slot-major (slot s owns rows s·n … s·n + n − 1);
+* ``fill(slot_ids, contexts, prs) -> logits [g·n, V]``: start subjects in the given slots;
+* ``step(token [slots·n]) -> logits [slots·n, V]``: append one token to every row.
+
+A slot is refilled as soon as its subject's samples have all finished (continuous batching),
+so rows do not sit idle while other subjects' timelines run on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+class RecomputeDecoder:
+    """Runs the whole (windowed) sequence every step — works for any
+    ``model(idx [B, L], prs=[B, n_traits] | None) -> logits [B, L, V]``. One slot: one subject
+    at a time."""
+
+    def __init__(self, model: Callable, window: int | None, device: str):
+        self.model, self.window, self.device = model, window, device
+
+    def begin(self, n_subjects: int, n_samples: int, longest_context: int) -> int:
+        self.n = n_samples
+        return 1
+
+    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None) -> torch.Tensor:
+        (context,) = contexts
+        self.idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device).repeat(self.n, 1)
+        self.prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device).repeat(self.n, 1)
+        return self._last_logits()
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        self.idx = torch.cat([self.idx, token.unsqueeze(-1)], dim=1)
+        return self._last_logits()
+
+    def _last_logits(self) -> torch.Tensor:
+        view = self.idx if self.window is None else self.idx[:, -self.window:]
+        with torch.no_grad():
+            return self.model(view, prs=self.prs)[:, -1]
+
+
+class CachedDecoder:
+    """A ``GPT`` with a KV cache (``GPT.slot_state``): ``subjects_per_batch`` subject slots, each
+    history prefilled once and read in place by the subject's samples (no n× copy of it, and a
+    step reads it once per subject); soft-token keys/values computed once per subject. Fixed
+    shapes: with ``cuda_graphs`` (default: on CUDA devices) every decode step after the first
+    is a replay of one captured CUDA graph, so the GPU does not wait on Python for each kernel
+    launch; refilling a slot writes into the same buffers, so the graph stays valid. Needs
+    context + max_new_tokens to fit the model's window (``fits``)."""
+
+    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32, cuda_graphs: bool | None = None):
+        self.model, self.max_new_tokens, self.device = model, max_new_tokens, device
+        self.subjects_per_batch = subjects_per_batch
+        is_cuda = str(device).startswith("cuda")
+        self.cuda_graphs = is_cuda if cuda_graphs is None else cuda_graphs
+        if self.cuda_graphs and not is_cuda:
+            raise ValueError(f"cuda_graphs needs a CUDA device, got {device!r}")
+
+    def fits(self, context_len: int) -> bool:
+        cfg = self.model.config
+        prefix = cfg.n_soft_tokens if cfg.modality == "prefix" else 0
+        return prefix + context_len + self.max_new_tokens <= cfg.block_size
+
+    def begin(self, n_subjects: int, n_samples: int, longest_context: int) -> int:
+        if not self.fits(longest_context):
+            raise ValueError(f"a context of {longest_context} tokens + {self.max_new_tokens} new tokens exceeds the model's window "
+                             f"of {self.model.config.block_size}")
+        self.n = n_samples
+        slots = max(1, min(self.subjects_per_batch, n_subjects))
+        self.state = self.model.slot_state(slots, n_samples, longest_context, self.max_new_tokens)
+        self.graph, self.steps = None, 0
+        return slots
+
+    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None) -> torch.Tensor:
+        longest = max(len(ctx) for ctx in contexts)
+        idx = np.zeros((len(contexts), longest), np.int64)
+        for row, ctx in enumerate(contexts):
+            idx[row, longest - len(ctx):] = ctx
+        pad = torch.as_tensor([longest - len(ctx) for ctx in contexts], device=self.device)
+        dtype = self.model.transformer.wte.weight.dtype
+        rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), device=self.device).to(dtype)
+        with torch.no_grad():
+            logits = self.model.fill_slots(self.state, torch.as_tensor(slot_ids, dtype=torch.long, device=self.device),
+                                           torch.as_tensor(idx, device=self.device), rows_prs, pad=pad)
+        return logits.repeat_interleave(self.n, 0)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if not self.cuda_graphs:
+                return self.model.decode_slots(token, self.state)
+            return self._graph_step(token)
+
+    def _graph_step(self, token: torch.Tensor) -> torch.Tensor:
+        """The first step runs eagerly on a side stream (warm-up: lazy library initialization
+        must not happen during capture); the second is captured, and every step replays it."""
+        self.steps += 1
+        if self.steps == 1:
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                logits = self.model.decode_slots(token, self.state)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return logits
+        if self.graph is None:
+            self.static_token = token.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records, does not run
+                self.static_logits = self.model.decode_slots(self.static_token, self.state)
+        self.static_token.copy_(token)
+        self.graph.replay()
+        return self.static_logits
