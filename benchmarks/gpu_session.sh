@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one call (the device tool's machines start bare and device
-# time is short): build, the GPU tests, the three H100 benchmarks. Results go to $OUT (or
+# time is short): build, the GPU tests, the H100 benchmarks. Results go to $OUT (or
 # ./gpu_out). Usage on the device:  bash benchmarks/gpu_session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +12,6 @@ python -m ehrfast.cli info | tee "$OUT/info.txt"
 python -m pytest -q -m gpu tests \
     2>&1 | tail -30 | tee "$OUT/gpu_tests.txt"
 python benchmarks/cross_attention.py --json "$OUT/cross_attention.json" 2>&1 | tail -20 | tee "$OUT/cross_attention.txt"
+python benchmarks/slot_attention.py --json "$OUT/slot_attention.json" 2>&1 | tail -5 | tee "$OUT/slot_attention.txt"
 python benchmarks/sampler_vs_hf.py --json "$OUT/sampler.json" 2>&1 | grep -v '^ \|^{\|^}' | tail -20 | tee "$OUT/sampler.txt"
 python benchmarks/train_vs_hf.py --json "$OUT/train.json" 2>&1 | grep -v '%|' | tail -20 | tee "$OUT/train.txt"

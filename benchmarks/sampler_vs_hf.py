@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--new-tokens", type=int, default=512)
     ap.add_argument("--vocab", type=int, default=4096)
-    ap.add_argument("--subjects-per-batch", type=int, default=32)
+    ap.add_argument("--subjects-per-batch", type=int, default=64)
     ap.add_argument("--step", default="auto", choices=["auto", "cuda", "torch"])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--hbm-tbs", type=float, default=3.35)

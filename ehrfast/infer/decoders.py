@@ -4,7 +4,8 @@ drives it):
 * ``begin(n_subjects, n_samples, longest_context) -> slots``: get ready; a batch decodes
   ``slots`` subjects × ``n_samples`` rows, slot-major (slot s owns rows s·n … s·n + n − 1);
 * ``fill(slot_ids, contexts, prs) -> logits [g·n, V]``: start subjects in the given slots;
-* ``step(token [slots·n]) -> logits [slots·n, V]``: append one token to every row.
+* ``step(token [slots·n], alive [slots·n] bool) -> logits [slots·n, V]``: append one token to
+  every row; rows not alive (finished) may get any logits.
 
 A slot is refilled as soon as its subject's samples have all finished (continuous batching),
 so rows do not sit idle while other subjects' timelines run on.
@@ -36,7 +37,7 @@ class RecomputeDecoder:
         self.prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device).repeat(self.n, 1)
         return self._last_logits()
 
-    def step(self, token: torch.Tensor) -> torch.Tensor:
+    def step(self, token: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
         self.idx = torch.cat([self.idx, token.unsqueeze(-1)], dim=1)
         return self._last_logits()
 
@@ -91,7 +92,10 @@ class CachedDecoder:
                                            torch.as_tensor(idx, device=self.device), rows_prs, pad=pad)
         return logits.repeat_interleave(self.n, 0)
 
-    def step(self, token: torch.Tensor) -> torch.Tensor:
+    def step(self, token: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+        """Finished rows (``alive`` False) skip their attention: they read no cache."""
+        if alive is not None:
+            self.state.active.copy_(alive)
         with torch.no_grad():
             if not self.cuda_graphs:
                 return self.model.decode_slots(token, self.state)

@@ -213,7 +213,7 @@ def sample_trajectories(
             if step % check_every == 0:
                 run.harvest()
             if run.busy():
-                logits = decoder.step(run.state.next_token)  # finished rows are stepped too: the batch keeps its shape
+                logits = decoder.step(run.state.next_token, run.state.alive)  # finished rows too: the batch keeps its shape
             elif not run.waiting:
                 break
             logits = run.fill(run.free_slots(), logits)

@@ -15,9 +15,9 @@ Two layouts:
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from ehrfast.model.kernels.slot_attention import slot_attention
 
 
 class LayerCache:
@@ -69,19 +69,19 @@ class SlotCache:
     """One layer's keys and values for S slots × n samples (rows slot-major: slot s owns rows
     s·n … s·n + n − 1). The slot's history sits right-aligned in ``prefix_k``/``prefix_v``
     [S, H, P, C/H] (``prefix_valid`` [S, P] marks the real positions); each row's new keys and
-    values go to ``k``/``v`` [S·n, H, K, C/H] at ``write_position`` [S·n]. The position tensors
-    belong to the ``SlotState`` and are shared by every layer."""
+    values go to ``k``/``v`` [S·n, H, K, C/H] at ``write_position`` [S·n]; ``active`` [S·n] says
+    which rows' outputs are needed. The position and row tensors belong to the ``SlotState``
+    and are shared by every layer."""
 
     def __init__(self, slots: int, n: int, n_head: int, prefix_capacity: int, max_new_tokens: int, head_dim: int,
-                 like: torch.Tensor, prefix_valid: torch.Tensor, write_position: torch.Tensor):
+                 like: torch.Tensor, prefix_valid: torch.Tensor, write_position: torch.Tensor, active: torch.Tensor):
         # zeros, not empty: attention reads unfilled positions behind a mask, and a masked-out
         # NaN would still poison the weighted sum (0 · NaN)
         self.prefix_k = like.new_zeros(slots, n_head, prefix_capacity, head_dim)
         self.prefix_v = like.new_zeros(slots, n_head, prefix_capacity, head_dim)
         self.k = like.new_zeros(slots * n, n_head, max_new_tokens, head_dim)
         self.v = like.new_zeros(slots * n, n_head, max_new_tokens, head_dim)
-        self.n, self.prefix_valid, self.write_position = n, prefix_valid, write_position
-        self.new_index = torch.arange(max_new_tokens, device=like.device)
+        self.prefix_valid, self.write_position, self.active = prefix_valid, write_position, active
 
     def fill(self, slot_ids: torch.Tensor, prefilled: LayerCache) -> None:
         """Copies the g prefilled histories [g, H, L, C/H] into ``slot_ids`` [g], right-aligned."""
@@ -92,34 +92,22 @@ class SlotCache:
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Stores this step's k, v [S·n, H, 1, C/H] at each row's write position; returns
-        attention over the row's slot history and its own new positions, [S·n, H, 1, C/H]."""
+        attention over the row's slot history and its own new positions, [S·n, H, 1, C/H]
+        (``kernels.slot_attention``: the Triton kernel on CUDA; zeros for inactive rows)."""
         rows, h, _, d = k.shape
         at = self.write_position.view(rows, 1, 1, 1).expand(rows, h, 1, d)
         self.k.scatter_(2, at, k.to(self.k.dtype))
         self.v.scatter_(2, at, v.to(self.v.dtype))
-        s, _, length, _ = self.prefix_k.shape
-        n, new = self.n, self.k.shape[2]
-        q = q.to(self.k.dtype)
-        scale = 1.0 / math.sqrt(d)
-        q_by_slot = q.view(s, n, h, d).transpose(1, 2)  # [S, H, n, C/H]: a slot's samples are its query rows
-        prefix_scores = (q_by_slot @ self.prefix_k.transpose(-1, -2)).float() * scale  # [S, H, n, P]
-        prefix_scores = prefix_scores.masked_fill(~self.prefix_valid[:, None, None, :], float("-inf"))
-        own_scores = (q @ self.k.transpose(-1, -2)).float() * scale  # [S·n, H, 1, K]
-        own_scores = own_scores.masked_fill(self.new_index > self.write_position.view(rows, 1, 1, 1), float("-inf"))
-        own_scores = own_scores.view(s, n, h, new).transpose(1, 2)  # [S, H, n, K]
-        weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1).to(q.dtype)
-        prefix_weights, own_weights = weights.split([length, new], dim=-1)
-        y = prefix_weights @ self.prefix_v  # [S, H, n, C/H]
-        own_weights = own_weights.transpose(1, 2).reshape(rows, h, 1, new)
-        return y.transpose(1, 2).reshape(rows, h, 1, d) + own_weights @ self.v
+        return slot_attention(q, self.prefix_k, self.prefix_v, self.prefix_valid, self.k, self.v, self.write_position, self.active)
 
 
 class SlotState:
     """Decoding state of S slots × n samples (``GPT.slot_state``): per layer a ``SlotCache``;
     the soft tokens' cross-attention keys/values per row [S·n, H, M, C/H] (None without
     cross-attention); ``write_position`` [S·n] (the next own-cache position of each row),
-    ``position`` [S·n] (each row's next token position) and ``prefix_valid`` [S, P]. Everything
-    is preallocated and updated in place."""
+    ``position`` [S·n] (each row's next token position), ``prefix_valid`` [S, P] and ``active``
+    [S·n] (rows still sampling: the others' attention is skipped — set it before each step).
+    Everything is preallocated and updated in place."""
 
     def __init__(self, slots: int, n: int, layers: int, n_head: int, head_dim: int, prefix_capacity: int, max_new_tokens: int,
                  n_soft_cross: int, like: torch.Tensor, max_position: int):
@@ -128,8 +116,9 @@ class SlotState:
         self.write_position = torch.zeros(slots * n, dtype=torch.long, device=device)
         self.position = torch.zeros(slots * n, dtype=torch.long, device=device)
         self.prefix_valid = torch.zeros(slots, prefix_capacity, dtype=torch.bool, device=device)
-        self.layers = [SlotCache(slots, n, n_head, prefix_capacity, max_new_tokens, head_dim, like, self.prefix_valid, self.write_position)
-                       for _ in range(layers)]
+        self.active = torch.ones(slots * n, dtype=torch.bool, device=device)
+        self.layers = [SlotCache(slots, n, n_head, prefix_capacity, max_new_tokens, head_dim, like, self.prefix_valid, self.write_position,
+                                 self.active) for _ in range(layers)]
         shape = (slots * n, n_head, n_soft_cross, head_dim)
         self.cross = [(like.new_zeros(shape), like.new_zeros(shape)) for _ in range(layers)] if n_soft_cross else None
 
@@ -155,6 +144,7 @@ class SlotState:
                 v[rows] = v_new.repeat_interleave(self.n, 0).to(v.dtype)
         self.write_position[rows] = 0
         self.position[rows] = prefilled.position.repeat_interleave(self.n, 0)
+        self.active[rows] = True
 
     def advance(self) -> None:
         """After a decode step: every row moves one position on. Rows that have finished keep

@@ -1,5 +1,5 @@
 """One-time checks before "auto" trusts an accelerated attention path (the Triton cross-attention
-kernel, compiled FlexAttention) with a model: a version that miscompiles or rejects the inputs
+and slot-attention kernels, compiled FlexAttention) with a model: a version that miscompiles or rejects the inputs
 costs a warning and the torch path, not a training run."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ def mismatch_with_reference(what: str, fast: Callable, reference: Callable, q: t
     why they disagree (None when they agree): fp32 within 1e-4, 16-bit within 3e-2 of the
     largest reference value. Gradients are on and autocast off whatever the caller is under
     (no_grad / inference_mode / autocast: scoring, prefill)."""
-    tolerance = 1e-4 if q.dtype == torch.float32 else 3e-2
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(q.device.type, enabled=False):
         leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]  # a clone leaves inference mode
         try:
@@ -26,8 +25,29 @@ def mismatch_with_reference(what: str, fast: Callable, reference: Callable, q: t
         except Exception as error:  # noqa: BLE001 — any failure means: do not use the fast path
             return f"{what} failed its self-test ({type(error).__name__}: {str(error)[:300]})"
     for name, a, b in zip(("output", "dq", "dk", "dv"), (got, *got_grads), (want, *want_grads)):
-        a, b = a.detach().float(), b.detach().float()
-        err = float((a - b).abs().max() / b.abs().max().clamp(min=1e-2))
-        if not err <= tolerance:
-            return f"{what}'s {name} is off by {err:.2e} (relative) in its self-test for {q.dtype}"
+        if why := _off(what, name, a, b, q.dtype):
+            return why
+    return None
+
+
+def output_mismatch(what: str, fast: Callable[[], torch.Tensor], reference: Callable[[], torch.Tensor], dtype: torch.dtype,
+                    device: torch.device) -> str | None:
+    """``mismatch_with_reference`` for a forward-only path: ``fast()`` (inputs in ``dtype``)
+    against ``reference()`` (fp32 inputs), without gradients or autocast."""
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        try:
+            got, want = fast(), reference()
+        except Exception as error:  # noqa: BLE001 — any failure means: do not use the fast path
+            return f"{what} failed its self-test ({type(error).__name__}: {str(error)[:300]})"
+    return _off(what, "output", got, want, dtype)
+
+
+def _off(what: str, name: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> str | None:
+    """Why ``got`` is too far from ``want`` (None when it is close): fp32 within 1e-4, 16-bit
+    within 3e-2 of the largest reference value."""
+    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    got, want = got.detach().float(), want.detach().float()
+    err = float((got - want).abs().max() / want.abs().max().clamp(min=1e-2))
+    if not err <= tolerance:
+        return f"{what}'s {name} is off by {err:.2e} (relative) in its self-test for {dtype}"
     return None

@@ -182,7 +182,7 @@ def test_continuous_batching_refills_a_slot_as_soon_as_its_subject_finishes():
     decoder = CachedDecoder(model, 16, "cpu", subjects_per_batch=3)
     steps = []
     real_step = decoder.step
-    decoder.step = lambda token: (steps.append(1), real_step(token))[1]
+    decoder.step = lambda token, alive: (steps.append(1), real_step(token, alive))[1]
     sample_trajectories(decoder, contexts, np.array([7]), np.ones(30), horizon_us=1e9, n_samples=4, max_new_tokens=16,
                         stop_ids=list(range(1, 10)), seed=0, trajectory_sink=sink)
     by_subject = [lengths[s] for s in range(9)]
