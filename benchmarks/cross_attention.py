@@ -22,14 +22,9 @@ import json
 
 import torch
 import torch.nn.functional as F
+from gpu_timing import timed_ms  # benchmarks/gpu_timing.py, beside this script
 
 from ehrfast.model.kernels.cross_attention import cross_attention
-
-
-def timed_ms(fn) -> float:
-    from triton.testing import do_bench
-
-    return float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
 
 
 def make_case(args, n_segments: int, device):

@@ -18,14 +18,9 @@ import argparse
 import json
 
 import torch
+from gpu_timing import timed_ms  # benchmarks/gpu_timing.py, beside this script
 
 from ehrfast.model.kernels import slot_attention as sa
-
-
-def timed_ms(fn) -> float:
-    from triton.testing import do_bench
-
-    return float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
 
 
 def bytes_needed(inputs) -> int:

@@ -65,14 +65,10 @@ class CachedDecoder:
             raise ValueError(f"cuda_graphs needs a CUDA device, got {device!r}")
 
     def fits(self, context_len: int) -> bool:
-        cfg = self.model.config
-        prefix = cfg.n_soft_tokens if cfg.modality == "prefix" else 0
-        return prefix + context_len + self.max_new_tokens <= cfg.block_size
+        return context_len + self.max_new_tokens <= self.model.config.token_window
 
     def begin(self, n_subjects: int, n_samples: int, longest_context: int) -> int:
-        if not self.fits(longest_context):
-            raise ValueError(f"a context of {longest_context} tokens + {self.max_new_tokens} new tokens exceeds the model's window "
-                             f"of {self.model.config.block_size}")
+        """Allocates the slots (``GPT.slot_state`` raises when the contexts do not fit)."""
         self.n = n_samples
         slots = max(1, min(self.subjects_per_batch, n_subjects))
         self.state = self.model.slot_state(slots, n_samples, longest_context, self.max_new_tokens)
@@ -85,8 +81,7 @@ class CachedDecoder:
         for row, ctx in enumerate(contexts):
             idx[row, longest - len(ctx):] = ctx
         pad = torch.as_tensor([longest - len(ctx) for ctx in contexts], device=self.device)
-        dtype = self.model.transformer.wte.weight.dtype
-        rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), device=self.device).to(dtype)
+        rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), dtype=torch.float32, device=self.device)
         with torch.no_grad():
             logits = self.model.fill_slots(self.state, torch.as_tensor(slot_ids, dtype=torch.long, device=self.device),
                                            torch.as_tensor(idx, device=self.device), rows_prs, pad=pad)

@@ -67,7 +67,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     if not len(targets):
         raise ValueError(f"task {task.name!r}: no vocabulary token matches its target patterns")
     stops = [ds.vocab.id(t) for t in task.stop_tokens if t in ds.vocab]
-    window = model.config.block_size - (model.config.n_soft_tokens if model.config.modality == "prefix" else 0)
+    window = model.config.token_window
     context_len = max(window - min(task.max_new_tokens, window // 2), 1)
     sids = labels.column("subject_id").to_numpy()
     pts = labels.column("prediction_time").cast(pa.int64()).to_numpy()

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 
 from ehrfast.tokenize.vocab import Vocabulary
 
-US_PER_YEAR = 365.25 * 86400e6
+US_PER_DAY = 86400e6
+US_PER_YEAR = 365.25 * US_PER_DAY
 AGGREGATIONS = ("mean", "median", "max")
 
 
@@ -58,7 +59,7 @@ class Task:
 
     @property
     def history_us(self) -> float | None:
-        return None if self.history_days is None else self.history_days * 86400e6
+        return None if self.history_days is None else self.history_days * US_PER_DAY
 
     def matches(self, code: str, description: str = "") -> bool:
         text = f"{code} {description}"

@@ -35,6 +35,16 @@ class GPTConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def prefix_positions(self) -> int:
+        """Positions the soft tokens take before the tokens (prefix models), else 0."""
+        return self.n_soft_tokens if self.modality == "prefix" else 0
+
+    @property
+    def token_window(self) -> int:
+        """How many tokens fit the model's window."""
+        return self.block_size - self.prefix_positions
+
     def to_dict(self) -> dict:
         return asdict(self)
 

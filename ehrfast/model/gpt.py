@@ -141,6 +141,7 @@ class PRSEncoder(nn.Module):
         self.missing = nn.Parameter(torch.zeros(cfg.n_prs_traits))
 
     def forward(self, prs: torch.Tensor) -> torch.Tensor:
+        prs = prs.to(self.hidden.weight.dtype)  # float32 traits read by a bf16 model
         missing = torch.isnan(prs).all(dim=-1, keepdim=True)
         prs = torch.where(missing, self.missing.to(prs.dtype).expand_as(prs), torch.nan_to_num(prs))
         z = self.out(F.gelu(self.hidden(prs)))
@@ -341,10 +342,10 @@ class GPT(nn.Module):
         """Empty decoding state for ``slots`` subjects × ``n`` samples, holding histories of up to
         ``max_context`` tokens and ``max_new_tokens`` new ones per sample (``decode_slots``)."""
         cfg = self.config
-        prefix_capacity = max_context + (cfg.n_soft_tokens if cfg.modality == "prefix" else 0)
+        prefix_capacity = max_context + cfg.prefix_positions
         if prefix_capacity + max_new_tokens > cfg.block_size:
             raise ValueError(f"{prefix_capacity} context positions + {max_new_tokens} new tokens exceed block_size {cfg.block_size}")
-        return SlotState(slots, n, cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, prefix_capacity, max_new_tokens,
+        return SlotState(slots, n, cfg.n_layer, cfg.n_head, cfg.head_dim, prefix_capacity, max_new_tokens,
                          cfg.n_soft_tokens if cfg.modality == "cross" else 0, self.transformer.wte.weight, cfg.block_size - 1)
 
     def fill_slots(self, state: SlotState, slot_ids: torch.Tensor, idx: torch.Tensor, prs=None, soft_tokens=None,

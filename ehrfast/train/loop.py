@@ -127,7 +127,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         subjects = np.flatnonzero(~np.isnan(prs_train).all(1))
     subjects = distributed.shard(subjects, ranks)
     model_cfg = GPTConfig.preset(cfg.preset, vocab_size=len(train_ds.vocab), modality=cfg.modality, n_prs_traits=len(traits))
-    if cfg.seq_len + (model_cfg.n_soft_tokens if cfg.modality == "prefix" else 0) > model_cfg.block_size:
+    if cfg.seq_len > model_cfg.token_window:
         raise ValueError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
     model = GPT(model_cfg).to(cfg.device)
     opt = _optimizer(model, cfg)
@@ -212,7 +212,7 @@ def per_subject_loss(model: GPT, ds: TokenizedDataset, prs_rows: np.ndarray | No
     """Mean next-token loss of each subject's timeline (the last ``max_tokens`` tokens, default the
     model window): [n_subjects] float64, for the paired tests of the evaluation."""
     model.eval()
-    window = max_tokens or model.config.block_size - (model.config.n_soft_tokens if model.config.modality == "prefix" else 0)
+    window = max_tokens or model.config.token_window
     out = np.full(len(ds), np.nan)
     with torch.no_grad():
         for i in range(len(ds)):

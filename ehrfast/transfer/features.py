@@ -13,11 +13,6 @@ from ehrfast.tokenize.dataset import TokenizedDataset
 from ehrfast.tokenize.reference import US_PER_YEAR
 
 
-def _window(model: GPT) -> int:
-    cfg = model.config
-    return cfg.block_size - (cfg.n_soft_tokens if cfg.modality == "prefix" else 0)
-
-
 def context_features(model: GPT, ds: TokenizedDataset, subject_ids: Sequence[int], prediction_times_us: Sequence[int],
                      prs: np.ndarray | None = None, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """[n, n_embd] float32: the final hidden state at the last context token (what the model
@@ -26,7 +21,7 @@ def context_features(model: GPT, ds: TokenizedDataset, subject_ids: Sequence[int
     after a row's last token cannot change its hidden state."""
     if len(subject_ids) != len(prediction_times_us):
         raise ValueError(f"{len(subject_ids)} subject ids but {len(prediction_times_us)} prediction times")
-    contexts = [ds.context(int(s), int(t), max_tokens=_window(model))[0] for s, t in zip(subject_ids, prediction_times_us)]
+    contexts = [ds.context(int(s), int(t), max_tokens=model.config.token_window)[0] for s, t in zip(subject_ids, prediction_times_us)]
     out = np.zeros((len(contexts), model.config.n_embd), np.float32)
     model.eval()
     for start in range(0, len(contexts), batch_size):

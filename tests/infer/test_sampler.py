@@ -137,8 +137,7 @@ def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
     def forward(idx, prs=None):
         return model(idx, prs=prs) if prs is not None else model(idx)
 
-    window = model.config.block_size - (model.config.n_soft_tokens if modality == "prefix" else 0)
-    recomputed = sample_trajectories(RecomputeDecoder(forward, window, "cpu"), contexts, np.array([7, 8]), durations, **kw)
+    recomputed = sample_trajectories(RecomputeDecoder(forward, model.config.token_window, "cpu"), contexts, np.array([7, 8]), durations, **kw)
     assert len(set(recomputed.tokens_generated.tolist())) > 1  # subjects finish at different steps: slots are refilled mid-run
     for slots in (1, 2, 3, 8):
         cached = sample_trajectories(CachedDecoder(model, 12, "cpu", slots), contexts, np.array([7, 8]), durations, **kw)

@@ -6,19 +6,15 @@ the compiled kernel on CUDA with the acceptance grid."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-CUDA = torch.cuda.is_available()
-if not CUDA:  # must precede the kernel module's import (Triton reads it when kernels are defined)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from ehrfast.model import GPT, GPTConfig
+from ehrfast.model.kernels import cross_attention as ca
 
-from ehrfast.model import GPT, GPTConfig  # noqa: E402
-from ehrfast.model.kernels import cross_attention as ca  # noqa: E402
+CUDA = torch.cuda.is_available()  # without one, conftest.py has the kernels interpreted
 
 DEVICE = "cuda" if CUDA else "cpu"
 needs_triton = pytest.mark.skipif(ca.triton_unavailable_reason(torch.empty(1, device=DEVICE)) is not None,

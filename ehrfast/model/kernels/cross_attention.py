@@ -24,15 +24,14 @@ from __future__ import annotations
 import functools
 import math
 import os
-import warnings
 
 import torch
 import torch.nn.functional as F
 
+from ehrfast.model.kernels import _dispatch
 from ehrfast.model.self_test import mismatch_with_reference
 
 MAX_KEYS = 64  # soft tokens per segment the kernel holds in registers
-MAX_HEAD_DIM = 256
 BACKENDS = ("auto", "triton", "reference")
 
 
@@ -70,14 +69,8 @@ def cross_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def triton_unavailable_reason(q: torch.Tensor, k5: torch.Tensor | None = None) -> str | None:
     """Why the kernel cannot run on these inputs (None when it can). CPU tensors run only
     under Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use."""
-    if _triton() is None:
-        return "triton is not installed"
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        return "tensors are not on a CUDA device (set TRITON_INTERPRET=1 to interpret on the CPU)"
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        return f"dtype {q.dtype} (float16, bfloat16 or float32 only)"
-    if q.shape[-1] > MAX_HEAD_DIM:
-        return f"head dim {q.shape[-1]} exceeds {MAX_HEAD_DIM}"
+    if reason := _dispatch.triton_unavailable_reason(_triton(), q):
+        return reason
     if k5 is not None and k5.shape[3] > MAX_KEYS:
         return f"{k5.shape[3]} keys per segment exceed {MAX_KEYS}"
     return None
@@ -124,15 +117,6 @@ def _reference(q, k5, v5, q_segment, dropout_p) -> torch.Tensor:
     return y * valid[:, None, :, None].to(y.dtype)
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        warnings.warn(message, stacklevel=4)
-
-
 def _auto_uses_triton(q, k5, dropout_p) -> bool:
     if not q.is_cuda or dropout_p:
         return False
@@ -140,7 +124,7 @@ def _auto_uses_triton(q, k5, dropout_p) -> bool:
     if reason is None:
         reason = _self_test_failure(q.device, q.dtype, q.shape[-1], k5.shape[3])
     if reason:
-        _warn_once(f"cross-attention falls back to the torch reference: {reason}")
+        _dispatch.warn_once(f"cross-attention falls back to the torch reference: {reason}")
     return reason is None
 
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import functools
 import math
 import os
-import warnings
 
 import torch
 
+from ehrfast.model.kernels import _dispatch
 from ehrfast.model.self_test import output_mismatch
 
 BACKENDS = ("auto", "triton", "reference")
-MAX_HEAD_DIM = 256
 
 
 def slot_attention(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor, prefix_valid: torch.Tensor,
@@ -101,28 +100,15 @@ def _validate(q, prefix_k, prefix_v, prefix_valid, own_k, own_v, write_position,
 
 
 def triton_unavailable_reason(q: torch.Tensor) -> str | None:
-    """Why the kernel cannot run on these inputs (None when it can). CPU tensors run only
-    under Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use."""
-    if _triton() is None:
-        return "triton is not installed"
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        return "tensors are not on a CUDA device (set TRITON_INTERPRET=1 to interpret on the CPU)"
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        return f"dtype {q.dtype} (float16, bfloat16 or float32 only)"
-    if q.shape[-1] > MAX_HEAD_DIM:
-        return f"head dim {q.shape[-1]} exceeds {MAX_HEAD_DIM}"
-    return None
+    """Why the kernel cannot run on these inputs (None when it can); ``_dispatch`` says how."""
+    return _dispatch.triton_unavailable_reason(_triton(), q)
 
 
 def _auto_uses_triton(q: torch.Tensor) -> bool:
     reason = triton_unavailable_reason(q) or _self_test_failure(q.device, q.dtype, q.shape[-1])
-    if reason and reason not in _warned:
-        _warned.add(reason)
-        warnings.warn(f"slot attention falls back to the torch reference: {reason}", stacklevel=3)
+    if reason:
+        _dispatch.warn_once(f"slot attention falls back to the torch reference: {reason}")
     return reason is None
-
-
-_warned: set[str] = set()
 
 
 def random_slot_inputs(slots: int, n: int, heads: int, history: int, new: int, head_dim: int, dtype, device, seed: int = 0):

@@ -1,0 +1,36 @@
+"""What the kernels' "auto" backends share: whether a Triton kernel can run on given tensors,
+and one warning per reason when a call falls back to the torch reference."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+MAX_HEAD_DIM = 256
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def triton_unavailable_reason(kernels, q: torch.Tensor) -> str | None:
+    """Why a Triton kernel (``kernels``: its module, None when triton failed to import) cannot
+    run on ``q``'s device, dtype and head dim; None when it can. CPU tensors run only under
+    Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use."""
+    if kernels is None:
+        return "triton is not installed"
+    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        return "tensors are not on a CUDA device (set TRITON_INTERPRET=1 to interpret on the CPU)"
+    if q.dtype not in DTYPES:
+        return f"dtype {q.dtype} (float16, bfloat16 or float32 only)"
+    if q.shape[-1] > MAX_HEAD_DIM:
+        return f"head dim {q.shape[-1]} exceeds {MAX_HEAD_DIM}"
+    return None
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, stacklevel=4)
