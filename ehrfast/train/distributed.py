@@ -8,6 +8,7 @@ and one GPU each (LOCAL_RANK); CPU ranks use gloo (what the tests run).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -42,7 +43,18 @@ def join(device: str) -> tuple[Ranks, str]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
+        atexit.register(_leave)
     return Ranks(dist.get_rank(), dist.get_world_size()), device
+
+
+def _leave() -> None:
+    """Destroys the process group we joined while the interpreter is still whole: left to the
+    interpreter's teardown, gloo's worker threads can be destroyed joinable and the rank dies with
+    SIGABRT ("terminate called without an active exception") after its work is done."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _collective_device() -> torch.device:
