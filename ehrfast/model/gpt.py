@@ -14,6 +14,7 @@ Shapes: ``idx`` [B, T] int64 token ids; ``prs`` [B, n_prs_traits] float; ``soft_
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -153,17 +154,47 @@ def _segment_starts(segment_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ones_like(segment_ids[:, :1], dtype=torch.bool), segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)
 
 
-def _insert_prefixes(x: torch.Tensor, segment_ids: torch.Tensor, soft: torch.Tensor):
+def _positions_in_segment(starts: torch.Tensor) -> torch.Tensor:
+    """[B, T] int64: each position's offset from the start of its segment."""
+    index = torch.arange(starts.shape[1], device=starts.device).expand_as(starts)
+    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+    return index - first
+
+
+@dataclass
+class PackedLayout:
+    """Where packed rows' subjects begin, and the few facts about them that the host needs
+    (shapes, validation), read from the device in one transfer: a packed training step waits
+    for the GPU once here instead of once per fact."""
+
+    starts: torch.Tensor  # [B, T] bool: a subject's first token
+    begun: torch.Tensor  # [B, T] int64: subjects begun up to each token (>= 1)
+    decreasing: bool  # some row's segment ids go down
+    negative: bool  # some segment id is below 0
+    n_segments: int  # largest segment id + 1
+    most_subjects_in_a_row: int
+    longest_subject: int  # tokens
+
+    @classmethod
+    def of(cls, segment_ids: torch.Tensor) -> PackedLayout:
+        starts = _segment_starts(segment_ids)
+        begun = starts.long().cumsum(1)
+        decreasing = (segment_ids[:, 1:] < segment_ids[:, :-1]).any()
+        facts = torch.stack([decreasing.long(), (segment_ids.min() < 0).long(), segment_ids.max().long() + 1, begun[:, -1].max(),
+                             _positions_in_segment(starts).max() + 1]).tolist()
+        return cls(starts, begun, bool(facts[0]), bool(facts[1]), *facts[2:])
+
+
+def _insert_prefixes(x: torch.Tensor, segment_ids: torch.Tensor, layout: PackedLayout, soft: torch.Tensor):
     """Packed prefix rows: inserts each subject's soft tokens before its first token.
     x [B, T, C], segment_ids [B, T], soft [B, S, n_soft, C] -> (x [B, L, C], segment ids [B, L]
     with -1 for the padding that evens out rows holding fewer subjects, and token_index [B, T]:
     where each input token went)."""
     b, t, c = x.shape
     n_soft = soft.shape[2]
-    starts = _segment_starts(segment_ids)
-    begun = starts.long().cumsum(1)  # subjects begun up to each token (>= 1)
+    starts, begun = layout.starts, layout.begun
     token_index = torch.arange(t, device=x.device) + begun * n_soft
-    length = t + int(begun[:, -1].max()) * n_soft
+    length = t + layout.most_subjects_in_a_row * n_soft
     rows = torch.arange(b, device=x.device)
     out = x.new_zeros(b, length, c)
     seg = torch.full((b, length), -1, dtype=segment_ids.dtype, device=x.device)
@@ -247,39 +278,39 @@ class GPT(nn.Module):
         b, t = idx.shape
         if segment_ids.shape != idx.shape:
             raise ValueError(f"segment_ids must have the shape of idx {tuple(idx.shape)}, got {tuple(segment_ids.shape)}")
-        if t > 1 and bool((segment_ids[:, 1:] < segment_ids[:, :-1]).any()):
-            raise ValueError("segment_ids must be non-decreasing along each row")
-        x = self.transformer.wte(idx)
-        seg, token_index, memory = segment_ids, None, None
+        if t == 0:
+            raise ValueError("packed rows need at least one position")
+        layout = PackedLayout.of(segment_ids)
+        if layout.decreasing or layout.negative:
+            raise ValueError("segment_ids must be >= 0 and non-decreasing along each row")
+        seg, token_index, memory, soft = segment_ids, None, None, None
         if cfg.modality == "none":
             if prs is not None or soft_tokens is not None:
                 raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
         else:
-            soft = self._packed_soft_tokens(prs, soft_tokens, segment_ids)
+            soft = self._packed_soft_tokens(prs, soft_tokens, b, layout.n_segments)
+        n_prefix = soft.shape[2] if cfg.modality == "prefix" else 0
+        if layout.longest_subject + n_prefix > cfg.block_size:
+            raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
+        x = self.transformer.wte(idx)
+        if soft is not None:
             if cfg.modality == "prefix":
-                x, seg, token_index = _insert_prefixes(x, segment_ids, soft)
+                x, seg, token_index = _insert_prefixes(x, segment_ids, layout, soft)
             else:
                 memory = soft  # [B, S, n_soft, C]: each position reads its own subject's soft tokens
-        length = x.shape[1]
         self_mask = packed_mask(seg, dropout_active=self.training and cfg.dropout > 0)
-        starts = _segment_starts(seg)
-        index = torch.arange(length, device=idx.device).expand(b, length)
-        first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
-        pos = torch.where(seg >= 0, index - first, torch.zeros_like(index))  # position within the subject; padding 0
-        if int(pos.max()) >= cfg.block_size:
-            raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
+        starts = layout.starts if token_index is None else _segment_starts(seg)
+        pos = torch.where(seg >= 0, _positions_in_segment(starts), 0)  # position within the subject; padding 0
         x = self.transformer.drop(x + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x, memory, self_mask, segment_ids if memory is not None else None)
         x = self.transformer.ln_f(x)
         return x if token_index is None else x.gather(1, token_index[..., None].expand(-1, -1, x.shape[-1]))
 
-    def _packed_soft_tokens(self, prs, soft_tokens, segment_ids) -> torch.Tensor:
-        """Each packed subject's soft tokens [B, S, n_soft, n_embd]. S may exceed the segments
-        present (a row's last subject can be cut to its target token)."""
+    def _packed_soft_tokens(self, prs, soft_tokens, b: int, needed: int) -> torch.Tensor:
+        """Each packed subject's soft tokens [B, S, n_soft, n_embd]; ``needed``: the segments
+        present. S may exceed them (a row's last subject can be cut to its target token)."""
         cfg = self.config
-        b = segment_ids.shape[0]
-        needed = int(segment_ids.max()) + 1
         if soft_tokens is None:
             if prs is None or prs.dim() != 3 or prs.shape[0] != b or prs.shape[1] < needed or self.prs_encoder is None:
                 raise ValueError(f"packed {cfg.modality} rows need prs [B={b}, S>={needed}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")

@@ -21,6 +21,10 @@ from ehrfast.train import distributed
 from ehrfast.train.batches import PAD_ID, Batch, BatchSampler
 from ehrfast.train.checkpoint import load_checkpoint, save_checkpoint
 
+# Training losses are read from the device every this many steps, not every step: a read waits
+# for the GPU to finish the step, so the host could not queue the next one meanwhile.
+LOSS_READ_EVERY = 16
+
 
 @dataclass
 class TrainConfig:
@@ -156,6 +160,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         trained = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress or not ranks.is_main)
     t0, tokens = time.perf_counter(), 0
+    unread: list[torch.Tensor] = []  # losses still on the device
     while step < cfg.steps and (stop_after is None or step < stop_after):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
@@ -168,15 +173,17 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         opt.step()
         step += 1
         tokens += batch.n_real_tokens
-        value = float(loss.detach())
-        history["train_loss"].append(value)
+        unread.append(loss.detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{value:.3f}")
+        if len(unread) == LOSS_READ_EVERY:
+            _read_losses(unread, history, bar)
         if step % cfg.eval_every == 0 or step == cfg.steps:
+            _read_losses(unread, history, bar)
             val = BatchSampler(val_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1 + 1000 * ranks.rank, prs_val, cfg.pack)
             val_loss = distributed.total(evaluate_loss(model, val, cfg.eval_batches, cfg.device), ranks) / ranks.world
             history["val_loss"].append((step, val_loss))
             _save_state(model, opt, sampler, step, history, state_path, data_dir, ranks)
+    _read_losses(unread, history, bar)
     bar.close()
     distributed.check_in_sync(model, ranks)
     if step < cfg.steps:  # paused: the resumable state is all there is to write
@@ -188,6 +195,15 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     distributed.barrier(ranks)
     return history
+
+
+def _read_losses(unread: list[torch.Tensor], history: dict, bar) -> None:
+    """Moves the losses still on the device into the history, in one transfer."""
+    if unread:
+        values = torch.stack(unread).float().tolist()
+        history["train_loss"].extend(values)
+        bar.set_postfix(loss=f"{values[-1]:.3f}")
+        unread.clear()
 
 
 def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:

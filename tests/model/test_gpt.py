@@ -126,6 +126,28 @@ def test_packed_prefix_rows_with_different_subject_counts():
         model(idx, prs=prs, segment_ids=seg.flip(1))
 
 
+@pytest.mark.parametrize("modality", ["cross", "prefix", "none"])
+def test_packed_rows_are_checked_against_block_size_and_bad_segment_ids(modality):
+    """A packed subject may fill block_size positions (its prefix included), not one more; a
+    subject's length counts its own tokens, not the row's."""
+    cfg = GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=16, modality=modality,
+                    n_prs_traits=3 if modality != "none" else 0, n_soft_tokens=4)
+    model = GPT(cfg).eval()
+    longest = cfg.block_size - (cfg.n_soft_tokens if modality == "prefix" else 0)
+    prs = {} if modality == "none" else {"prs": torch.randn(2, 3, 3)}
+    fits = torch.tensor([[0] * longest + [1] * 5, [0] * 3 + [1] * 3 + [2] * (longest - 1)])
+    idx = torch.randint(1, 20, fits.shape)
+    with torch.no_grad():
+        assert model(idx, segment_ids=fits, **prs).shape == (2, longest + 5, 20)
+        too_long = torch.tensor([[0] * (longest + 1) + [1] * 4, [0] * 3 + [1] * 3 + [2] * (longest - 1)])
+        with pytest.raises(ValueError, match="spans more than block_size"):
+            model(idx, segment_ids=too_long, **prs)
+        with pytest.raises(ValueError, match=">= 0 and non-decreasing"):
+            model(idx, segment_ids=fits - 1, **prs)
+        with pytest.raises(ValueError, match="at least one position"):
+            model(idx[:, :0], segment_ids=fits[:, :0], **prs)
+
+
 def test_packed_prs_may_cover_more_subjects_than_the_inputs_show():
     # a row's last subject can be reduced to the final (target-only) token: inputs then hold one
     # segment fewer than the PRS tensor; that must work, not raise

@@ -48,7 +48,7 @@ def test_resume_gives_the_same_run(prepared, tmp_path):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
     ha = json.loads((tmp_path / "a" / "history.json").read_text())
     hb = json.loads((tmp_path / "b" / "history.json").read_text())
-    assert ha["train_loss"] == hb["train_loss"]
+    assert ha["train_loss"] == hb["train_loss"] and len(ha["train_loss"]) == _cfg().steps
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
@@ -56,7 +56,7 @@ def test_training_lowers_validation_loss(prepared, tmp_path, modality):
     hist = train(prepared / "tokens", tmp_path / modality, _cfg(modality=modality, steps=40, eval_every=20, eval_batches=4),
                  prs_path=prepared / "prs" / "PRS.parquet", progress=False)
     (s1, first), (s2, last) = hist["val_loss"][0], hist["val_loss"][-1]
-    assert s2 > s1 and last < first
+    assert s2 > s1 and last < first and len(hist["train_loss"]) == 40  # losses are read every few steps: none lost
     assert hist["train_loss"][-1] < np.log(len(TokenizedDataset(prepared / "tokens" / "train").vocab))
 
 
