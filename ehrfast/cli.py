@@ -321,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
+        from ehrfast.train import distributed
+
+        distributed.mark_failed()
         print(f"ehrfast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,11 +51,23 @@ def join(device: str) -> tuple[Ranks, str]:
 def _leave() -> None:
     """Destroys the process group we joined while the interpreter is still whole: left to the
     interpreter's teardown, gloo's worker threads can be destroyed joinable and the rank dies with
-    SIGABRT ("terminate called without an active exception") after its work is done."""
+    SIGABRT ("terminate called without an active exception") after its work is done. Not after
+    a failure: destroying an NCCL group waits for collectives that the other ranks may never
+    join, and the failure is what the launcher must see."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if dist.is_initialized() and not _failed and getattr(sys, "last_value", None) is None:
         dist.destroy_process_group()
+
+
+_failed = False
+
+
+def mark_failed() -> None:
+    """Records that this rank stops on an error it handled (the CLI prints it and exits 2), so
+    that the exit hook leaves the process group alone."""
+    global _failed
+    _failed = True
 
 
 def _collective_device() -> torch.device:
