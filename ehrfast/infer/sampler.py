@@ -36,11 +36,13 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     kept (so the set does not depend on a sort order) — renormalized. probs [B, V] -> [B, V]."""
     if top_p >= 1.0:
         return probs
-    ascending = probs.sort(dim=-1).values
-    cumulative = ascending.cumsum(-1)
+    descending = probs.sort(dim=-1, descending=True).values
+    cumulative = descending.cumsum(-1)
     total = cumulative[:, -1:]
-    at_most = torch.searchsorted(ascending, probs, right=True)  # how many tokens are not more likely
-    above = total - cumulative.gather(-1, at_most - 1)  # mass strictly more likely than each token
+    # tokens strictly more likely than each token; their mass summed directly (as the CUDA kernel
+    # does), not as total minus the rest, whose cancellation could move a boundary tie
+    n_above = probs.shape[-1] - torch.searchsorted(descending.flip(-1).contiguous(), probs, right=True)
+    above = torch.where(n_above > 0, cumulative.gather(-1, (n_above - 1).clamp(min=0)), torch.zeros_like(probs))
     kept = torch.where(above < top_p * total, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
 
