@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ehrfast.data.meds import BIRTH_CODE, DEATH_CODE, data_files
-from ehrfast.infer.task import US_PER_DAY, Task, code_descriptions
+from ehrfast.infer.task import Task, code_descriptions
 from ehrfast.io import atomic_output
 from ehrfast.tokenize.reader import STATIC_TIME, read_shard
+from ehrfast.tokenize.reference import US_PER_DAY
 
 
 def make_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.PathLike, splits: tuple[str, ...] | None = None) -> dict:

@@ -37,12 +37,12 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     if top_p >= 1.0:
         return probs
     descending = probs.sort(dim=-1, descending=True).values
-    cumulative = descending.cumsum(-1)
+    # mass of the k most likely tokens, k = 0 … V: summed directly (as the CUDA kernel does),
+    # not as total minus the rest, whose cancellation could move a boundary tie
+    cumulative = torch.nn.functional.pad(descending.cumsum(-1), (1, 0))
     total = cumulative[:, -1:]
-    # tokens strictly more likely than each token; their mass summed directly (as the CUDA kernel
-    # does), not as total minus the rest, whose cancellation could move a boundary tie
-    n_above = probs.shape[-1] - torch.searchsorted(descending.flip(-1).contiguous(), probs, right=True)
-    above = torch.where(n_above > 0, cumulative.gather(-1, (n_above - 1).clamp(min=0)), torch.zeros_like(probs))
+    n_above = torch.searchsorted(-descending, -probs)  # tokens strictly more likely than each token
+    above = cumulative.gather(-1, n_above)
     kept = torch.where(above < top_p * total, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from ehrfast.tokenize.reference import US_PER_DAY, US_PER_YEAR
 from ehrfast.tokenize.vocab import Vocabulary
 
-US_PER_DAY = 86400e6
-US_PER_YEAR = 365.25 * US_PER_DAY
 AGGREGATIONS = ("mean", "median", "max")
 
 

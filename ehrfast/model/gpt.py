@@ -169,6 +169,7 @@ class PackedLayout:
 
     starts: torch.Tensor  # [B, T] bool: a subject's first token
     begun: torch.Tensor  # [B, T] int64: subjects begun up to each token (>= 1)
+    positions: torch.Tensor  # [B, T] int64: each token's position within its subject
     decreasing: bool  # some row's segment ids go down
     negative: bool  # some segment id is below 0
     n_segments: int  # largest segment id + 1
@@ -179,10 +180,11 @@ class PackedLayout:
     def of(cls, segment_ids: torch.Tensor) -> PackedLayout:
         starts = _segment_starts(segment_ids)
         begun = starts.long().cumsum(1)
+        positions = _positions_in_segment(starts)
         decreasing = (segment_ids[:, 1:] < segment_ids[:, :-1]).any()
         facts = torch.stack([decreasing.long(), (segment_ids.min() < 0).long(), segment_ids.max().long() + 1, begun[:, -1].max(),
-                             _positions_in_segment(starts).max() + 1]).tolist()
-        return cls(starts, begun, bool(facts[0]), bool(facts[1]), *facts[2:])
+                             positions.max() + 1]).tolist()
+        return cls(starts, begun, positions, bool(facts[0]), bool(facts[1]), *facts[2:])
 
 
 def _insert_prefixes(x: torch.Tensor, segment_ids: torch.Tensor, layout: PackedLayout, soft: torch.Tensor):
@@ -299,8 +301,10 @@ class GPT(nn.Module):
             else:
                 memory = soft  # [B, S, n_soft, C]: each position reads its own subject's soft tokens
         self_mask = packed_mask(seg, dropout_active=self.training and cfg.dropout > 0)
-        starts = layout.starts if token_index is None else _segment_starts(seg)
-        pos = torch.where(seg >= 0, _positions_in_segment(starts), 0)  # position within the subject; padding 0
+        if token_index is None:
+            pos = layout.positions
+        else:  # positions restart at each inserted prefix; the padding that evens out rows gets 0
+            pos = torch.where(seg >= 0, _positions_in_segment(_segment_starts(seg)), 0)
         x = self.transformer.drop(x + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x, memory, self_mask, segment_ids if memory is not None else None)

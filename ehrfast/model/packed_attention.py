@@ -13,13 +13,13 @@ FlexAttention eagerly: slow, for tests). Attention dropout always uses SDPA.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ehrfast.model.kernels import _dispatch
 from ehrfast.model.self_test import mismatch_with_reference
 
 BACKENDS = ("auto", "flex", "sdpa")
@@ -64,10 +64,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, dropout_p: f
 
 
 def _backend() -> str:
-    backend = os.environ.get("EHRFAST_PACKED_ATTENTION", "auto")
-    if backend not in BACKENDS:
-        raise ValueError(f"EHRFAST_PACKED_ATTENTION must be one of {BACKENDS}, got {backend!r}")
-    return backend
+    return _dispatch.chosen_backend("auto", "EHRFAST_PACKED_ATTENTION", BACKENDS)
 
 
 def _wants_flex(device: torch.device) -> bool:

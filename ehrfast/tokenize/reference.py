@@ -26,7 +26,8 @@ import numpy as np
 from ehrfast.tokenize.reader import STATIC_TIME
 
 DROP, BIRTH = -1, -2
-US_PER_YEAR = 365.25 * 86400.0 * 1e6
+US_PER_DAY = 86400e6
+US_PER_YEAR = 365.25 * US_PER_DAY
 
 
 def age_digits(age_years: float, n_quantiles: int) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+_failed = False  # set by mark_failed: the exit hook then leaves the process group alone
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -58,9 +60,6 @@ def _leave() -> None:
 
     if dist.is_initialized() and not _failed and getattr(sys, "last_value", None) is None:
         dist.destroy_process_group()
-
-
-_failed = False
 
 
 def mark_failed() -> None:

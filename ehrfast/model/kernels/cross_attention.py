@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +42,7 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_segment
     "triton", or "reference"; the environment variable ``EHRFAST_CROSS_ATTENTION`` (same
     values) overrides "auto" — that is how to pin a model's choice. Dropout on the attention
     weights runs on the reference only."""
-    if backend == "auto":
-        backend = os.environ.get("EHRFAST_CROSS_ATTENTION", "auto")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend (or EHRFAST_CROSS_ATTENTION) must be one of {BACKENDS}, got {backend!r}")
+    backend = _dispatch.chosen_backend(backend, "EHRFAST_CROSS_ATTENTION", BACKENDS)
     k5, v5 = _validate(q, k, v, q_segment)
     if backend == "triton":
         if dropout_p:
@@ -153,12 +149,6 @@ def _triton():
     return _cross_attention_triton
 
 
-def _dot_options(q: torch.Tensor) -> dict:
-    """fp32 inputs use exact fp32 products (not TF32); the interpreter (CPU tensors) cannot
-    multiply 16-bit matrices, so it upcasts them."""
-    return dict(UPCAST=not q.is_cuda, PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
-
-
 def _segments(q: torch.Tensor, q_segment: torch.Tensor | None) -> tuple[torch.Tensor, int, bool]:
     if q_segment is None:
         return q.new_zeros(1, dtype=torch.int32), 0, False
@@ -181,7 +171,7 @@ class _TritonCrossAttention(torch.autograd.Function):
         kernels.forward[kernels.forward_grid(lq, b * h)](
             q, k5, v5, seg, out, *q.stride()[:3], *k5.stride()[:4], *v5.stride()[:4], seg_stride, *out.stride()[:3],
             h, lq, kernels.query_bucket(lq), k5.shape[3], d, k5.shape[1], 1.0 / math.sqrt(d),
-            HAS_SEGMENTS=has_segments, **kernels.block_sizes(k5.shape[3], d), **_dot_options(q))
+            HAS_SEGMENTS=has_segments, **kernels.block_sizes(k5.shape[3], d), **_dispatch.dot_options(q.dtype, q.is_cuda))
         ctx.save_for_backward(q, k5, v5, seg)
         ctx.has_segments, ctx.seg_stride = has_segments, seg_stride
         return out
@@ -201,5 +191,5 @@ class _TritonCrossAttention(torch.autograd.Function):
             *q.stride()[:3], *k5.stride()[:4], *v5.stride()[:4], ctx.seg_stride,
             *grad_out.stride()[:3], *dq.stride()[:3], *dk.stride()[:4],
             h, lq, kernels.query_bucket(lq), k5.shape[3], d, k5.shape[1], 1.0 / math.sqrt(d), rows_per_chunk,
-            HAS_SEGMENTS=ctx.has_segments, **kernels.block_sizes(k5.shape[3], d), **_dot_options(q))
+            HAS_SEGMENTS=ctx.has_segments, **kernels.block_sizes(k5.shape[3], d), **_dispatch.dot_options(q.dtype, q.is_cuda))
         return dq, dk.to(k5.dtype), dv.to(v5.dtype), None

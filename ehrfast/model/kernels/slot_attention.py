@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import torch
 
@@ -42,10 +41,7 @@ def slot_attention(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tens
     self-test passed, else the reference), "triton" or "reference"; ``EHRFAST_SLOT_ATTENTION``
     (same values) overrides "auto". Shapes are checked on every call: it costs host time only,
     and none at all when the step is replayed from a CUDA graph."""
-    if backend == "auto":
-        backend = os.environ.get("EHRFAST_SLOT_ATTENTION", "auto")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend (or EHRFAST_SLOT_ATTENTION) must be one of {BACKENDS}, got {backend!r}")
+    backend = _dispatch.chosen_backend(backend, "EHRFAST_SLOT_ATTENTION", BACKENDS)
     args = (q, prefix_k, prefix_v, prefix_valid, own_k, own_v, write_position, active)
     _validate(*args)
     if backend == "triton":
@@ -163,5 +159,5 @@ def _triton_slot_attention(q, prefix_k, prefix_v, prefix_valid, own_k, own_v, wr
         *q2.stride()[:2], *prefix_k.stride()[:3], *prefix_v.stride()[:3], prefix_valid.stride(0),
         *own_k.stride()[:3], *own_v.stride()[:3], out.stride(0), out.stride(2),
         rows // s, length, d, 1.0 / math.sqrt(d),
-        UPCAST=not q.is_cuda, PRECISION="ieee" if own_k.dtype == torch.float32 else "tf32", **config)
+        **_dispatch.dot_options(own_k.dtype, q.is_cuda), **config)
     return out.transpose(1, 2)
