@@ -111,7 +111,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(preset=args.preset, modality=args.modality, steps=args.steps, batch_size=args.batch_size,
                       seq_len=args.seq_len, lr=args.lr, seed=args.seed, device=args.device, missing_prs=args.missing_prs,
                       eval_every=max(1, args.steps // 5))
-    hist = train(args.data, args.out, cfg, prs_path=args.prs, resume=args.resume, progress=not args.quiet)
+    hist = train(args.data, args.out, cfg, prs_path=args.prs, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
     vals = ", ".join(f"step {s}: {v:.3f}" for s, v in hist["val_loss"])
@@ -126,7 +126,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
     from ehrfast.infer.task import Task
 
     task = Task.load(args.task)
-    counts = make_labels(args.meds_dir, task, args.out, tuple(args.splits) if args.splits else None)
+    counts = make_labels(args.meds_dir, task, args.out, tuple(args.splits) if args.splits else None, overwrite=args.overwrite)
     print(f"labels for {task.name} -> {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     return 0
 
@@ -137,7 +137,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     task = Task.load(args.task)
     s = score_cohort(args.checkpoint, args.data, args.labels, task, args.out, meds_dir=args.meds, prs_path=args.prs, seed=args.seed,
-                     device=args.device, strict_copy=args.strict, trajectories_path=args.trajectories, progress=not args.quiet)
+                     device=args.device, strict_copy=args.strict, trajectories_path=args.trajectories, overwrite=args.overwrite,
+                     progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print(f"scored {s['subjects']:,} subjects for {s['task']} ({s['targets_matched']} target tokens) -> {args.out} in "
               f"{s['seconds']:.1f} s on {s['ranks']} rank(s); {s['tokens_generated']:,} tokens generated")
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing-prs", choices=["embedding", "exclude"], default="embedding",
                    help="subjects without PRS: a learned 'missing' vector, or left out of training")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an existing run directory OUT")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="task YAML/JSON")
     p.add_argument("--out", required=True)
     p.add_argument("--splits", nargs="+", help="only these splits (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser("score", help="zero-shot risk by sampling futures (path probabilities + Monte-Carlo)")
@@ -284,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--strict", action="store_true", help="also write a copy with only meds-evaluation's columns")
     p.add_argument("--trajectories", help="also write the sampled futures here (parquet: one row per generated token)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_score)
 

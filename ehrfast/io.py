@@ -1,17 +1,30 @@
-"""Outputs: atomic files and directories (written under a temporary name, renamed into place only
-on success), and .npy files streamed by appending."""
+"""Outputs: the checks that keep inputs safe, atomic files and directories (written under a
+temporary name, renamed into place only on success), and .npy files streamed by appending.
+
+Every command checks its outputs against its inputs before any work (``check_outputs``), and
+every directory ehrfast writes carries a marker file, so ``--overwrite`` can only ever replace
+ehrfast's own outputs."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from ehrfast.errors import InvalidInputError, OutputExistsError, OutputOverlapsInputError
+
+PathLike = str | os.PathLike
+
+
+OUTPUT_MARKER = ".ehrfast-output.json"  # in every directory ehrfast writes: what --overwrite may replace
 
 
 def _umask() -> int:
@@ -20,49 +33,155 @@ def _umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[str]:
-    """Yields a temporary file path beside ``path``; renames it to ``path`` if the block succeeds."""
+def _real(path: str | os.PathLike) -> Path:
+    """Absolute, with symlinks resolved: two spellings of one place compare equal."""
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def _overlap(a: Path, b: Path) -> str | None:
+    """How real path ``a`` relates to real path ``b``: "is", "lies inside", "contains" or None."""
+    if a == b:
+        return "is"
+    if b in a.parents:
+        return "lies inside"
+    if a in b.parents:
+        return "contains"
+    return None
+
+
+def check_outputs(*, files: Iterable[PathLike | None] = (), directories: Iterable[PathLike | None] = (),
+                  inputs: Iterable[PathLike | None] = (), overwrite: bool = False) -> None:
+    """Checks a command's outputs before any work is done, so that no input is ever modified:
+
+    * an output that equals, contains or lies inside an input is refused
+      (``OutputOverlapsInputError``) — ``--overwrite`` does not change that;
+    * two outputs that overlap are refused;
+    * an existing output is refused without ``overwrite``; with it, a file output may replace a
+      file, and a directory output only a directory that ehrfast itself wrote (it holds
+      ``OUTPUT_MARKER``) or an empty one, never an arbitrary one (``OutputExistsError``).
+
+    ``None`` entries (optional paths not given) are skipped."""
+    files = [Path(p) for p in files if p is not None]
+    directories = [Path(p) for p in directories if p is not None]
+    check_no_overlap([*files, *directories], inputs)
+    for path in files:
+        check_replaceable(path, overwrite, directory=False)
+    for path in directories:
+        check_replaceable(path, overwrite, directory=True)
+
+
+def check_no_overlap(outputs: Iterable[PathLike | None], inputs: Iterable[PathLike | None]) -> None:
+    """Refuses an output that equals, contains or lies inside an input, and outputs that
+    overlap each other (see ``check_outputs``)."""
+    outs = [(Path(p), _real(p)) for p in outputs if p is not None]
+    ins = [(Path(p), _real(p)) for p in inputs if p is not None]
+    for out, real_out in outs:
+        for inp, real_in in ins:
+            how = _overlap(real_out, real_in)
+            if how == "is":
+                raise OutputOverlapsInputError(f"output {out} is the input {inp}: ehrfast never writes over its inputs; "
+                                               "choose another output path")
+            if how == "lies inside":
+                raise OutputOverlapsInputError(f"output {out} lies inside the input {inp}: ehrfast never writes into its "
+                                               "inputs; choose an output path outside it")
+            if how == "contains":
+                raise OutputOverlapsInputError(f"output {out} contains the input {inp}: writing it (or replacing it with "
+                                               "--overwrite) would destroy the input; choose another output path")
+    for i, (a, real_a) in enumerate(outs):
+        for b, real_b in outs[i + 1:]:
+            if _overlap(real_a, real_b):
+                raise InvalidInputError(f"outputs {a} and {b} overlap: give each output its own path")
+
+
+def check_replaceable(path: PathLike, overwrite: bool, *, directory: bool) -> None:
+    """Whether an output may be written at ``path`` (see ``check_outputs``)."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if directory and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return  # an empty directory: replacing it loses nothing
+    if not overwrite:
+        raise OutputExistsError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
+    if directory:
+        if not path.is_dir():
+            raise OutputExistsError(f"{path} already exists and is not a directory; --overwrite replaces only a directory "
+                                    "that ehrfast wrote")
+        if not has_marker(path):
+            raise OutputExistsError(f"{path} already exists and was not written by ehrfast (no {OUTPUT_MARKER} in it): "
+                                    "--overwrite replaces only ehrfast's own outputs; remove it yourself or choose another path")
+    elif path.is_dir() or not path.is_file():
+        raise OutputExistsError(f"{path} already exists and is not a regular file; --overwrite replaces only a file here")
+
+
+def has_marker(directory: PathLike) -> bool:
+    """Whether ehrfast wrote ``directory`` (it holds ``OUTPUT_MARKER``)."""
+    return (Path(directory) / OUTPUT_MARKER).is_file()
+
+
+def write_marker(directory: PathLike, kind: str) -> None:
+    """Marks ``directory`` as an ehrfast output of ``kind`` (what ``--overwrite`` may replace)."""
+    from ehrfast import __version__
+
+    payload = {"written_by": "ehrfast", "version": __version__, "kind": kind,
+               "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    (Path(directory) / OUTPUT_MARKER).write_text(json.dumps(payload) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, overwrite: bool = False) -> Iterator[str]:
+    """Yields a temporary file path beside ``path``; renames it to ``path`` if the block
+    succeeds, else removes it. An existing ``path`` is an error unless ``overwrite``."""
+    path = Path(path)
+    check_replaceable(path, overwrite, directory=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         yield tmp
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yields a temporary directory beside ``path``; renames it to ``path`` if the block succeeds.
+def atomic_directory(path: PathLike, overwrite: bool = False, kind: str = "output") -> Iterator[Path]:
+    """Yields a temporary directory beside ``path``; if the block succeeds, marks it as an
+    ehrfast output of ``kind`` and renames it to ``path``, else removes it.
 
-    An existing ``path`` is an error unless ``overwrite``; then it is replaced only after the
-    new directory is complete.
-    """
+    An existing ``path`` is an error unless ``overwrite``, and even then unless ehrfast wrote
+    it (``check_replaceable``); it is replaced only after the new directory is complete, and
+    restored if the final rename fails."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
+    check_replaceable(path, overwrite, directory=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        write_marker(tmp, kind)
+        _swap_in(tmp, path, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+
+
+def _swap_in(new: Path, path: Path, overwrite: bool) -> None:
+    """Renames directory ``new`` to ``path``, replacing an ehrfast directory there."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    check_replaceable(path, overwrite, directory=True)  # again: it may have changed while we worked
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old)  # onto an empty directory: allowed
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old, path)  # put the previous output back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class NpyAppender:

@@ -151,7 +151,7 @@ def _label_stage() -> Stage:
         out.mkdir(parents=True, exist_ok=True)
         counts = {}
         for name in DEMO_TASKS:
-            counts[name] = make_labels(run_dir / "cohort", demo_task(name), out / f"{name}.parquet", splits=("held_out",))
+            counts[name] = make_labels(run_dir / "cohort", demo_task(name), out / f"{name}.parquet", splits=("held_out",), overwrite=True)
             print(f"  {name} (held_out): " + ", ".join(f"{k} {v}" for k, v in counts[name].items()))
         return counts
 
@@ -164,7 +164,8 @@ def _train_stage(name: str, modality: str, steps: int, seed: int) -> Stage:
 
         cfg = TrainConfig(preset="demo", modality=modality, steps=steps, batch_size=8, seq_len=192, lr=2e-3, warmup_steps=20,
                           eval_every=max(1, steps // 3), eval_batches=4, seed=seed)
-        hist = train(run_dir / "tokens", out, cfg, prs_path=run_dir / "prs" / "PRS.parquet" if modality != "none" else None)
+        hist = train(run_dir / "tokens", out, cfg, prs_path=run_dir / "prs" / "PRS.parquet" if modality != "none" else None,
+                     overwrite=True)
         print("  validation loss: " + ", ".join(f"{v:.3f}" for _, v in hist["val_loss"]))
         return {"val_loss": hist["val_loss"], "tokens_per_second": hist.get("tokens_per_second")}
 
@@ -181,7 +182,8 @@ def _score_stage(name: str, model: str, seed: int) -> Stage:
             summaries[task_name] = score_cohort(
                 run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", run_dir / "labels" / f"{task_name}.parquet",
                 demo_task(task_name), out / f"{task_name}.parquet", meds_dir=run_dir / "cohort",
-                prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, seed=seed, model_name=model)
+                prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, seed=seed, model_name=model,
+                overwrite=True)
         return summaries
 
     return Stage(name, f"predictions/{model}", run)
@@ -264,7 +266,7 @@ def _transfer_stage(seed: int) -> Stage:
         for name, task in tasks.items():
             for split in data:
                 path = out / f"labels_{name}_{split}.parquet"
-                make_labels(run_dir / "cohort", task, path, splits=(split,))
+                make_labels(run_dir / "cohort", task, path, splits=(split,), overwrite=True)
                 table = pq.read_table(path)  # keep subjects the tokenizer kept (its event filters may drop some)
                 kept = np.isin(table.column("subject_id").to_numpy(), np.asarray(data[split].subject_ids))
                 labels[name, split] = table.filter(kept)
@@ -285,10 +287,11 @@ def _transfer_stage(seed: int) -> Stage:
             ehr = load_checkpoint(run_dir / "models" / "ehr" / "model")
             feats = {split: context_features(ehr, data[split], *rows("stroke_10y", split)[:2]) for split in data}
             head = train_probe(feats["train"], rows("stroke_10y", "train")[2], hidden=None, dropout=0.1, seed=seed)
-            write_predictions(out / "stroke_head.parquet", labels["stroke_10y", "held_out"], head.predict_proba(feats["held_out"]), "head")
+            write_predictions(out / "stroke_head.parquet", labels["stroke_10y", "held_out"], head.predict_proba(feats["held_out"]), "head",
+                              overwrite=True)
             zero = score_cohort(run_dir / "models" / "ehr" / "model", run_dir / "tokens" / "held_out",
                                 out / "labels_stroke_10y_held_out.parquet", tasks["stroke_10y"], out / "stroke_zero_shot.parquet",
-                                meds_dir=run_dir / "cohort", seed=seed, model_name="zero-shot", progress=False)
+                                meds_dir=run_dir / "cohort", seed=seed, model_name="zero-shot", overwrite=True, progress=False)
             n_held = labels["stroke_10y", "held_out"].num_rows
             summary["stroke_cost"] = {"head_forward_passes": n_held, "zero_shot_tokens_generated": zero["tokens_generated"]}
             print(f"  stroke: the head needs {n_held:,} forward passes; zero-shot sampling generated {zero['tokens_generated']:,} tokens")
@@ -314,7 +317,7 @@ def _transfer_stage(seed: int) -> Stage:
         for kind in ("embedding", "raw PRS", "demographics") if both_classes(y_train) else ():
             probe = train_probe(inputs[kind, "train"], y_train, hidden=32, dropout=0.1, seed=seed)
             write_predictions(out / f"copd_{kind.replace(' ', '_')}.parquet", labels["copd_10y", "held_out"],
-                              probe.predict_proba(inputs[kind, "held_out"]), kind)
+                              probe.predict_proba(inputs[kind, "held_out"]), kind, overwrite=True)
         if both_classes(y_train):
             comparisons["COPD 10y: PRS embedding (B) vs raw PRS (A)"] = ("copd_raw_PRS", "copd_embedding")
             comparisons["COPD 10y: PRS embedding (B) vs demographics (A)"] = ("copd_demographics", "copd_embedding")

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ehrfast.data import synthetic_codes as vocab
 from ehrfast.data.meds import CODES_SCHEMA, DATA_SCHEMA, SPLITS_SCHEMA, write_dataset_metadata
 from ehrfast.genomics.bed import PlinkWriter, Variant
-from ehrfast.io import atomic_directory
+from ehrfast.io import atomic_directory, check_outputs
 
 US_PER_DAY = 86_400_000_000
 US_PER_YEAR = int(365.25 * US_PER_DAY)
@@ -784,13 +784,14 @@ def generate_cohort(
 
     cfg = config or SyntheticConfig()
     cfg.validate()
+    check_outputs(directories=[out_dir], overwrite=overwrite)
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     censor_us = _to_us(cfg.censor_date)
     codes = sorted(vocab.all_code_descriptions())
     code_index = {c: i for i, c in enumerate(codes)}
     stages = tqdm(total=5, desc="synth", unit="stage", disable=not progress)
-    with atomic_directory(out_dir, overwrite=overwrite) as root:
+    with atomic_directory(out_dir, overwrite=overwrite, kind="cohort") as root:
         subj = _draw_subjects(rng, cfg)
         split = _assign_splits(rng, subj.n, cfg.split_fractions)
         stages.set_postfix_str("genotypes"); stages.update()

@@ -21,7 +21,7 @@ from ehrfast.evaluate.meta import MetaAnalysis, meta_analysis
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, ModelMetrics, model_metrics, roc_points
 from ehrfast.evaluate.paired_tests import compare_losses, spearman_vs_traits
 from ehrfast.evaluate.predictions import DEFAULT_SCORE, PredictionError, align_pair, load_subject_scores, read_predictions, subject_scores
-from ehrfast.io import atomic_directory
+from ehrfast.io import atomic_directory, check_outputs
 
 ALPHA = 0.05
 
@@ -122,12 +122,13 @@ def evaluate(
         raise ValueError(f"need one distinct name per task, got {names}")
     if meta_tasks is not None and (unknown := sorted(set(meta_tasks) - set(names))):
         raise ValueError(f"meta_tasks {unknown} are not among the tasks {names}")
+    check_outputs(directories=[out_dir], inputs=[*(p for pair in pairs for p in pair), prs_path, subgroups_path], overwrite=overwrite)
     tasks = [
         compare_pair(a, b, n, score_column, iterations, seed, threshold_rule, fixed_threshold, other_score_columns)
         for (a, b), n in tqdm(list(zip(pairs, names)), desc="evaluate", unit="task", disable=not progress)
     ]
     results: dict = {"model_names": list(model_names), "iterations": iterations, "seed": seed, "score_column": score_column, "alpha": ALPHA, "tasks": {}}
-    with atomic_directory(out_dir, overwrite=overwrite) as root:
+    with atomic_directory(out_dir, overwrite=overwrite, kind="evaluation") as root:
         (root / "plots").mkdir()
         doc = Document(f"Model comparison: {_label('B', model_names[1])} vs {_label('A', model_names[0])}")
         doc.paragraph(

@@ -247,6 +247,19 @@ class BgenSource(GenotypeSource):
         return out
 
 
+GENOTYPE_EXTENSIONS = (".bed", ".bim", ".fam", ".pgen", ".pvar", ".psam", ".pvar.zst", ".bgen", ".bgen.bgi", ".sample",
+                       ".vcf", ".vcf.gz", ".bcf", ".tbi", ".csi")
+
+
+def genotype_files(path: str | os.PathLike) -> list[Path]:
+    """The files a genotype ``path`` (a PLINK prefix or a file) may stand for — what an output
+    must never overwrite. Existing ones only, plus ``path`` itself."""
+    p = str(path)
+    prefixes = {p} | {p[: -len(ext)] for ext in GENOTYPE_EXTENSIONS if p.endswith(ext)}
+    found = {Path(p)} | {Path(q + ext) for q in prefixes for ext in GENOTYPE_EXTENSIONS if os.path.exists(q + ext)}
+    return sorted(found)
+
+
 def open_genotypes(path: str | os.PathLike, **options) -> GenotypeSource:
     """Opens ``path``: a PLINK prefix (``x`` for x.bed or x.pgen, or the file itself), a VCF/BCF
     or a BGEN file (``options`` go to its reader, e.g. ``ref_first=False``)."""

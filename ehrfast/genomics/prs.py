@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast._memory import reuse_freed_memory
-from ehrfast.genomics.genotypes import open_genotypes
+from ehrfast.genomics.genotypes import genotype_files, open_genotypes
 from ehrfast.genomics.match import MatchOptions, TraitMatch, match_score_files
 from ehrfast.genomics.score import ScoreModel, distinct_variants, score_traits
 from ehrfast.genomics.scorefile import read_score_files
-from ehrfast.io import atomic_output
+from ehrfast.io import atomic_output, check_outputs
 
 
 @dataclass
@@ -145,8 +145,8 @@ def compute_prs(
     opt = options or PRSOptions()
     out_path = Path(out_path)
     meta_path = out_path.with_name(out_path.stem + "_meta.json") if out_path.stem != "PRS" else out_path.with_name("prs_meta.json")
-    if not overwrite and (out_path.exists() or meta_path.exists()):
-        raise FileExistsError(f"{out_path} already exists (pass overwrite=True / --overwrite to replace it)")
+    check_outputs(files=[out_path, meta_path], inputs=[*genotype_files(genotypes), *score_files, sample_map, meds_dir],
+                  overwrite=overwrite)
     with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
         source, matches, dropped, result, subject_ids, train_subjects = _match_and_score(
             genotypes, score_files, opt, backend, sample_map, meds_dir, genotype_options, progress)
@@ -173,9 +173,9 @@ def compute_prs(
         "allele_frequency_source": "target genotypes (non-missing calls), as plink2 computes them",
         "match": {m.trait: {**m.report, "variants_used": int(len(m.variant)), "source": m.source} for m in matches},
     }
-    with atomic_output(out_path) as tmp:
+    with atomic_output(out_path, overwrite=overwrite) as tmp:
         pq.write_table(pa.table(columns), tmp, use_dictionary=False, write_statistics=False)  # continuous values: no dictionary pages
-        with atomic_output(meta_path) as tmp_meta:
+        with atomic_output(meta_path, overwrite=overwrite) as tmp_meta:
             Path(tmp_meta).write_text(json.dumps(meta, indent=1) + "\n")
     n_mapped = int(sum(s is not None for s in subject_ids))
     return PRSSummary(str(out_path), int(source.n_samples), n_mapped, result.traits, dropped, round(time.perf_counter() - t0, 3),

@@ -18,12 +18,14 @@ import pyarrow.parquet as pq
 
 from ehrfast.data.meds import BIRTH_CODE, DEATH_CODE, data_files
 from ehrfast.infer.task import Task, code_descriptions
-from ehrfast.io import atomic_output
+from ehrfast.io import atomic_output, check_outputs
 from ehrfast.tokenize.reader import STATIC_TIME, read_shard
 from ehrfast.tokenize.reference import US_PER_DAY
 
 
-def make_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.PathLike, splits: tuple[str, ...] | None = None) -> dict:
+def make_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.PathLike, splits: tuple[str, ...] | None = None,
+                overwrite: bool = False) -> dict:
+    check_outputs(files=[out_path], inputs=[meds_dir], overwrite=overwrite)
     descriptions = code_descriptions(meds_dir)
     files = data_files(meds_dir)
     subject, pred, label = [], [], []
@@ -62,6 +64,6 @@ def make_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.Path
     table = pa.table({"subject_id": pa.array(subject, pa.int64()),
                       "prediction_time": pa.array(np.asarray(pred, np.int64), pa.int64()).cast(pa.timestamp("us")),
                       "boolean_value": pa.array(label, pa.bool_())})
-    with atomic_output(out_path) as tmp:
+    with atomic_output(out_path, overwrite=overwrite) as tmp:
         pq.write_table(table, tmp)
     return counts

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
 from ehrfast.infer.sampler import SamplingResult, risk_level, sample_trajectories, wilson_interval
 from ehrfast.infer.task import Task, code_descriptions
-from ehrfast.io import atomic_output
+from ehrfast.io import atomic_output, check_outputs
 from ehrfast.tokenize.dataset import TokenizedDataset
 from ehrfast.train import distributed
 from ehrfast.train.checkpoint import load_checkpoint
@@ -43,7 +43,7 @@ STRICT_COLUMNS = ("subject_id", "prediction_time", "boolean_value", "predicted_b
 def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, labels_path: str | os.PathLike, task: Task,
                  out_path: str | os.PathLike, *, meds_dir: str | os.PathLike | None = None, prs_path: str | os.PathLike | None = None,
                  seed: int = 0, device: str = "cpu", model_name: str | None = None, strict_copy: bool = False,
-                 trajectories_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
+                 trajectories_path: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """``data_dir`` is one split's TokenizedDataset. Returns a summary (targets matched, counts,
     time). ``trajectories_path``: also write every sampled future (``TRAJECTORY_SCHEMA``, one
     row per generated token) for inspection.
@@ -54,6 +54,11 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     rank writes its own trajectories, to ``<stem>.rank<r>.parquet`` beside ``trajectories_path``."""
     t0 = time.perf_counter()
     ranks, device = distributed.join(device)
+    if trajectories_path is not None and ranks.distributed:
+        path = Path(trajectories_path)
+        trajectories_path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
+    check_outputs(files=[out_path, _strict_path(out_path) if strict_copy else None, trajectories_path],
+                  inputs=[checkpoint, data_dir, labels_path, meds_dir, prs_path], overwrite=overwrite)
     model = load_checkpoint(checkpoint, map_location=device)
     ds = TokenizedDataset(data_dir)
     if len(ds.vocab) != model.config.vocab_size:
@@ -96,10 +101,8 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     with contextlib.ExitStack() as stack:
         sink = None
         if trajectories_path is not None:
-            path = Path(trajectories_path)
-            if ranks.distributed:
-                path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
-            writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(path)), TRAJECTORY_SCHEMA))
+            writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(trajectories_path, overwrite)),
+                                                          TRAJECTORY_SCHEMA))
             sink = _trajectory_writer(writer, ds.vocab.decode(range(len(ds.vocab))), sids[mine], pts[mine])
         # a rank may get no subject (more ranks than labels): sampling nothing returns empty arrays
         res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"), horizon_us=task.horizon_us,
@@ -112,7 +115,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
                "tokens_generated": int(res.tokens_generated.sum()), "ranks": ranks.world}
     if ranks.is_main:
         _write_predictions(res, labels.column("boolean_value").filter(pa.array(keep)), sids, pts, task, model_name or Path(checkpoint).name,
-                           out_path, strict_copy)
+                           out_path, strict_copy, overwrite)
     distributed.barrier(ranks)
     return {**summary, "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -129,7 +132,13 @@ def _gathered(res: SamplingResult, mine: np.ndarray, n: int, ranks) -> SamplingR
     return SamplingResult(**fields)
 
 
-def _write_predictions(res: SamplingResult, boolean_value, sids, pts, task: Task, model_name: str, out_path, strict_copy: bool) -> None:
+def _strict_path(out_path) -> Path:
+    """Where the copy with only meds-evaluation's columns goes: ``<stem>_strict.parquet``."""
+    return Path(out_path).with_name(Path(out_path).stem + "_strict.parquet")
+
+
+def _write_predictions(res: SamplingResult, boolean_value, sids, pts, task: Task, model_name: str, out_path, strict_copy: bool,
+                       overwrite: bool) -> None:
     lo, hi = wilson_interval(res.sample_hit.sum(1), task.n_samples)
     prob = res.path_probability.astype(np.float32)
     table = pa.table({
@@ -147,10 +156,10 @@ def _write_predictions(res: SamplingResult, boolean_value, sids, pts, task: Task
         "tokens_generated": pa.array(res.tokens_generated),
         "model": pa.array([model_name] * len(sids)),
     })
-    with atomic_output(out_path) as tmp:
+    with atomic_output(out_path, overwrite) as tmp:
         pq.write_table(table, tmp)
     if strict_copy:
-        with atomic_output(Path(out_path).with_name(Path(out_path).stem + "_strict.parquet")) as tmp:
+        with atomic_output(_strict_path(out_path), overwrite) as tmp:
             pq.write_table(table.select(list(STRICT_COLUMNS)), tmp)
 
 

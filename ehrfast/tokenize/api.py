@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ehrfast._backend import resolve_backend
 from ehrfast._memory import reuse_freed_memory
 from ehrfast.data.meds import data_files
-from ehrfast.io import NpyAppender, atomic_directory
+from ehrfast.io import NpyAppender, atomic_directory, check_outputs
 from ehrfast.tokenize.config import TokenizerConfig
 from ehrfast.tokenize.reader import ShardRows, SubjectRegistry, shards_in_order
 from ehrfast.tokenize.tokenizer import Tokenizer, fit_statistics
@@ -82,6 +82,7 @@ def _tokenize_dataset(
     progress: bool = True,
 ) -> TokenizeSummary:
     t0 = time.perf_counter()
+    check_outputs(directories=[out_dir], inputs=[meds_dir, vocab_from], overwrite=overwrite)
     backend = resolve_backend(backend, "tokenizer")
     shards = data_files(meds_dir)
     registry = SubjectRegistry()
@@ -96,7 +97,7 @@ def _tokenize_dataset(
         if config.train_split not in shards:
             raise ValueError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
         tok, cached = fit_statistics(shards[config.train_split], config, backend, registry, progress)
-    with atomic_directory(out_dir, overwrite=overwrite) as root:
+    with atomic_directory(out_dir, overwrite=overwrite, kind="tokens") as root:
         summary = {}
         for split, paths in shards.items():
             is_train = fitting and split == tok.config.train_split

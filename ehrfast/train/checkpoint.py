@@ -26,7 +26,7 @@ def save_checkpoint(model: GPT, directory: str | os.PathLike, *, tokenizer_dir: 
     """Writes the checkpoint atomically; ``extra`` (e.g. training step, metrics) goes into config.json."""
     from safetensors.torch import save_file
 
-    with atomic_directory(directory, overwrite=overwrite) as tmp:
+    with atomic_directory(directory, overwrite=overwrite, kind="checkpoint") as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte
         save_file(state, str(tmp / "model.safetensors"))
         meta = {"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), **(extra or {})}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ehrfast.errors import InvalidInputError, OutputExistsError
+from ehrfast.io import check_no_overlap, check_replaceable, has_marker, write_marker
 from ehrfast.model import GPT, GPTConfig
 from ehrfast.tokenize.dataset import TokenizedDataset
 from ehrfast.train import distributed
@@ -105,18 +108,23 @@ def evaluate_loss(model: GPT, sampler: BatchSampler, n_batches: int, device) -> 
 
 
 def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
-          prs_path: str | os.PathLike | None = None, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> dict:
+          prs_path: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+          stop_after: int | None = None, progress: bool = True) -> dict:
     """Trains a GPT on ``data_dir/train`` (validation on ``data_dir/tuning``) and writes the
     final checkpoint to ``out_dir/model`` (``out_dir/last`` holds the resumable state; with
     ``stop_after`` the run pauses there after that many steps, to be continued with
     ``resume=True``). Returns the training history. Under ``torchrun`` (WORLD_SIZE > 1) every
     rank trains a DDP replica on its own disjoint shard of the training subjects, with
-    ``batch_size`` rows per rank; rank 0 writes the checkpoints."""
+    ``batch_size`` rows per rank; rank 0 writes the checkpoints.
+
+    An existing ``out_dir`` is continued with ``resume`` (it must hold a resumable state),
+    started afresh with ``overwrite`` (only a run directory ehrfast wrote), and refused
+    otherwise."""
     cfg = cfg or TrainConfig()
     ranks, device = distributed.join(cfg.device)
     cfg = replace(cfg, device=device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    _prepare_run_directory(out_dir, [data_dir, prs_path], resume, overwrite, ranks)
     train_ds, val_ds = TokenizedDataset(data_dir / "train"), TokenizedDataset(data_dir / "tuning")
     torch.manual_seed(cfg.seed)
     prs_train = prs_val = None
@@ -141,7 +149,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
                      "world_size": ranks.world}
     step = 0
     state_path = out_dir / "last"
-    if resume and (state_path / "trainer.pt").exists():
+    if resume:
         model = load_checkpoint(state_path, map_location=cfg.device).train()
         opt = _optimizer(model, cfg)
         saved = torch.load(state_path / "trainer.pt", weights_only=False)
@@ -195,6 +203,40 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     distributed.barrier(ranks)
     return history
+
+
+RUN_FILES = ("model", "last", "history.json")  # what a training run writes into its directory
+
+
+def _prepare_run_directory(out_dir: Path, inputs: list, resume: bool, overwrite: bool, ranks: distributed.Ranks) -> None:
+    """Checks ``out_dir`` against the resume / overwrite rule (every rank, before any writes),
+    then rank 0 creates it, marked as an ehrfast run, clearing a previous run's files under
+    ``overwrite``."""
+    check_no_overlap([out_dir], inputs)
+    if resume and overwrite:
+        raise InvalidInputError("give --resume (continue the run) or --overwrite (start it afresh), not both")
+    state = out_dir / "last" / "trainer.pt"
+    if resume:
+        if not state.exists():
+            raise InvalidInputError(f"{out_dir}: nothing to resume (no {state.relative_to(out_dir)}); drop --resume to start a new run")
+    elif out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if not overwrite:
+            raise OutputExistsError(f"{out_dir} already exists (pass --resume to continue that run, or overwrite=True / --overwrite "
+                                    "to start it afresh)")
+        check_replaceable(out_dir, overwrite, directory=True)
+    distributed.barrier(ranks)  # every rank has checked before rank 0 changes anything
+    if ranks.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in RUN_FILES:
+                path = out_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        if not has_marker(out_dir):
+            write_marker(out_dir, "train-run")
+    distributed.barrier(ranks)
 
 
 def _read_losses(unread: list[torch.Tensor], history: dict, bar) -> None:

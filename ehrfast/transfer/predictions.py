@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from ehrfast.io import atomic_output
 
 
-def write_predictions(path: str | os.PathLike, labels: pa.Table, probability: np.ndarray, model: str) -> None:
+def write_predictions(path: str | os.PathLike, labels: pa.Table, probability: np.ndarray, model: str, overwrite: bool = False) -> None:
     """``labels``: subject_id, prediction_time, boolean_value; ``probability`` [n] per row."""
     p = np.asarray(probability, np.float32)
     if len(p) != labels.num_rows:
@@ -24,5 +24,5 @@ def write_predictions(path: str | os.PathLike, labels: pa.Table, probability: np
         "predicted_boolean_probability": pa.array(p),
         "model": pa.array([model] * len(p)),
     })
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite) as tmp:
         pq.write_table(table, tmp)

@@ -1,0 +1,73 @@
+"""What every bad-input case checks: the exit code, that the message names the culprit, that no
+input changed (a hash of every file before and after), and that nothing half-written is left."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+EHRFAST = shutil.which("ehrfast")
+
+
+def tree_hash(*paths: Path) -> dict[str, str]:
+    """sha256 of every file under ``paths`` (or of the file), by path: equal before and after a
+    command means it changed no byte, added or removed no file there."""
+    out = {}
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temporary files or directories ehrfast leaves when it fails half-way (``.*.tmp``, ``.*.old``)."""
+    return sorted(p for p in Path(root).rglob(".*") if p.name.endswith((".tmp", ".old")))
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def ehrfast(*args) -> Outcome:
+    """Runs the console script as a user would."""
+    cmd = [EHRFAST, *map(str, args)] if EHRFAST else [sys.executable, "-m", "ehrfast.cli", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_refused(outcome: Outcome, *culprits: str) -> None:
+    """Exit 2 with a one-line message naming every culprit, and no traceback."""
+    assert outcome.returncode == 2, (outcome.returncode, outcome.stdout, outcome.stderr)
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    for culprit in culprits:
+        assert culprit in outcome.stderr, (culprit, outcome.stderr)
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """A 150-subject synthetic cohort (MEDS + genotypes + score files), generated once; tests copy it."""
+    from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+
+    out = tmp_path_factory.mktemp("bad_inputs") / "cohort"
+    generate_cohort(out, SyntheticConfig(n_subjects=150, seed=3, n_variants=300, n_null_traits=2, causal_variants=20,
+                                         score_variants=80, shard_size=100), progress=False)
+    return out
+
+
+@pytest.fixture
+def cohort(tiny_cohort, tmp_path) -> Path:
+    """A private copy of the tiny cohort inside ``tmp_path/r`` (tests may try to destroy it)."""
+    dest = tmp_path / "r" / "meds"
+    shutil.copytree(tiny_cohort, dest)
+    return dest
