@@ -26,6 +26,7 @@ every path runs K tokens unless it draws a stop token; both engines count what t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -33,8 +34,15 @@ import numpy as np
 import torch
 
 from ehrfast.infer.decoders import CachedDecoder
-from ehrfast.infer.sampler import sample_trajectories
+from ehrfast.infer.sampler import SamplingSettings, sample_trajectories
 from ehrfast.model import GPT, GPTConfig
+
+
+def sample(model, contexts, target_ids, durations_us, **kw):
+    """``sample_trajectories`` with the sampling settings given as keywords, as the tests write them."""
+    names = {f.name for f in dataclasses.fields(SamplingSettings)}
+    settings = SamplingSettings(**{k: v for k, v in kw.items() if k in names})
+    return sample_trajectories(model, contexts, target_ids, durations_us, settings, **{k: v for k, v in kw.items() if k not in names})
 
 
 def _sync(device):
@@ -47,7 +55,7 @@ def ehrfast_engine(model, contexts, prs, args, device) -> dict:
     vocab = model.config.vocab_size
     _sync(device)
     t0 = time.perf_counter()
-    res = sample_trajectories(decoder, contexts, np.array([5, 6, 7]), np.zeros(vocab), horizon_us=1.0, n_samples=args.samples,
+    res = sample(decoder, contexts, np.array([5, 6, 7]), np.zeros(vocab), horizon_us=1.0, n_samples=args.samples,
                               max_new_tokens=args.new_tokens, stop_ids=[], seed=0, prs=prs, device=device, step_backend=args.step)
     _sync(device)
     seconds = time.perf_counter() - t0

@@ -13,7 +13,7 @@ import shutil
 import time
 
 from ehrfast.data.meds import validate_meds_dataset
-from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+from ehrfast.synth.generator import SyntheticConfig, generate_cohort
 
 
 def main() -> None:

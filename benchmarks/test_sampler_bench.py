@@ -11,13 +11,22 @@ paths (checked); the GPU version of this workload is ``sampler_vs_hf.py``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from ehrfast.infer.decoders import CachedDecoder
-from ehrfast.infer.sampler import sample_trajectories
+from ehrfast.infer.sampler import SamplingSettings, sample_trajectories
 from ehrfast.model import GPT, GPTConfig
+
+
+def sample(model, contexts, target_ids, durations_us, **kw):
+    """``sample_trajectories`` with the sampling settings given as keywords, as the tests write them."""
+    names = {f.name for f in dataclasses.fields(SamplingSettings)}
+    settings = SamplingSettings(**{k: v for k, v in kw.items() if k in names})
+    return sample_trajectories(model, contexts, target_ids, durations_us, settings, **{k: v for k, v in kw.items() if k not in names})
 
 SUBJECTS, SLOTS, SAMPLES, NEW_TOKENS, VOCAB = 48, 8, 8, 64, 256
 STOPS = list(range(1, 9))  # 8 of 256 tokens end a timeline: lengths spread from a few tokens to K
@@ -36,7 +45,7 @@ def workload():
 
 
 def _sample(model, contexts, first_key=0):
-    return sample_trajectories(CachedDecoder(model, NEW_TOKENS, "cpu", SLOTS), contexts, np.array([9, 10]), np.ones(VOCAB),
+    return sample(CachedDecoder(model, NEW_TOKENS, "cpu", SLOTS), contexts, np.array([9, 10]), np.ones(VOCAB),
                                horizon_us=1e9, n_samples=SAMPLES, max_new_tokens=NEW_TOKENS, stop_ids=STOPS, seed=0,
                                subject_keys=np.arange(first_key, first_key + len(contexts)))
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ehrfast.data.meds import data_files
-from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+from ehrfast.synth.generator import SyntheticConfig, generate_cohort
 from ehrfast.tokenize import tokenize_dataset
 
 N_SUBJECTS = int(os.environ.get("EHRFAST_BENCH_SUBJECTS", "20000"))

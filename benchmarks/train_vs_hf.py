@@ -34,15 +34,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ehrfast.genomics.matrix import read_prs_matrix
 from ehrfast.model import GPT, GPTConfig, PRSEncoder
 from ehrfast.train.batches import PAD_ID, BatchSampler
-from ehrfast.train.loop import prs_rows_for, token_loss
+from ehrfast.train.loop import token_loss
 
 
 def synthetic_cohort(directory: Path, n_subjects: int):
     """Generates, tokenizes and scores a synthetic cohort; returns (train split, PRS rows)."""
-    from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
     from ehrfast.genomics.prs import compute_prs
+    from ehrfast.synth.generator import SyntheticConfig, generate_cohort
     from ehrfast.tokenize import TokenizedDataset, tokenize_dataset
 
     cohort = directory / "cohort"
@@ -51,7 +52,7 @@ def synthetic_cohort(directory: Path, n_subjects: int):
     scores = sorted((cohort / "genomics" / "scores").glob("*.txt"))
     compute_prs(cohort / "genomics" / "genotypes", scores, directory / "PRS.parquet", meds_dir=cohort, overwrite=True, progress=False)
     ds = TokenizedDataset(directory / "tokens" / "train")
-    rows, _ = prs_rows_for(ds, directory / "PRS.parquet")
+    rows = read_prs_matrix(directory / "PRS.parquet").rows_for(ds.subject_ids)
     return ds, rows
 
 

@@ -1,6 +1,8 @@
 // Python bindings of ehrfast._core. Every function here validates shapes and values, then
-// releases the GIL around the heavy loop. Python-side wrappers (ehrfast/genomics/bed.py)
-// validate first as well, so users see errors that name their files, not this module.
+// releases the GIL around the heavy loop. The Python callers (ehrfast/genomics/, ehrfast/data/,
+// ehrfast/tokenize/) validate first as well, so users see errors that name their files, not
+// this module. Argument bundles and enums are bound as objects (CallModel, CodeTableArrays,
+// TimelineRules), not passed as long lists of positional arrays and integer codes.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -124,13 +126,16 @@ void require_len(const py::array& a, py::ssize_t n, const char* name) {
                                     std::to_string(a.ndim() == 1 ? a.shape(0) : -1));
 }
 
-void require_csr(const Int64Array& off, const py::array& values, py::ssize_t n_entries, const char* name) {
-    require_len(off, n_entries + 1, name);
-    const std::int64_t* o = off.data();
-    if (o[0] != 0 || o[n_entries] != values.shape(0))
-        throw std::invalid_argument(std::string(name) + " offsets do not cover their values");
-    for (py::ssize_t e = 0; e < n_entries; ++e)
-        if (o[e + 1] < o[e]) throw std::invalid_argument(std::string(name) + " offsets must be non-decreasing");
+// The number of segments of CSR offsets `off` over `n_values` values, after checking them
+// (1-D, from 0 to n_values, non-decreasing) — the one CSR validator of this module.
+py::ssize_t csr_segments(const Int64Array& off, py::ssize_t n_values, const char* name) {
+    const py::ssize_t n = off.ndim() == 1 ? off.shape(0) - 1 : -1;
+    if (n < 0 || off.data()[0] != 0 || off.data()[n] != n_values)
+        throw std::invalid_argument(std::string(name) + " offsets do not cover their values (they must run from 0 to " +
+                                    std::to_string(n_values) + ")");
+    for (py::ssize_t e = 0; e < n; ++e)
+        if (off.data()[e + 1] < off.data()[e]) throw std::invalid_argument(std::string(name) + " offsets must be non-decreasing");
+    return n;
 }
 
 template <typename T>
@@ -138,13 +143,22 @@ std::vector<T> copy_of(const py::array_t<T, py::array::c_style>& a) {
     return std::vector<T>(a.data(), a.data() + a.size());
 }
 
-// A writable, C-contiguous 1-D output array of exactly dtype T and length n (a numpy array or
-// a slice of a memory-mapped file); no conversion, since a converted copy would drop writes.
+// A writable, C-contiguous output array of exactly dtype T and `shape` (a numpy array or a
+// slice of a memory-mapped file); no conversion, since a converted copy would drop writes.
+// The one output checker of this module.
 template <typename T>
-T* output_buffer(py::array& a, py::ssize_t n, const char* name) {
-    if (!a.dtype().is(py::dtype::of<T>()) || a.ndim() != 1 || a.shape(0) != n || !(a.flags() & py::array::c_style) || !a.writeable())
-        throw std::invalid_argument(std::string(name) + " must be a writable C-contiguous 1-D array of " + std::to_string(n) + " " +
-                                    py::str(py::dtype::of<T>()).cast<std::string>());
+T* checked_output(py::array& a, std::initializer_list<py::ssize_t> shape, const char* name, const char* dims = nullptr) {
+    bool ok = a.dtype().is(py::dtype::of<T>()) && a.ndim() == static_cast<py::ssize_t>(shape.size()) &&
+              (a.flags() & py::array::c_style) && a.writeable();
+    std::string want;
+    py::ssize_t axis = 0;
+    for (const py::ssize_t n : shape) {
+        ok = ok && a.shape(axis) == n;
+        want += (axis++ ? ", " : "") + std::to_string(n);
+    }
+    if (!ok)
+        throw std::invalid_argument(std::string(name) + " must be a writable C-contiguous " + py::str(py::dtype::of<T>()).cast<std::string>() +
+                                    " array " + (dims ? "[" + std::string(dims) + "] = " : "of shape ") + "[" + want + "]");
     return static_cast<T*>(a.mutable_data());
 }
 
@@ -179,26 +193,45 @@ tokenizer::Rows with_keep(tokenizer::Rows rows, const UInt8Array& keep) {
     return rows;
 }
 
+// What each code-table entry emits, as CSR arrays (ehrfast.tokenize.tokenizer.CodeTable.csr):
+// entry e emits pre[pre_off[e]:pre_off[e+1]], a quantile token from cuts[cut_off[e]:...], then
+// post[post_off[e]:...].
+struct CodeTableArrays {
+    Int64Array pre_off;
+    Int32Array pre;
+    Int64Array post_off;
+    Int32Array post;
+    Int64Array cut_off;
+    Float64Array cuts;
+};
+
+// The timeline rules (ehrfast.tokenize.tokenizer.TimelineRules): interval bins, the quantile
+// tokens, TIMELINE_END (-1: none), age tokens.
+struct TimelineRules {
+    Int64Array interval_lower;
+    Int32Array interval_token;
+    std::int32_t q_first = 0;
+    std::int32_t n_quantiles = 1;
+    std::int32_t timeline_end = -1;
+    bool age_tokens = true;
+};
+
 // The fitted code table and timeline rules, validated once, applied to many shards.
 class TimelineProgram {
   public:
-    TimelineProgram(const Int64Array& pre_off, const Int32Array& pre, const Int64Array& post_off, const Int32Array& post,
-                    const Int64Array& cut_off, const Float64Array& cuts, const Int64Array& interval_lower,
-                    const Int32Array& interval_token, std::int32_t q_first, std::int32_t n_quantiles, std::int32_t timeline_end,
-                    bool age_tokens)
-        : pre_off_(copy_of(pre_off)), pre_(copy_of(pre)), post_off_(copy_of(post_off)), post_(copy_of(post)),
-          cut_off_(copy_of(cut_off)), cuts_(copy_of(cuts)), lower_(copy_of(interval_lower)), token_(copy_of(interval_token)) {
-        n_entries_ = pre_off.shape(0) - 1;
-        require_csr(pre_off, pre, n_entries_, "pre");
-        require_csr(post_off, post, n_entries_, "post");
-        require_csr(cut_off, cuts, n_entries_, "cuts");
-        require_len(interval_token, interval_lower.shape(0), "interval_token");
+    TimelineProgram(const CodeTableArrays& t, const TimelineRules& r)
+        : pre_off_(copy_of(t.pre_off)), pre_(copy_of(t.pre)), post_off_(copy_of(t.post_off)), post_(copy_of(t.post)),
+          cut_off_(copy_of(t.cut_off)), cuts_(copy_of(t.cuts)), lower_(copy_of(r.interval_lower)), token_(copy_of(r.interval_token)) {
+        n_entries_ = csr_segments(t.pre_off, t.pre.shape(0), "pre");
+        if (csr_segments(t.post_off, t.post.shape(0), "post") != n_entries_ || csr_segments(t.cut_off, t.cuts.shape(0), "cuts") != n_entries_)
+            throw std::invalid_argument("pre, post and cuts must have one segment per code-table entry");
+        require_len(r.interval_token, r.interval_lower.shape(0), "interval_token");
         for (std::size_t i = 1; i < lower_.size(); ++i)
             if (lower_[i] <= lower_[i - 1]) throw std::invalid_argument("interval lower edges must be strictly increasing");
         if (!lower_.empty() && lower_[0] <= 0) throw std::invalid_argument("interval lower edges must be positive");
-        if (n_quantiles < 1) throw std::invalid_argument("n_quantiles must be >= 1");
+        if (r.n_quantiles < 1) throw std::invalid_argument("n_quantiles must be >= 1");
         table_ = tokenizer::CodeTable{pre_off_.data(), pre_.data(), post_off_.data(), post_.data(), cut_off_.data(), cuts_.data(), n_entries_};
-        rules_ = tokenizer::Rules{lower_.data(), token_.data(), lower_.size(), q_first, n_quantiles, timeline_end, age_tokens};
+        rules_ = tokenizer::Rules{lower_.data(), token_.data(), lower_.size(), r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens};
     }
 
     // Tokenizes the kept subjects in blocks of consecutive subjects, in parallel, passing the
@@ -345,7 +378,7 @@ const std::uint8_t* validity_bits(const UInt8Array& validity, std::int64_t bit_o
 void fill_null_times(const Int64Array& values, const UInt8Array& validity, std::int64_t bit_offset, py::array out) {
     const py::ssize_t n = values.shape(0);
     const std::uint8_t* bits = validity_bits(validity, bit_offset, n);
-    std::int64_t* o = output_buffer<std::int64_t>(out, n, "out");
+    std::int64_t* o = checked_output<std::int64_t>(out, {n}, "out");
     py::gil_scoped_release release;
     tokenizer::fill_nulls(values.data(), bits, bit_offset, static_cast<std::size_t>(n), tokenizer::kStaticTime, o);
 }
@@ -355,7 +388,7 @@ void fill_null_values(const py::array& values, const UInt8Array& validity, std::
     const py::ssize_t n = values.ndim() == 1 ? values.shape(0) : -1;
     if (n < 0 || !(values.flags() & py::array::c_style)) throw std::invalid_argument("values must be a contiguous 1-D array");
     const std::uint8_t* bits = validity_bits(validity, bit_offset, n);
-    float* o = output_buffer<float>(out, n, "out");
+    float* o = checked_output<float>(out, {n}, "out");
     const float nan = std::numeric_limits<float>::quiet_NaN();
     if (values.dtype().is(py::dtype::of<float>())) {
         const auto* v = static_cast<const float*>(values.data());
@@ -449,30 +482,12 @@ void check_rows(const Int32Array& rows, std::size_t limit, const char* name) {
                                         " is out of range (" + std::to_string(limit) + ")");
 }
 
-// Number of segments of a CSR offset array `name` over `n_items` items (validated).
-py::ssize_t checked_csr(const Int64Array& off, py::ssize_t n_items, const char* name) {
-    const py::ssize_t n = off.shape(0) - 1;
-    if (n < 0 || off.data()[0] != 0 || off.data()[n] != n_items)
-        throw std::invalid_argument(std::string(name) + " must run from 0 to " + std::to_string(n_items));
-    for (py::ssize_t t = 0; t < n; ++t)
-        if (off.data()[t + 1] < off.data()[t]) throw std::invalid_argument(std::string(name) + " must be non-decreasing");
-    return n;
-}
-
 // Validated view of one block's value rows: packed_row [n_rows] int32 into `g`, lut [n_rows, 4].
 prs::ValueRows value_rows(const prs::PackedGenotypes& g, const Int32Array& packed_row, const Float64Array& lut) {
     if (lut.ndim() != 2 || lut.shape(1) != 4 || lut.shape(0) != packed_row.shape(0))
         throw std::invalid_argument("lut must be [n_rows, 4] with one table per packed_row entry");
     check_rows(packed_row, g.n_variants, "packed_row");
     return {packed_row.data(), lut.data(), static_cast<std::size_t>(packed_row.shape(0))};
-}
-
-double* scores_out(py::array& scores, std::size_t n_samples, py::ssize_t n_traits) {
-    if (scores.ndim() != 2 || static_cast<std::size_t>(scores.shape(0)) != n_samples || scores.shape(1) != n_traits ||
-        !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
-        throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_samples, n_traits] = [" +
-                                    std::to_string(n_samples) + ", " + std::to_string(n_traits) + "]");
-    return static_cast<double*>(scores.mutable_data());
 }
 
 // scores [n_samples, n_traits] += values · weight, weight [n_rows, n_traits] dense (see prs/score.hpp).
@@ -482,7 +497,7 @@ void score_dense(const UInt8Array& packed, std::size_t n_samples, const Int32Arr
     const prs::ValueRows rows = value_rows(g, packed_row, lut);
     require_2d(weight, "weight");
     if (weight.shape(0) != packed_row.shape(0)) throw std::invalid_argument("weight must have one row per packed_row entry");
-    double* out = scores_out(scores, n_samples, weight.shape(1));
+    double* out = checked_output<double>(scores, {static_cast<py::ssize_t>(n_samples), weight.shape(1)}, "scores", "n_samples, n_traits");
     py::gil_scoped_release release;
     prs::accumulate_dense(g, rows, weight.data(), static_cast<std::size_t>(weight.shape(1)), out);
 }
@@ -492,34 +507,25 @@ void score_sparse(const UInt8Array& packed, std::size_t n_samples, const Int32Ar
                   const Int64Array& trait_off, const Int32Array& row, const Float64Array& weight, py::array scores) {
     const prs::PackedGenotypes g = packed_view(packed, n_samples);
     const prs::ValueRows rows = value_rows(g, packed_row, lut);
-    const py::ssize_t n_traits = checked_csr(trait_off, row.shape(0), "trait_off");
+    const py::ssize_t n_traits = csr_segments(trait_off, row.shape(0), "trait_off");
     require_len(weight, row.shape(0), "weight");
     check_rows(row, rows.n_rows, "row");
-    if (scores.ndim() != 2 || scores.shape(0) != n_traits || static_cast<std::size_t>(scores.shape(1)) != n_samples ||
-        !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
-        throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_traits, n_samples]");
-    double* out = static_cast<double*>(scores.mutable_data());
+    double* out = checked_output<double>(scores, {n_traits, static_cast<py::ssize_t>(n_samples)}, "scores", "n_traits, n_samples");
     py::gil_scoped_release release;
     prs::accumulate_sparse(g, rows, trait_off.data(), row.data(), weight.data(), static_cast<std::size_t>(n_traits), out);
 }
 
 void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const Int64Array& trait_off, const Int32Array& row,
-                   const UInt8Array& effect_is_alt, const Float64Array& weight, int kind, bool mean_impute, bool center,
-                   bool variance_standardize, bool plink2_center_quirk, int output, py::array scores) {
+                   const UInt8Array& effect_is_alt, const Float64Array& weight, const prs::CallModel& model, py::array scores) {
     require_2d(dosages, "dosages");
     const auto n_rows = static_cast<std::size_t>(dosages.shape(0));
     const auto n_samples = static_cast<std::size_t>(dosages.shape(1));
     require_len(p_alt, dosages.shape(0), "p_alt");
-    const py::ssize_t n_traits = checked_csr(trait_off, row.shape(0), "trait_off");
+    const py::ssize_t n_traits = csr_segments(trait_off, row.shape(0), "trait_off");
     require_len(effect_is_alt, row.shape(0), "effect_is_alt");
     require_len(weight, row.shape(0), "weight");
     check_rows(row, n_rows, "row");
-    if (kind < 0 || kind > 2 || output < 0 || output > 2) throw std::invalid_argument("kind and output must be 0, 1 or 2");
-    if (scores.ndim() != 2 || scores.shape(0) != n_traits || static_cast<std::size_t>(scores.shape(1)) != n_samples ||
-        !scores.dtype().is(py::dtype::of<double>()) || !(scores.flags() & py::array::c_style) || !scores.writeable())
-        throw std::invalid_argument("scores must be a writable C-contiguous float64 array [n_traits, n_samples]");
-    prs::CallModel model{kind, mean_impute, center, variance_standardize, plink2_center_quirk, output};
-    double* out = static_cast<double*>(scores.mutable_data());
+    double* out = checked_output<double>(scores, {n_traits, static_cast<py::ssize_t>(n_samples)}, "scores", "n_traits, n_samples");
     py::gil_scoped_release release;
     prs::accumulate_dosages(dosages.data(), n_rows, n_samples, p_alt.data(), trait_off.data(), row.data(), effect_is_alt.data(),
                             weight.data(), static_cast<std::size_t>(n_traits), model, out);
@@ -550,18 +556,20 @@ bool built_with_openmp() {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "ehrfast C++ core (PLINK .bed codec; tokenizer and PRS scorer land here too)";
+    m.doc() = "ehrfast C++ core: PLINK .bed codec, MEDS Arrow-buffer reader, tokenizer, PRS scorer";
     m.def("pack_bed", &pack_bed, py::arg("genotypes"),
           "Pack [n_variants, n_samples] int8 A1 counts (-1 = missing) into SNP-major .bed bytes "
           "[n_variants, ceil(n_samples/4)] uint8.");
     m.def("unpack_bed", &unpack_bed, py::arg("packed"), py::arg("n_samples"),
           "Unpack SNP-major .bed bytes [n_variants, ceil(n_samples/4)] into int8 A1 counts (-1 = missing).");
+    py::class_<CodeTableArrays>(m, "CodeTableArrays", "What each code-table entry emits, as CSR arrays.")
+        .def(py::init<Int64Array, Int32Array, Int64Array, Int32Array, Int64Array, Float64Array>(), py::arg("pre_off"), py::arg("pre"),
+             py::arg("post_off"), py::arg("post"), py::arg("cut_off"), py::arg("cuts"));
+    py::class_<TimelineRules>(m, "TimelineRules", "Interval bins, quantile tokens, TIMELINE_END and age tokens of a tokenizer.")
+        .def(py::init<Int64Array, Int32Array, std::int32_t, std::int32_t, std::int32_t, bool>(), py::arg("interval_lower"),
+             py::arg("interval_token"), py::arg("q_first"), py::arg("n_quantiles"), py::arg("timeline_end"), py::arg("age_tokens"));
     py::class_<TimelineProgram>(m, "TimelineProgram", "A fitted code table + timeline rules (see ehrfast/tokenize/reference.py).")
-        .def(py::init<const Int64Array&, const Int32Array&, const Int64Array&, const Int32Array&, const Int64Array&,
-                      const Float64Array&, const Int64Array&, const Int32Array&, std::int32_t, std::int32_t, std::int32_t, bool>(),
-             py::arg("pre_off"), py::arg("pre"), py::arg("post_off"), py::arg("post"), py::arg("cut_off"), py::arg("cuts"),
-             py::arg("interval_lower"), py::arg("interval_token"), py::arg("q_first"), py::arg("n_quantiles"),
-             py::arg("timeline_end"), py::arg("age_tokens"))
+        .def(py::init<const CodeTableArrays&, const TimelineRules&>(), py::arg("table"), py::arg("rules"))
         .def("tokenize", &TimelineProgram::tokenize, py::arg("time"), py::arg("code"), py::arg("entry_of_code"), py::arg("value"),
              py::arg("seg"),
              py::arg("keep"), py::arg("gaps") = nullptr, py::arg("token_fd") = -1, py::arg("time_fd") = -1,
@@ -593,9 +601,30 @@ PYBIND11_MODULE(_core, m) {
     m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"),
           py::arg("trait_off"), py::arg("row"), py::arg("weight"), py::arg("scores"),
           "scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k (in place).");
+    py::enum_<prs::CallKind>(m, "CallKind", "The genotype model of a call.")
+        .value("additive", prs::CallKind::additive)
+        .value("dominant", prs::CallKind::dominant)
+        .value("recessive", prs::CallKind::recessive);
+    py::enum_<prs::CallOutput>(m, "CallOutput", "What a call contributes.")
+        .value("score", prs::CallOutput::score)
+        .value("nonmissing", prs::CallOutput::nonmissing)
+        .value("named", prs::CallOutput::named);
+    py::class_<prs::CallModel>(m, "CallModel", "How each call counts (ehrfast.genomics.score.ScoreModel) and what it contributes.")
+        .def(py::init([](prs::CallKind kind, bool mean_impute, bool center, bool variance_standardize, bool plink2_center_quirk,
+                         prs::CallOutput output) {
+                 if (center && variance_standardize) throw std::invalid_argument("choose center or variance_standardize, not both");
+                 return prs::CallModel{kind, mean_impute, center, variance_standardize, plink2_center_quirk, output};
+             }),
+             py::arg("kind") = prs::CallKind::additive, py::arg("mean_impute") = true, py::arg("center") = false,
+             py::arg("variance_standardize") = false, py::arg("plink2_center_quirk") = false, py::arg("output") = prs::CallOutput::score)
+        .def_readonly("kind", &prs::CallModel::kind)
+        .def_readonly("mean_impute", &prs::CallModel::mean_impute)
+        .def_readonly("center", &prs::CallModel::center)
+        .def_readonly("variance_standardize", &prs::CallModel::variance_standardize)
+        .def_readonly("plink2_center_quirk", &prs::CallModel::plink2_center_quirk)
+        .def_readonly("output", &prs::CallModel::output);
     m.def("score_dosages", &score_dosages, py::arg("dosages"), py::arg("p_alt"), py::arg("trait_off"), py::arg("row"),
-          py::arg("effect_is_alt"), py::arg("weight"), py::arg("kind"), py::arg("mean_impute"), py::arg("center"),
-          py::arg("variance_standardize"), py::arg("plink2_center_quirk"), py::arg("output"), py::arg("scores"),
+          py::arg("effect_is_alt"), py::arg("weight"), py::arg("model"), py::arg("scores"),
           "scores[t, s] += Σ weight · value(effect-allele dosage) over trait t's pairs, fractional dosages (in place).");
     m.def("bed_allele_counts", &bed_allele_counts, py::arg("packed"), py::arg("n_samples"),
           "(A1 count sum, called samples) per variant of SNP-major .bed bytes.");

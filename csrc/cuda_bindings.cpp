@@ -1,7 +1,11 @@
 // Python bindings of ehrfast._cuda: the CUDA kernels, driven with raw device pointers so the
 // module needs no libtorch. ehrfast/infer/cuda_sampling.py validates the tensors (device,
-// dtype, shape, contiguity) and passes their data_ptr(); nothing here dereferences them on
-// the host. Compiled by the C++ compiler: no CUDA headers.
+// dtype, shape, contiguity) and passes their data_ptr(); nothing here dereferences them.
+// Compiled by the C++ compiler: no CUDA headers.
+//
+// The same bindings, built with EHRFAST_CUDA_HOST, make ehrfast._cuda_host: the kernels' own
+// sources compiled for the CPU (common/cuda_host.hpp), taking host pointers — what CI tests
+// against the torch reference where there is no GPU.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -17,43 +21,14 @@ using namespace ehrfast::sampler;
 
 namespace {
 
-template <typename T>
-T* pointer(uintptr_t address) {
-  return reinterpret_cast<T*>(address);
-}
-
-void sampling_step(uintptr_t logits, int dtype, int64_t n_rows, int64_t vocab, int64_t row_stride, uintptr_t subject_keys,
-                   uintptr_t sample_index, uint64_t seed, uintptr_t target_mask, uintptr_t stop_mask,
-                   uintptr_t durations_us, double horizon_us, double temperature, double top_p, int64_t max_new_tokens,
-                   uintptr_t alive, uintptr_t elapsed_us, uintptr_t log_survival, uintptr_t hit, uintptr_t generated,
-                   uintptr_t next_token, uintptr_t p_target, uintptr_t stream) {
-  if (dtype < 0 || dtype > 2) throw std::invalid_argument("dtype must be 0 (float32), 1 (bfloat16) or 2 (float16)");
-  if (n_rows < 0 || vocab < 1 || row_stride < vocab) throw std::invalid_argument("need n_rows >= 0, vocab >= 1, row_stride >= vocab");
-  if (n_rows > INT32_MAX) throw std::invalid_argument("too many rows for one launch");
-  if (!(temperature > 0) || !(top_p > 0) || top_p > 1) throw std::invalid_argument("need temperature > 0 and 0 < top_p <= 1");
-  SamplingStepArgs a;
-  a.logits = pointer<const void>(logits);
-  a.dtype = static_cast<LogitsDtype>(dtype);
-  a.n_rows = n_rows;
-  a.vocab = vocab;
-  a.row_stride = row_stride;
-  a.subject_keys = pointer<const int64_t>(subject_keys);
-  a.sample_index = pointer<const int64_t>(sample_index);
-  a.seed = seed;
-  a.target_mask = pointer<const uint8_t>(target_mask);
-  a.stop_mask = pointer<const uint8_t>(stop_mask);
-  a.durations_us = pointer<const double>(durations_us);
-  a.horizon_us = horizon_us;
-  a.temperature = temperature;
-  a.top_p = top_p;
-  a.max_new_tokens = max_new_tokens;
-  a.alive = pointer<uint8_t>(alive);
-  a.elapsed_us = pointer<double>(elapsed_us);
-  a.log_survival = pointer<double>(log_survival);
-  a.hit = pointer<uint8_t>(hit);
-  a.generated = pointer<int32_t>(generated);
-  a.next_token = pointer<int64_t>(next_token);
-  a.p_target = pointer<double>(p_target);
+// Checks the scalars (the Python wrapper has checked every tensor), then launches.
+void sampling_step(const SamplingStepArgs& a, uintptr_t stream) {
+  if (a.n_rows < 0 || a.vocab < 1 || a.row_stride < a.vocab) throw std::invalid_argument("need n_rows >= 0, vocab >= 1, row_stride >= vocab");
+  if (a.n_rows > INT32_MAX) throw std::invalid_argument("too many rows for one launch");
+  if (!(a.temperature > 0) || !(a.top_p > 0) || a.top_p > 1) throw std::invalid_argument("need temperature > 0 and 0 < top_p <= 1");
+  if (a.n_rows > 0 && (!a.logits || !a.subject_keys || !a.sample_index || !a.target_mask || !a.stop_mask || !a.durations_us ||
+                       !a.alive || !a.elapsed_us || !a.log_survival || !a.hit || !a.generated || !a.next_token))
+    throw std::invalid_argument("every pointer but p_target must be set");
   std::string error;
   {
     py::gil_scoped_release release;
@@ -76,17 +51,86 @@ py::tuple uniforms(uint64_t seed, int64_t subject, int64_t sample, int64_t step)
 
 }  // namespace
 
-PYBIND11_MODULE(_cuda, m) {
-  m.doc() = "ehrfast CUDA kernels (trajectory sampling step); driven through ehrfast.infer.cuda_sampling";
-  m.def("sampling_step", &sampling_step, py::arg("logits"), py::arg("dtype"), py::arg("n_rows"), py::arg("vocab"),
-        py::arg("row_stride"), py::arg("subject_keys"), py::arg("sample_index"), py::arg("seed"),
-        py::arg("target_mask"), py::arg("stop_mask"), py::arg("durations_us"), py::arg("horizon_us"), py::arg("temperature"),
-        py::arg("top_p"), py::arg("max_new_tokens"), py::arg("alive"), py::arg("elapsed_us"), py::arg("log_survival"),
-        py::arg("hit"), py::arg("generated"), py::arg("next_token"), py::arg("p_target"), py::arg("stream"),
-        "One sampling step for every row (device pointers as integers; see csrc/sampler/sampling_step.hpp).");
+// A pointer field of SamplingStepArgs, seen from Python as the integer address (tensor.data_ptr()).
+#define EHRFAST_POINTER_FIELD(cls, field)                                                                       \
+  def_property(                                                                                                  \
+      #field, [](const SamplingStepArgs& a) { return reinterpret_cast<uintptr_t>(a.field); },                    \
+      [](SamplingStepArgs& a, uintptr_t address) { a.field = reinterpret_cast<decltype(a.field)>(address); })
+
+void define_module(py::module_& m) {
+  // module_local: ehrfast._cuda and ehrfast._cuda_host bind the same C++ types and may be loaded together
+  py::enum_<LogitsDtype>(m, "LogitsDtype", "The dtype of the logits the sampling step reads.", py::module_local())
+      .value("float32", LogitsDtype::float32)
+      .value("bfloat16", LogitsDtype::bfloat16)
+      .value("float16", LogitsDtype::float16);
+  py::class_<SamplingStepArgs>(m, "SamplingStepArgs", py::module_local(),
+                               "Everything one sampling step reads and updates (csrc/sampler/sampling_step.hpp): device pointers as "
+                               "integer addresses, shapes and the task's scalars.")
+      .def(py::init<>())
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, logits)
+      .def_readwrite("dtype", &SamplingStepArgs::dtype)
+      .def_readwrite("n_rows", &SamplingStepArgs::n_rows)
+      .def_readwrite("vocab", &SamplingStepArgs::vocab)
+      .def_readwrite("row_stride", &SamplingStepArgs::row_stride)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, subject_keys)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, sample_index)
+      .def_readwrite("seed", &SamplingStepArgs::seed)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, target_mask)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, stop_mask)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, durations_us)
+      .def_readwrite("horizon_us", &SamplingStepArgs::horizon_us)
+      .def_readwrite("temperature", &SamplingStepArgs::temperature)
+      .def_readwrite("top_p", &SamplingStepArgs::top_p)
+      .def_readwrite("max_new_tokens", &SamplingStepArgs::max_new_tokens)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, alive)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, elapsed_us)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, log_survival)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, hit)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, generated)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, next_token)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, p_target);
+  m.def("sampling_step", &sampling_step, py::arg("args"), py::arg("stream"),
+        "One sampling step for every row of ``args`` on ``stream`` (a cudaStream_t as an integer).");
   m.def("max_vocab", &max_vocab, py::arg("device"), "Largest vocabulary the sampling kernel supports on a device (0: no usable device).");
   m.def("philox4x32_10", &philox, py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("k0"), py::arg("k1"),
         "Philox4x32-10 on the host, the kernel's code: four 32-bit words.");
   m.def("uniform_pair", &uniforms, py::arg("seed"), py::arg("subject"), py::arg("sample"), py::arg("step"),
         "The kernel's (u_first, u_continue) for one (seed, subject, sample, step), computed on the host.");
 }
+
+#if defined(EHRFAST_CUDA_HOST)
+#include "common/cuda_host.hpp"
+
+namespace ehrfast::cuda_host_selftest {
+std::string run(const std::string& name, unsigned n_blocks, unsigned n_threads, const double* in, double* out, double* out2);
+}
+
+PYBIND11_MODULE(_cuda_host, m) {
+  m.doc() = "ehrfast's CUDA kernels compiled for the CPU with an emulated execution model (tests; host pointers)";
+  define_module(m);
+  m.def(
+      "set_schedule", [](const std::string& order) {
+        if (order != "forward" && order != "reverse") throw std::invalid_argument("schedule must be 'forward' or 'reverse'");
+        ehrfast::cuda_host::set_schedule(order == "reverse");
+      },
+      py::arg("order"), "The order a block's threads run in between synchronization points: 'forward' or 'reverse'.");
+  m.def(
+      "emulator_selftest", [](const std::string& name, unsigned n_blocks, unsigned n_threads, py::array_t<double, py::array::c_style> in) {
+        const size_t n = static_cast<size_t>(n_blocks) * n_threads;
+        if (static_cast<size_t>(in.size()) != n) throw std::invalid_argument("in must hold n_blocks * n_threads values");
+        py::array_t<double> out(static_cast<py::ssize_t>(n)), out2(static_cast<py::ssize_t>(n));
+        std::fill(out.mutable_data(), out.mutable_data() + n, 0.0);
+        std::fill(out2.mutable_data(), out2.mutable_data() + n, 0.0);
+        const std::string error = ehrfast::cuda_host_selftest::run(name, n_blocks, n_threads, in.data(), out.mutable_data(), out2.mutable_data());
+        if (!error.empty()) throw std::runtime_error(error);
+        return py::make_tuple(out, out2);
+      },
+      py::arg("name"), py::arg("n_blocks"), py::arg("n_threads"), py::arg("values"),
+      "Runs one of the emulator's self-test kernels; (out, out2), or RuntimeError with the emulation's report.");
+}
+#else
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "ehrfast CUDA kernels (trajectory sampling step); driven through ehrfast.infer.cuda_sampling";
+  define_module(m);
+}
+#endif

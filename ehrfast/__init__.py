@@ -8,13 +8,7 @@ The pipeline (one public function and one CLI command per arrow)::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from ehrfast._backend import build_info
-
-try:
-    __version__ = version("ehrfast")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from ehrfast._version import __version__
+from ehrfast.backends import build_info
 
 __all__ = ["__version__", "build_info"]

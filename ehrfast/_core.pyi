@@ -11,8 +11,8 @@ def unpack_bed(packed: npt.NDArray[np.uint8], n_samples: int) -> npt.NDArray[np.
 
 def built_with_openmp() -> bool: ...
 
-class TimelineProgram:
-    """A fitted code table + timeline rules (ehrfast/tokenize/reference.py has the rules)."""
+class CodeTableArrays:
+    """What each code-table entry emits, as CSR arrays (``CodeTable.csr()``)."""
 
     def __init__(
         self,
@@ -22,13 +22,18 @@ class TimelineProgram:
         post: npt.NDArray[np.int32],
         cut_off: npt.NDArray[np.int64],
         cuts: npt.NDArray[np.float64],
-        interval_lower: npt.NDArray[np.int64],
-        interval_token: npt.NDArray[np.int32],
-        q_first: int,
-        n_quantiles: int,
-        timeline_end: int,
-        age_tokens: bool,
     ) -> None: ...
+
+class TimelineRules:
+    """Interval bins (lower edges µs, token ids), Q1's id, the number of quantiles, TIMELINE_END's id (-1: none), age tokens."""
+
+    def __init__(self, interval_lower: npt.NDArray[np.int64], interval_token: npt.NDArray[np.int32], q_first: int, n_quantiles: int,
+                 timeline_end: int, age_tokens: bool) -> None: ...
+
+class TimelineProgram:
+    """A fitted code table + timeline rules (ehrfast/tokenize/reference.py has the rules)."""
+
+    def __init__(self, table: CodeTableArrays, rules: TimelineRules) -> None: ...
     def tokenize(
         self, time: npt.NDArray[np.int64], code: npt.NDArray[np.int32], entry_of_code: npt.NDArray[np.int32],
         value: npt.NDArray[np.float32], seg: npt.NDArray[np.int64], keep: npt.NDArray[np.uint8], gaps: IntervalGaps | None = None,
@@ -84,10 +89,35 @@ def score_sparse(
 ) -> None:
     """scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k, in place; scores [n_traits, n_samples]."""
 
+class CallKind:
+    """The genotype model of a call: ``additive``, ``dominant`` or ``recessive``."""
+
+    additive: CallKind
+    dominant: CallKind
+    recessive: CallKind
+
+class CallOutput:
+    """What a call contributes: ``score``, ``nonmissing`` (1 per called genotype) or ``named`` (its named-allele dosage)."""
+
+    score: CallOutput
+    nonmissing: CallOutput
+    named: CallOutput
+
+class CallModel:
+    """How each call counts and what it contributes (``ehrfast.genomics.score.ScoreModel`` + ``CallOutput``)."""
+
+    kind: CallKind
+    mean_impute: bool
+    center: bool
+    variance_standardize: bool
+    plink2_center_quirk: bool
+    output: CallOutput
+    def __init__(self, kind: CallKind = ..., mean_impute: bool = True, center: bool = False, variance_standardize: bool = False,
+                 plink2_center_quirk: bool = False, output: CallOutput = ...) -> None: ...
+
 def score_dosages(
     dosages: npt.NDArray[np.float64], p_alt: npt.NDArray[np.float64], trait_off: npt.NDArray[np.int64], row: npt.NDArray[np.int32],
-    effect_is_alt: npt.NDArray[np.uint8], weight: npt.NDArray[np.float64], kind: int, mean_impute: bool, center: bool,
-    variance_standardize: bool, plink2_center_quirk: bool, output: int, scores: npt.NDArray[np.float64],
+    effect_is_alt: npt.NDArray[np.uint8], weight: npt.NDArray[np.float64], model: CallModel, scores: npt.NDArray[np.float64],
 ) -> None:
     """Fractional-dosage scoring, in place (see ehrfast.genomics.score.call_values)."""
 

@@ -4,36 +4,48 @@ The kernels take raw device pointers as integers (``tensor.data_ptr()``) and a C
 handle; use them through ``ehrfast.infer.cuda_sampling``, which validates every tensor first.
 """
 
-def sampling_step(
-    logits: int,
-    dtype: int,
-    n_rows: int,
-    vocab: int,
-    row_stride: int,
-    subject_keys: int,
-    sample_index: int,
-    seed: int,
-    target_mask: int,
-    stop_mask: int,
-    durations_us: int,
-    horizon_us: float,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    alive: int,
-    elapsed_us: int,
-    log_survival: int,
-    hit: int,
-    generated: int,
-    next_token: int,
-    p_target: int,
-    stream: int,
-) -> None:
-    """One sampling step for every row: logits [n_rows, row_stride] (dtype 0 float32, 1 bfloat16,
-    2 float16); subject_keys / sample_index [n_rows] int64 (with generated, the row's step
-    number, the random stream's counter); target_mask / stop_mask [vocab] uint8; durations_us [vocab] float64; state [n_rows]: alive
-    and hit uint8, elapsed_us and log_survival float64, generated int32; next_token [n_rows]
-    int64 out; p_target [n_rows] float64 out or 0."""
+class LogitsDtype:
+    """The dtype of the logits the sampling step reads."""
+
+    float32: LogitsDtype
+    bfloat16: LogitsDtype
+    float16: LogitsDtype
+
+class SamplingStepArgs:
+    """Everything one sampling step reads and updates; device pointers as integer addresses.
+
+    logits [n_rows, row_stride] of ``dtype`` (the first ``vocab`` columns used);
+    subject_keys / sample_index [n_rows] int64 (with generated, the row's step number, the
+    random stream's counter); target_mask / stop_mask [vocab] uint8; durations_us [vocab]
+    float64; state [n_rows]: alive and hit uint8, elapsed_us and log_survival float64,
+    generated int32; next_token [n_rows] int64 out; p_target [n_rows] float64 out, or 0."""
+
+    logits: int
+    dtype: LogitsDtype
+    n_rows: int
+    vocab: int
+    row_stride: int
+    subject_keys: int
+    sample_index: int
+    seed: int
+    target_mask: int
+    stop_mask: int
+    durations_us: int
+    horizon_us: float
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    alive: int
+    elapsed_us: int
+    log_survival: int
+    hit: int
+    generated: int
+    next_token: int
+    p_target: int
+    def __init__(self) -> None: ...
+
+def sampling_step(args: SamplingStepArgs, stream: int) -> None:
+    """One sampling step for every row of ``args`` on ``stream`` (a cudaStream_t as an integer)."""
 
 def max_vocab(device: int) -> int:
     """Largest vocabulary the sampling kernel holds in shared memory on ``device`` (0: no usable device)."""

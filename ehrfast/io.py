@@ -120,7 +120,7 @@ def has_marker(directory: PathLike) -> bool:
 
 def write_marker(directory: PathLike, kind: str) -> None:
     """Marks ``directory`` as an ehrfast output of ``kind`` (what ``--overwrite`` may replace)."""
-    from ehrfast import __version__
+    from ehrfast._version import __version__
 
     payload = {"written_by": "ehrfast", "version": __version__, "kind": kind,
                "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -37,10 +37,20 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory):
     """A 1,500-subject cohort with a small genotype panel, generated once per test session."""
-    from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+    from ehrfast.synth.generator import SyntheticConfig, generate_cohort
 
     out = tmp_path_factory.mktemp("cohort") / "small"
     cfg = SyntheticConfig(n_subjects=1_500, seed=7, n_variants=1_500, n_null_traits=12,
                           causal_variants=100, score_variants=400, shard_size=600)
     summary = generate_cohort(out, cfg, progress=False)
     return out, cfg, summary
+
+
+@pytest.fixture(autouse=True)
+def _backend_settings_read_afresh():
+    """Backend choices are read from the environment once per process: a test that sets an
+    ``EHRFAST_*`` variable calls ``backends.refresh()``; afterwards the next test reads afresh."""
+    yield
+    from ehrfast import backends
+
+    backends.refresh()

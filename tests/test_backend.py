@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ehrfast
-from ehrfast import _backend
+from ehrfast import backends
 
 
 def test_version_and_build_info():
@@ -20,35 +20,83 @@ def test_version_and_build_info():
     assert isinstance(info["cpp_core"], bool)
     if os.environ.get("EHRFAST_REQUIRE_CORE") == "1":
         assert info["cpp_core"], info["core_error"]
+        assert info["cuda_host_kernels"], "ehrfast._cuda_host (the CUDA kernels built for the CPU) is missing: its tests would skip"
         if shutil.which("nvcc") and os.environ.get("EHRFAST_CUDA", "AUTO").upper() != "OFF":
             assert info["cuda_kernels"], "nvcc is on PATH but ehrfast._cuda was not built"
 
 
 def test_unknown_backend():
-    with pytest.raises(ValueError, match="must be 'auto', 'cpp' or 'python'"):
-        _backend.resolve_backend("fortran", "bed packing")
+    with pytest.raises(ValueError, match="must be one of auto, fast, reference \\(or 'cpp' / 'python'\\)"):
+        backends.resolve_backend("fortran", "bed packing")
 
 
 def test_missing_core_falls_back_once_or_errors(monkeypatch):
-    monkeypatch.setattr(_backend, "core", None)
-    monkeypatch.setattr(_backend, "_warned", set())
+    monkeypatch.setattr(backends, "core", None)
+    monkeypatch.setattr(backends, "_warned", set())
     with pytest.warns(RuntimeWarning, match="Python reference"):
-        assert _backend.resolve_backend(None, "thing") == "python"
+        assert backends.resolve_backend(None, "thing") == "python"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _backend.resolve_backend("auto", "thing") == "python"  # warned once only
-    with pytest.raises(_backend.BackendUnavailableError, match="pip install"):
-        _backend.resolve_backend("cpp", "thing")
-    assert _backend.resolve_backend("python", "thing") == "python"
+        assert backends.resolve_backend("auto", "thing") == "python"  # warned once only
+    with pytest.raises(backends.BackendUnavailableError, match="pip install"):
+        backends.resolve_backend("cpp", "thing")
+    assert backends.resolve_backend("python", "thing") == "python"
 
 
-@pytest.mark.parametrize("name", ["_core", "_cuda"])
+@pytest.mark.parametrize("name", ["_core", "_cuda", "_cuda_host"])
 def test_stub_lists_exactly_the_compiled_names(name):
-    """ehrfast/_core.pyi and _cuda.pyi must describe the modules that are really built."""
-    module = _backend.core if name == "_core" else _backend._cuda_module()
+    """ehrfast/_core.pyi, _cuda.pyi and _cuda_host.pyi must describe the modules that are really built."""
+    module = {"_core": backends.core, "_cuda": backends.cuda_module(), "_cuda_host": backends.cuda_host_module()}[name]
     if module is None:
         pytest.skip(f"ehrfast.{name} not built")
     stub = ast.parse((Path(ehrfast.__file__).parent / f"{name}.pyi").read_text())
     stubbed = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     compiled = {n for n in dir(module) if not n.startswith("_")}
     assert stubbed == compiled
+
+
+def test_one_vocabulary_and_the_old_names(monkeypatch):
+    """auto | fast | reference for every component; each component's own names still work."""
+    for name, c in backends.COMPONENTS.items():
+        assert backends.choose(name, c.fast) == "fast" and backends.choose(name, c.reference) == "reference"
+        assert backends.choose(name, "fast") == "fast" and backends.choose(name, "REFERENCE") == "reference"
+    with pytest.raises(ValueError, match="EHRFAST_CROSS_ATTENTION"):
+        monkeypatch.setenv("EHRFAST_CROSS_ATTENTION", "cudnn")
+        backends.refresh()
+        backends.choose("cross_attention")
+
+
+def test_environment_is_read_once_and_overrides_nest(monkeypatch):
+    monkeypatch.setenv("EHRFAST_PACKED_ATTENTION", "sdpa")
+    backends.refresh()
+    assert backends.setting("packed_attention") == ("reference", "EHRFAST_PACKED_ATTENTION")
+    monkeypatch.setenv("EHRFAST_PACKED_ATTENTION", "flex")  # read once: a later change is not seen ...
+    assert backends.choose("packed_attention") == "reference"
+    backends.refresh()  # ... until the environment is read again
+    assert backends.choose("packed_attention") == "fast"
+    backends.configure(packed_attention="reference")
+    try:
+        assert backends.setting("packed_attention") == ("reference", "configure")
+        with backends.use(packed_attention="fast"):
+            assert backends.setting("packed_attention") == ("fast", "use")
+            assert backends.choose("packed_attention", "reference") == "reference"  # a call's own choice wins
+        assert backends.choose("packed_attention") == "reference"
+    finally:
+        backends.configure(packed_attention=None)
+    assert backends.setting("packed_attention")[1] == "EHRFAST_PACKED_ATTENTION"
+
+
+def test_info_prints_the_resolved_table(monkeypatch):
+    monkeypatch.setenv("EHRFAST_SLOT_ATTENTION", "reference")
+    backends.refresh()
+    rows = {r.component: r for r in backends.backend_table()}
+    assert set(rows) == set(backends.COMPONENTS)
+    assert (rows["slot_attention"].choice, rows["slot_attention"].source, rows["slot_attention"].runs) == (
+        "reference", "EHRFAST_SLOT_ATTENTION", "reference")
+    assert rows["core"].runs == ("cpp" if backends.core is not None else rows["core"].runs)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ehrfast.cli", "info"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "EHRFAST_SLOT_ATTENTION": "reference"}).stdout
+    assert "slot_attention" in out and "[EHRFAST_SLOT_ATTENTION]" in out and "packed_attention" in out

@@ -248,16 +248,16 @@ void allele_counts(const PackedGenotypes& g, double* a1_sum, double* called) {
 
 double call_value(double d, double p, const CallModel& m) {
     const bool missing = std::isnan(d);
-    if (m.output == 1) return missing ? 0.0 : 1.0;
+    if (m.output == CallOutput::nonmissing) return missing ? 0.0 : 1.0;
     double t = d, imputed = 2.0 * p;
-    if (m.kind == 1) {
+    if (m.kind == CallKind::dominant) {
         t = std::min(d, 1.0);
         imputed = p;
-    } else if (m.kind == 2) {
+    } else if (m.kind == CallKind::recessive) {
         t = std::max(d - 1.0, 0.0);
         imputed = p;
     }
-    if (m.output == 2) return missing ? 0.0 : t;
+    if (m.output == CallOutput::named) return missing ? 0.0 : t;
     if (m.center || m.variance_standardize) {
         const double scale = m.variance_standardize ? std::sqrt(2.0 * p * (1.0 - p)) : 1.0;
         if (scale > 0) {

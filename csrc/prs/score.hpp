@@ -42,14 +42,19 @@ void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const st
 // Per variant: sum of A1 counts over called samples, and the number of called samples.
 void allele_counts(const PackedGenotypes& g, double* a1_sum, double* called);
 
-// What a call contributes, mirroring ehrfast.genomics.score.transform / named_value.
+// The genotype model of a call (ehrfast.genomics.score.ScoreModel.model).
+enum class CallKind : int { additive = 0, dominant = 1, recessive = 2 };
+// What a call contributes: its score value, a non-missing indicator, or its named-allele dosage.
+enum class CallOutput : int { score = 0, nonmissing = 1, named = 2 };
+
+// What a call contributes, computed as ehrfast.genomics.score.call_values does.
 struct CallModel {
-    int kind = 0;  // 0 additive, 1 dominant, 2 recessive
+    CallKind kind = CallKind::additive;
     bool mean_impute = true;
     bool center = false;
     bool variance_standardize = false;
     bool plink2_center_quirk = false;
-    int output = 0;  // 0 score value, 1 non-missing indicator, 2 named-allele dosage
+    CallOutput output = CallOutput::score;
 };
 
 double call_value(double d, double p, const CallModel& m);

@@ -9,12 +9,12 @@
 //      target set removed, so the path goes on and its probability stays exact;
 //   4. state: log_survival += log(1 − p_target), elapsed += duration(token), hit, generated,
 //      and the row finishes at the horizon, a stop token, K tokens, or when all mass is on T.
+//
+// The same file runs on the CPU in the tests: compiled by the host compiler, common/cuda_compat.hpp
+// gives it the emulated execution model of common/cuda_host.hpp (module ehrfast._cuda_host).
+#include "common/cuda_compat.hpp"
 #include "sampler/philox.cuh"
 #include "sampler/sampling_step.hpp"
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
 
 #include <climits>
 #include <cmath>
@@ -120,7 +120,7 @@ __device__ int64_t inverse_cdf(const Weight& weight, int64_t vocab, double u, do
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sampling_step_kernel(SamplingStepArgs a) {
-  extern __shared__ double w[];  // [vocab]
+  EHRFAST_DYNAMIC_SHARED(double, w);  // [vocab]
   __shared__ double scratch[kWarps];
   __shared__ unsigned long long chosen;
   const int64_t row = blockIdx.x;
@@ -224,7 +224,7 @@ std::string launch(const SamplingStepArgs& a, cudaStream_t stream) {
   const LaunchConfig cfg = launch_config(a);
   EHRFAST_CUDA_TRY(cudaFuncSetAttribute(sampling_step_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(cfg.shared_bytes)));
-  sampling_step_kernel<T><<<cfg.grid, cfg.block, cfg.shared_bytes, stream>>>(a);
+  EHRFAST_LAUNCH(sampling_step_kernel<T>, cfg.grid, cfg.block, cfg.shared_bytes, stream, a);
   EHRFAST_CUDA_TRY(cudaGetLastError());
   return "";
 }

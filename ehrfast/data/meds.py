@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ehrfast._backend import require_core, resolve_backend
+from ehrfast.backends import require_core, resolve_backend
+from ehrfast.errors import InvalidInputError
 
 MEDS_VERSION = "0.4.1"
 SPLITS = ("train", "tuning", "held_out")
@@ -49,7 +50,7 @@ SPLITS_SCHEMA = pa.schema(
 STRING_DATASET_KEYS = ("dataset_name", "dataset_version", "etl_name", "etl_version", "meds_version", "created_at", "license")
 
 
-class MedsValidationError(ValueError):
+class MedsValidationError(InvalidInputError):
     """A MEDS dataset breaks the format; the message names the file, row and column."""
 
 
@@ -62,6 +63,13 @@ class MedsSummary:
     n_codes: int
     rows_per_split: dict[str, int]
     subjects_per_split: dict[str, int]
+    meds_dir: str = ""
+
+    def describe(self) -> str:
+        lines = [f"{self.meds_dir}: valid MEDS — {self.n_subjects:,} subjects, {self.n_rows:,} rows, {self.n_codes:,} codes"]
+        for split, rows in self.rows_per_split.items():
+            lines.append(f"  {split:<10} {self.subjects_per_split[split]:>9,} subjects {rows:>12,} rows")
+        return "\n".join(lines)
 
 
 def data_files(root: str | os.PathLike) -> dict[str, list[Path]]:
@@ -200,13 +208,13 @@ def shard_core_columns(path, table: pa.Table, backend: str | None = None) -> tup
     return subject_ids, time, seg
 
 
-def validate_meds_dataset(root: str | os.PathLike) -> MedsSummary:
+def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
     """Validates a whole MEDS dataset: schemas, nulls, sort order, subjects in one shard only,
     metadata files, and that every code and subject is listed in the metadata.
 
     Returns counts; raises ``MedsValidationError`` naming the file, row and column.
     """
-    root = Path(root)
+    root = Path(meds_dir)
     shards = data_files(root)
     seen_subjects: dict[int, Path] = {}
     all_codes: set[str] = set()
@@ -233,6 +241,7 @@ def validate_meds_dataset(root: str | os.PathLike) -> MedsSummary:
         n_codes=len(all_codes),
         rows_per_split=rows_per_split,
         subjects_per_split=subjects_per_split,
+        meds_dir=str(meds_dir),
     )
 
 
@@ -286,3 +295,14 @@ def write_dataset_metadata(root: Path, **fields) -> None:
     (root / "metadata").mkdir(parents=True, exist_ok=True)
     payload = {"meds_version": MEDS_VERSION, **fields}
     (root / "metadata" / "dataset.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def code_descriptions(meds_dir: str | os.PathLike) -> dict[str, str]:
+    """code -> description from ``metadata/codes.parquet`` (empty when absent)."""
+    path = Path(meds_dir) / "metadata" / "codes.parquet"
+    if not path.exists():
+        return {}
+    t = pq.read_table(path, columns=[c for c in ("code", "description") if c in pq.read_schema(path).names])
+    if "description" not in t.column_names:
+        return {}
+    return {c: d or "" for c, d in zip(t.column("code").to_pylist(), t.column("description").to_pylist())}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, _confusion_to_metrics, check_binary, choose_threshold, model_metrics
 from ehrfast.evaluate.ranking import RankedScores
 
@@ -103,7 +104,7 @@ def paired_bootstrap(
     y, sa = check_binary(label, score_a)
     _, sb = check_binary(label, score_b)
     if iterations < 1:
-        raise ValueError(f"iterations must be positive, got {iterations}")
+        raise InvalidInputError(f"iterations must be positive, got {iterations}")
     ta = choose_threshold(y, sa, threshold_rule, fixed_threshold)
     tb = choose_threshold(y, sb, threshold_rule, fixed_threshold)
     ra, rb = RankedScores(y, sa), RankedScores(y, sb)
@@ -119,7 +120,7 @@ def paired_bootstrap(
     samples = {m: np.concatenate(v) for m, v in parts.items()}
     used = len(samples["auroc"])
     if used == 0:
-        raise ValueError("every bootstrap resample held a single class; too few positives or negatives")
+        raise InvalidInputError("every bootstrap resample held a single class; too few positives or negatives")
     full_a = model_metrics(y, sa, threshold_rule, fixed_threshold)
     full_b = model_metrics(y, sb, threshold_rule, fixed_threshold)
     deltas = {}

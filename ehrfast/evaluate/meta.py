@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ehrfast.errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class Pooled:
@@ -59,11 +61,11 @@ def meta_analysis(effects, variances, names=None) -> MetaAnalysis:
     y = np.asarray(effects, np.float64)
     v = np.asarray(variances, np.float64)
     if y.ndim != 1 or y.shape != v.shape or len(y) < 2:
-        raise ValueError(f"need at least two tasks with one effect and one variance each, got {y.shape} and {v.shape}")
+        raise InvalidInputError(f"need at least two tasks with one effect and one variance each, got {y.shape} and {v.shape}")
     if not (np.isfinite(y).all() and np.isfinite(v).all()):
-        raise ValueError("effects and variances must be finite")
+        raise InvalidInputError("effects and variances must be finite")
     if (v <= 0).any():
-        raise ValueError(f"variances must be positive; task {int(np.argmax(v <= 0))} has {v[v <= 0][0]}")
+        raise InvalidInputError(f"variances must be positive; task {int(np.argmax(v <= 0))} has {v[v <= 0][0]}")
     k = len(y)
     w = 1.0 / v
     fixed = _pooled(y, w)

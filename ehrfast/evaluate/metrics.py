@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.ranking import RankedScores
 
 THRESHOLD_RULES = ("fixed", "youden", "closest")
@@ -17,7 +18,7 @@ THRESHOLD_METRICS = ("accuracy", "precision", "recall", "f1", "specificity")
 BOOTSTRAP_METRICS = ("auroc", "auprc", *THRESHOLD_METRICS, "brier")
 
 
-class MetricError(ValueError):
+class MetricError(InvalidInputError):
     """A metric is undefined for this input (e.g. only one class)."""
 
 
@@ -65,7 +66,7 @@ def choose_threshold(label, score, rule: str = "fixed", fixed: float = 0.5) -> f
     if rule == "fixed":
         return float(fixed)
     if rule not in THRESHOLD_RULES:
-        raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+        raise InvalidInputError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
     fpr, tpr, thr = roc_points(label, score)
     fpr, tpr, thr = fpr[1:], tpr[1:], thr[1:]  # drop the (0, 0, inf) start
     if rule == "youden":

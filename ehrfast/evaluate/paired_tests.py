@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ehrfast.errors import InvalidInputError
+
 SHAPIRO_MAX_N = 5000  # scipy's Shapiro–Wilk p-value is unreliable above this size
 
 
@@ -44,11 +46,11 @@ def compare_losses(loss_a, loss_b, alpha: float = 0.05) -> LossComparison:
     a = np.asarray(loss_a, np.float64)
     b = np.asarray(loss_b, np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"loss arrays must be 1-D and paired, got {a.shape} and {b.shape}")
+        raise InvalidInputError(f"loss arrays must be 1-D and paired, got {a.shape} and {b.shape}")
     if len(a) < 3:
-        raise ValueError(f"need at least 3 paired losses, got {len(a)}")
+        raise InvalidInputError(f"need at least 3 paired losses, got {len(a)}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("losses must be finite")
+        raise InvalidInputError("losses must be finite")
     d = b - a
     t, t_p = paired_t_test(a, b)
     if len(d) <= SHAPIRO_MAX_N:
@@ -89,11 +91,11 @@ def spearman_vs_traits(difference, traits: np.ndarray, names=None) -> TraitCorre
     if x.ndim == 1:
         x = x[:, None]
     if x.shape[0] != len(d):
-        raise ValueError(f"traits have {x.shape[0]} rows but difference has {len(d)}")
+        raise InvalidInputError(f"traits have {x.shape[0]} rows but difference has {len(d)}")
     if len(d) < 3:
-        raise ValueError("need at least 3 subjects")
+        raise InvalidInputError("need at least 3 subjects")
     if not (np.isfinite(d).all() and np.isfinite(x).all()):
-        raise ValueError("difference and traits must be finite (impute or drop missing PRS first)")
+        raise InvalidInputError("difference and traits must be finite (impute or drop missing PRS first)")
     rd = stats.rankdata(d)
     rx = stats.rankdata(x, axis=0)
     rd = (rd - rd.mean()) / np.linalg.norm(rd - rd.mean())

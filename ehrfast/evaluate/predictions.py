@@ -11,12 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-LABEL_COLUMNS = ("subject_id", "prediction_time", "boolean_value")
+from ehrfast.errors import InvalidInputError
+from ehrfast.evaluate.options import DEFAULT_SCORE
+from ehrfast.predictions import LABEL_COLUMNS
+
 ACES_NULL_COLUMNS = ("integer_value", "float_value", "categorical_value")
-DEFAULT_SCORE = "predicted_boolean_probability"
 
 
-class PredictionError(ValueError):
+class PredictionError(InvalidInputError):
     """Predictions that cannot be evaluated; the message names the file and what is wrong."""
 
 

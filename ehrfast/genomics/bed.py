@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ehrfast._backend import require_core, resolve_backend
+from ehrfast.backends import require_core, resolve_backend
+from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.io import atomic_output
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])  # plink 1 magic + SNP-major mode
@@ -31,7 +32,7 @@ def bytes_per_variant(n_samples: int) -> int:
 def _check_genotypes(genotypes: np.ndarray, check_values: bool = True) -> np.ndarray:
     g = np.asarray(genotypes)
     if g.ndim != 2:
-        raise ValueError(f"genotypes must be 2-D [n_variants, n_samples], got shape {g.shape}")
+        raise InvalidInputError(f"genotypes must be 2-D [n_variants, n_samples], got shape {g.shape}")
     if not np.issubdtype(g.dtype, np.integer):
         raise TypeError(f"genotypes must be integer A1 counts, got dtype {g.dtype}")
     if g.dtype != np.int8 and (g.min(initial=0) < -128 or g.max(initial=0) > 127):
@@ -41,7 +42,7 @@ def _check_genotypes(genotypes: np.ndarray, check_values: bool = True) -> np.nda
     bad = (g < -1) | (g > 2)
     if bad.any():
         v, s = np.argwhere(bad)[0]
-        raise ValueError(
+        raise InvalidInputError(
             f"genotype at [variant {v}, sample {s}] is {g[v, s]}; allowed: -1 (missing), 0, 1, 2"
         )
     return np.ascontiguousarray(g, dtype=np.int8)
@@ -68,9 +69,9 @@ def unpack_bed_reference(packed: np.ndarray, n_samples: int) -> np.ndarray:
 def _check_packed(packed: np.ndarray, n_samples: int) -> np.ndarray:
     p = np.asarray(packed)
     if p.ndim != 2 or p.dtype != np.uint8:
-        raise ValueError(f"packed .bed bytes must be 2-D uint8, got shape {p.shape} dtype {p.dtype}")
+        raise InvalidInputError(f"packed .bed bytes must be 2-D uint8, got shape {p.shape} dtype {p.dtype}")
     if n_samples < 0 or p.shape[1] != bytes_per_variant(n_samples):
-        raise ValueError(
+        raise InvalidInputError(
             f"packed has {p.shape[1]} bytes per variant but {n_samples} samples need "
             f"{bytes_per_variant(max(n_samples, 0))}"
         )
@@ -110,7 +111,7 @@ def read_fam(path: str | os.PathLike) -> np.ndarray:
     rows = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
     for i, r in enumerate(rows, start=1):
         if len(r) < 6:
-            raise ValueError(f"{path}: line {i} has {len(r)} columns, a .fam row needs 6")
+            raise InvalidInputError(f"{path}: line {i} has {len(r)} columns, a .fam row needs 6")
     return np.array([r[1] for r in rows], dtype=object)
 
 
@@ -164,11 +165,11 @@ def _read_bim_lines(path: str | os.PathLike) -> BimTable:
             continue
         f = line.split()
         if len(f) != 6:
-            raise ValueError(f"{path}: line {i} has {len(f)} columns, a .bim row needs 6")
+            raise InvalidInputError(f"{path}: line {i} has {len(f)} columns, a .bim row needs 6")
         try:
             rows.append((f[0], f[1], float(f[2]), int(f[3]), f[4], f[5]))
         except ValueError as exc:
-            raise ValueError(f"{path}: line {i}: {exc}") from None
+            raise InvalidInputError(f"{path}: line {i}: {exc}") from None
     cols = list(zip(*rows)) if rows else [()] * 6
     return BimTable(np.array(cols[0], dtype=object), np.array(cols[1], dtype=object), np.array(cols[2], np.float64),
                     np.array(cols[3], np.int64), np.array(cols[4], dtype=object), np.array(cols[5], dtype=object))
@@ -186,7 +187,7 @@ class BedFile:
         prefix = str(prefix)
         missing = missing_files(prefix, (".bed", ".bim", ".fam"))
         if missing:
-            raise FileNotFoundError(f"PLINK fileset {prefix}: missing {missing[0]}")
+            raise InputNotFoundError(f"PLINK fileset {prefix}: missing {missing[0]}")
         self.prefix = prefix
         self.sample_ids = read_fam(prefix + ".fam")
         self.variants = read_bim(prefix + ".bim")
@@ -195,10 +196,10 @@ class BedFile:
         with open(prefix + ".bed", "rb") as fh:
             magic = fh.read(3)
         if magic != BED_MAGIC:
-            raise ValueError(f"{prefix}.bed: not a SNP-major PLINK 1 .bed (magic bytes {magic.hex()})")
+            raise InvalidInputError(f"{prefix}.bed: not a SNP-major PLINK 1 .bed (magic bytes {magic.hex()})")
         size = os.path.getsize(prefix + ".bed")
         if size != 3 + n_v * bpv:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{prefix}.bed: {size} bytes, but {n_v} variants x {n_s} samples need "
                 f"{3 + n_v * bpv} (truncated or mismatched .bim/.fam)"
             )
@@ -239,13 +240,13 @@ class PlinkWriter:
     def write(self, genotypes: np.ndarray, variants: list[Variant], backend: str | None = None) -> None:
         """Appends a block: ``genotypes`` [len(variants), n_samples] A1 counts."""
         if genotypes.shape != (len(variants), self.n_samples):
-            raise ValueError(
+            raise InvalidInputError(
                 f"block shape {genotypes.shape} != ({len(variants)} variants, {self.n_samples} samples)"
             )
         self._bed.write(pack_bed(genotypes, backend=backend).tobytes())
         self._bim.writelines(f"{v.chrom}\t{v.id}\t{v.cm:g}\t{v.pos}\t{v.a1}\t{v.a2}\n" for v in variants)
 
-    def __enter__(self) -> "PlinkWriter":
+    def __enter__(self) -> PlinkWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

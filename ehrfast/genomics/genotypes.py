@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.bed import BedFile, missing_files, unpack_bed
 
 
-class GenotypeError(ValueError):
+class GenotypeError(InvalidInputError):
     """Unusable genotype input; the message names the file and the problem."""
 
 

@@ -19,8 +19,10 @@ import numpy as np
 if TYPE_CHECKING:  # pyarrow is imported where it is used
     import pyarrow as pa
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.genotypes import VariantTable
 from ehrfast.genomics.scorefile import ScoreFile
+from ehrfast.stages import option
 
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
 MATCH_TYPES = ("refalt", "altref", "refalt_flip", "altref_flip", "no_oa_ref", "no_oa_alt", "no_oa_ref_flip", "no_oa_alt_flip")
@@ -32,9 +34,15 @@ def complement(allele: str) -> str:
 
 @dataclass
 class MatchOptions:
-    keep_ambiguous: bool = False
-    keep_multiallelic: bool = False
-    min_overlap: float = 0.75
+    """How score-file variants are matched to the genotypes (pgsc_calc's rules)."""
+
+    keep_ambiguous: bool = option("keep strand-ambiguous A/T and C/G variants", False)
+    keep_multiallelic: bool = option("keep variants with more than one alternative allele", False)
+    min_overlap: float = option("drop traits whose share of matched score-file variants is lower", 0.75)
+
+    def __post_init__(self):
+        if not 0 <= self.min_overlap <= 1:
+            raise InvalidInputError(f"min_overlap must be in [0, 1], got {self.min_overlap}")
 
 
 @dataclass

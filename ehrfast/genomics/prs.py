@@ -11,7 +11,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +20,15 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast._memory import reuse_freed_memory
+from ehrfast.backends import resolve_backend
+from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.genotypes import genotype_files, open_genotypes
-from ehrfast.genomics.match import MatchOptions, TraitMatch, match_score_files
-from ehrfast.genomics.score import ScoreModel, distinct_variants, score_traits
+from ehrfast.genomics.match import TraitMatch, match_score_files
+from ehrfast.genomics.matrix import meta_path as prs_meta_path
+from ehrfast.genomics.options import PRSOptions
+from ehrfast.genomics.score import distinct_variants, score_traits
 from ehrfast.genomics.scorefile import read_score_files
 from ehrfast.io import atomic_output, check_outputs
-
-
-@dataclass
-class PRSOptions:
-    max_variants: int | None = 1500  # per trait, largest |weight| first, after matching
-    model: ScoreModel = field(default_factory=ScoreModel)
-    match: MatchOptions = field(default_factory=MatchOptions)
-    clip_sd: float = 4.0
-    raw: bool = False  # write unstandardized sums only
 
 
 @dataclass
@@ -45,6 +40,13 @@ class PRSSummary:
     dropped_traits: list[str]
     seconds: float
     backend: str
+
+    def describe(self) -> str:
+        lines = [f"PRS for {len(self.traits)} traits x {self.n_samples:,} samples ({self.n_subjects_mapped:,} mapped to subjects) -> "
+                 f"{self.out_path} in {self.seconds:.1f} s [{self.backend}]"]
+        if self.dropped_traits:
+            lines.append(f"  dropped (match rate below the minimum): {', '.join(self.dropped_traits)}")
+        return "\n".join(lines)
 
 
 def keep_top_variants(m: TraitMatch, max_variants: int | None) -> TraitMatch:
@@ -68,7 +70,7 @@ def map_subjects(sample_ids: np.ndarray, sample_map: str | os.PathLike | None) -
             if not parts or (i == 1 and not parts[-1].lstrip("-").isdigit()):
                 continue  # header or blank line
             if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
-                raise ValueError(f"{sample_map}: line {i} must be 'sample_id subject_id' with an integer subject_id")
+                raise InvalidInputError(f"{sample_map}: line {i} must be 'sample_id subject_id' with an integer subject_id")
             mapping[parts[0]] = int(parts[1])
         for k, s in enumerate(sample_ids):
             out[k] = mapping.get(str(s))
@@ -108,13 +110,13 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
         warnings.warn(f"{len(dropped)} trait(s) matched below the minimum overlap of {opt.match.min_overlap:.0%} and were dropped: "
                       f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}", RuntimeWarning, stacklevel=3)
     if not matches:
-        raise ValueError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
+        raise InvalidInputError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
     subject_ids = map_subjects(source.sample_ids, sample_map)
     train_subjects = None
     if meds_dir is not None:
         all_subjects, train_subjects = meds_subjects(meds_dir)
         if not any(s in all_subjects for s in subject_ids if s is not None):
-            raise ValueError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
+            raise InvalidInputError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
                              "(give --sample-map SAMPLE_ID<TAB>SUBJECT_ID when IIDs are not MEDS subject ids)")
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
     result = score_traits(source, matches, opt.model, backend=backend, progress=bar.update)
@@ -131,25 +133,23 @@ def compute_prs(
     backend: str | None = None,
     sample_map: str | os.PathLike | None = None,
     meds_dir: str | os.PathLike | None = None,
-    genotype_options: dict | None = None,
+    bgen_ref_last: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PRSSummary:
     """Matches every score file to the genotypes, scores all traits at once and writes the
     PRS matrix. With ``meds_dir``, sample ids must reach MEDS subjects and the standardization
-    is fitted on the MEDS training split; otherwise on all samples. ``genotype_options`` go to
-    the genotype reader (e.g. ``{"ref_first": False}`` for a BGEN storing ALT first)."""
-    from ehrfast._backend import resolve_backend
-
+    is fitted on the MEDS training split; otherwise on all samples. ``bgen_ref_last``: the BGEN
+    file stores ALT first (plink2's 'ref-last')."""
     t0 = time.perf_counter()
     opt = options or PRSOptions()
     out_path = Path(out_path)
-    meta_path = out_path.with_name(out_path.stem + "_meta.json") if out_path.stem != "PRS" else out_path.with_name("prs_meta.json")
+    meta_path = prs_meta_path(out_path)
     check_outputs(files=[out_path, meta_path], inputs=[*genotype_files(genotypes), *score_files, sample_map, meds_dir],
                   overwrite=overwrite)
     with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
         source, matches, dropped, result, subject_ids, train_subjects = _match_and_score(
-            genotypes, score_files, opt, backend, sample_map, meds_dir, genotype_options, progress)
+            genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress)
     sums = result.sums
     train = _training_mask(subject_ids, train_subjects) & np.isfinite(sums).all(1)
     mean = sums[train].mean(0) if train.any() else sums.mean(0)

@@ -19,13 +19,16 @@ Besides the sums, ``plink2_columns=True`` gives ALLELE_CT (2 × non-missing call
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
 
-from ehrfast._backend import require_core, resolve_backend
+from ehrfast.backends import require_core, resolve_backend
+from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.genotypes import BedSource, GenotypeSource
 from ehrfast.genomics.match import TraitMatch
+from ehrfast.stages import option
 
 BED_ALT_DOSAGE = np.array([2.0, np.nan, 1.0, 0.0])  # A1 (= ALT here) count per 2-bit code
 MODELS = ("additive", "dominant", "recessive")
@@ -33,25 +36,44 @@ MODELS = ("additive", "dominant", "recessive")
 
 @dataclass(frozen=True)
 class ScoreModel:
-    model: str = "additive"
-    mean_impute: bool = True
-    center: bool = False
-    variance_standardize: bool = False
-    plink2_center_quirk: bool = False
+    """How each call counts (plink2's --score modifiers)."""
+
+    model: str = option("genotype model of each call", "additive", choices=MODELS)
+    mean_impute: bool = option("missing calls count as twice the effect-allele frequency (plink2's default); off: they count 0",
+                               True, flag="--no-mean-imputation", negate="missing calls contribute 0 (plink2 no-mean-imputation)")
+    center: bool = option("subtract each variant's mean dosage (plink2 center)", False)
+    variance_standardize: bool = option("center and scale each variant to unit variance (plink2 variance-standardize)", False)
+    plink2_center_quirk: bool = option("reproduce plink2: a missing call adds the uncentred mean in center/variance-standardize "
+                                       "modes", False)
 
     def __post_init__(self):
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+            raise InvalidInputError(f"model must be one of {MODELS}, got {self.model!r}")
         if (self.center or self.variance_standardize) and self.model != "additive":
-            raise ValueError("center / variance_standardize apply to the additive model only")
+            raise InvalidInputError("center / variance_standardize apply to the additive model only")
         if self.center and self.variance_standardize:
-            raise ValueError("choose center or variance_standardize, not both")
+            raise InvalidInputError("choose center or variance_standardize, not both")
 
 
-SCORE, NONMISSING, NAMED = 0, 1, 2  # what a call contributes (mirrors prs::CallModel::output)
+class CallOutput(enum.Enum):
+    """What a call contributes (the C++ core's ``CallOutput``, matched by name)."""
+
+    score = "score"  # the transformed, imputed value
+    nonmissing = "nonmissing"  # 1 per non-missing call (ALLELE_CT)
+    named = "named"  # the model-transformed dosage of non-missing calls (NAMED_ALLELE_DOSAGE_SUM)
 
 
-def call_values(d: np.ndarray, p: np.ndarray, m: ScoreModel, output: int = SCORE) -> np.ndarray:
+SCORE, NONMISSING, NAMED = CallOutput.score, CallOutput.nonmissing, CallOutput.named
+
+
+def core_call_model(core, m: ScoreModel, output: CallOutput):
+    """``m`` as the C++ core's ``CallModel`` object for ``output``."""
+    return core.CallModel(kind=core.CallKind.__members__[m.model], mean_impute=m.mean_impute, center=m.center,
+                          variance_standardize=m.variance_standardize, plink2_center_quirk=m.plink2_center_quirk,
+                          output=core.CallOutput.__members__[output.value])
+
+
+def call_values(d: np.ndarray, p: np.ndarray, m: ScoreModel, output: CallOutput = SCORE) -> np.ndarray:
     """Per-call contribution before weighting. ``d`` [k, ...] effect-allele dosages (NaN =
     missing), ``p`` [k] effect-allele frequencies. ``output``: SCORE (the transformed,
     imputed value), NONMISSING (1 per non-missing call) or NAMED (the model-transformed
@@ -229,7 +251,7 @@ def score_traits(
     p_alt = alt_frequency(source, union, block, backend)
     if np.isnan(p_alt).any():
         bad = int(union[np.isnan(p_alt)][0])
-        raise ValueError(f"{source.path}: variant {source.variants.id[bad]} has no non-missing call; cannot impute it")
+        raise InvalidInputError(f"{source.path}: variant {source.variants.id[bad]} has no non-missing call; cannot impute it")
     if resolve_backend(backend, "PRS scorer") == "cpp" and isinstance(source, BedSource):
         def engine(output, unit_weights, report):
             return _bed_engine(source, matches, union, p_alt, m, output, unit_weights, block, report)
@@ -257,7 +279,7 @@ def score_traits(
     return result
 
 
-def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, output: int) -> np.ndarray:
+def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, output: CallOutput) -> np.ndarray:
     """[k, 4] what each 2-bit .bed code contributes for the given effect allele of each variant
     (orientation, model transform and imputation folded in, as the C++ kernels expect)."""
     alt = call_values(np.broadcast_to(BED_ALT_DOSAGE, (len(p_alt), 4)), p_alt, m, output)
@@ -265,7 +287,7 @@ def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, ou
     return np.ascontiguousarray(np.where(np.asarray(effect_is_alt, bool)[:, None], alt, ref))
 
 
-def _numpy_engine(source, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, progress) -> np.ndarray:
+def _numpy_engine(source, pairs: _Pairs, p_alt, m: ScoreModel, output: CallOutput, block, progress) -> np.ndarray:
     """Reference: decode dosage blocks, transform, and multiply by the block's weight matrix."""
     n_traits = len(pairs.trait_off) - 1
     trait_of_pair = np.repeat(np.arange(n_traits), np.diff(pairs.trait_off))
@@ -286,7 +308,7 @@ def _numpy_engine(source, pairs: _Pairs, p_alt, m: ScoreModel, output: int, bloc
     return out
 
 
-def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output: int, unit_weights: bool, block, progress) -> np.ndarray:
+def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output: CallOutput, unit_weights: bool, block, progress) -> np.ndarray:
     """C++ from the packed bytes: wide score files as dense weight matrices, the other traits
     as sparse pairs. Returns [n_samples, n_traits]."""
     core = require_core()
@@ -326,7 +348,7 @@ def _scaled(progress, scale: float):
     return report
 
 
-def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, report) -> np.ndarray:
+def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: CallOutput, block, report) -> np.ndarray:
     """[n_traits, n_samples] from (trait, variant) pairs, a block of the union at a time; each
     variant has two value rows (effect allele ALT, REF) and a pair reads one of them."""
     u = len(pairs.union)
@@ -342,7 +364,7 @@ def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, ou
     return out
 
 
-def _dosage_engine(source: GenotypeSource, pairs: _Pairs, p_alt, m: ScoreModel, output: int, block, progress) -> np.ndarray:
+def _dosage_engine(source: GenotypeSource, pairs: _Pairs, p_alt, m: ScoreModel, output: CallOutput, block, progress) -> np.ndarray:
     """C++ for fractional dosages (.pgen, VCF): blocks read by the source's reader, values
     computed and accumulated per trait in the core."""
     core = require_core()
@@ -351,8 +373,7 @@ def _dosage_engine(source: GenotypeSource, pairs: _Pairs, p_alt, m: ScoreModel, 
     for a, b, idx, off in _block_pairs(pairs, block):
         x = np.ascontiguousarray(source.dosages(pairs.union[a:b]))
         core.score_dosages(x, np.ascontiguousarray(p_alt[a:b]), off, (pairs.uidx[idx] - a).astype(np.int32),
-                           pairs.effect_is_alt[idx].astype(np.uint8), pairs.weight[idx], MODELS.index(m.model), m.mean_impute,
-                           m.center, m.variance_standardize, m.plink2_center_quirk, output, out)
+                           pairs.effect_is_alt[idx].astype(np.uint8), pairs.weight[idx], core_call_model(core, m, output), out)
         if progress:
             progress(b - a)
     return out

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ehrfast.errors import InvalidInputError
+
 if TYPE_CHECKING:  # pyarrow is imported where it is used
     import pyarrow as pa
 
 
-class ScoreFileError(ValueError):
+class ScoreFileError(InvalidInputError):
     """A score file that cannot be used; the message names the file, line and column."""
 
 

@@ -1,7 +1,38 @@
-"""Zero-shot risk: tasks, the trajectory sampler (torch reference / CPU path), path probabilities."""
+"""Zero-shot risk by sampling futures: the trajectory sampler (KV-cache decoders, the torch
+reference step and the CUDA kernel), path probabilities, and cohort scoring.
 
-from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
-from ehrfast.infer.sampler import SamplingResult, sample_trajectories, sampling_step, wilson_interval
-from ehrfast.infer.task import Task
+Public API (imported on first use: the package's options load without torch)::
 
-__all__ = ["CachedDecoder", "RecomputeDecoder", "SamplingResult", "Task", "sample_trajectories", "sampling_step", "wilson_interval"]
+    score_cohort(checkpoint, data_dir, labels_path, task, out_path, ScoreOptions(...), *, meds_dir, prs_path) -> ScoreSummary
+    sample_trajectories(decoder, contexts, target_ids, durations_us, SamplingSettings(...), ...) -> SamplingResult
+"""
+
+from typing import TYPE_CHECKING
+
+from ehrfast._lazy import lazy_exports
+
+_EXPORTS = {
+    "CachedDecoder": "decoders", "RecomputeDecoder": "decoders", "ScoreOptions": "options", "SamplingResult": "sampler",
+    "SamplingSettings": "sampler", "sample_trajectories": "sampler", "wilson_interval": "sampler", "sampling_step": "sampling_step",
+    "ScoreSummary": "score", "score_cohort": "score",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "CachedDecoder",
+    "RecomputeDecoder",
+    "SamplingResult",
+    "SamplingSettings",
+    "ScoreOptions",
+    "ScoreSummary",
+    "sample_trajectories",
+    "sampling_step",
+    "score_cohort",
+    "wilson_interval",
+]
+
+if TYPE_CHECKING:
+    from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
+    from ehrfast.infer.options import ScoreOptions
+    from ehrfast.infer.sampler import SamplingResult, SamplingSettings, sample_trajectories, wilson_interval
+    from ehrfast.infer.sampling_step import sampling_step
+    from ehrfast.infer.score import ScoreSummary, score_cohort

@@ -1,5 +1,6 @@
 """The CUDA sampling step (``ehrfast._cuda.sampling_step``, ``csrc/sampler/``) behind the same
-interface as ``ehrfast.infer.sampler.reference_step``.
+interface as ``ehrfast.infer.sampling_step.reference_step`` — and the same kernel source compiled
+for the CPU (``ehrfast._cuda_host``), which the tests run where there is no GPU.
 
 The kernel takes raw device pointers (the extension does not link libtorch), so everything it
 reads is checked here first: device, dtype, shape and contiguity of every tensor. Each row's
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from ehrfast._backend import _cuda_module
-from ehrfast.infer.sampler import SamplerState, StepSettings
+from ehrfast.backends import cuda_host_module, cuda_module
+from ehrfast.errors import BackendUnavailableError, InvalidInputError
+from ehrfast.infer.sampling_step import SamplerState, StepSettings
 
-_LOGITS_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+_LOGITS_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}  # ehrfast._cuda.LogitsDtype
 
 
 def unavailable_reason(device, vocab: int) -> str | None:
@@ -23,7 +25,7 @@ def unavailable_reason(device, vocab: int) -> str | None:
         return f"device {device!r} is not a CUDA device"
     if not torch.cuda.is_available():
         return "torch sees no CUDA device"
-    ext = _cuda_module()
+    ext = cuda_module()
     if ext is None:
         return "ehrfast._cuda is not built in this installation (reinstall with nvcc on PATH)"
     index = torch.device(device).index
@@ -35,7 +37,7 @@ def unavailable_reason(device, vocab: int) -> str | None:
 
 def _check(name: str, t: torch.Tensor, dtype: torch.dtype, n: int, device: torch.device) -> None:
     if t.dtype != dtype or t.shape != (n,) or t.device != device or not t.is_contiguous():
-        raise ValueError(f"{name}: need a contiguous [{n}] {dtype} tensor on {device}, got {tuple(t.shape)} {t.dtype} on {t.device}")
+        raise InvalidInputError(f"{name}: need a contiguous [{n}] {dtype} tensor on {device}, got {tuple(t.shape)} {t.dtype} on {t.device}")
 
 
 def kernel_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings,
@@ -43,12 +45,35 @@ def kernel_step(logits: torch.Tensor, state: SamplerState, settings: StepSetting
     """One step on the GPU: logits [n_rows, V] float32 / bfloat16 / float16 (rows contiguous;
     a column slice of a wider buffer is fine). Updates ``state`` in place; writes this step's
     target mass into ``p_target`` [n_rows] float64 when given and returns it."""
-    ext = _cuda_module()
+    ext = cuda_module()
     if ext is None:
-        raise RuntimeError("ehrfast._cuda is not built in this installation")
-    if logits.dim() != 2 or logits.dtype not in _LOGITS_DTYPES or not logits.is_cuda or logits.stride(1) != 1:
-        raise ValueError(f"logits must be [n_rows, V] float32/bfloat16/float16 on a CUDA device with unit column stride, got "
-                         f"{tuple(logits.shape)} {logits.dtype} on {logits.device}")
+        raise BackendUnavailableError("ehrfast._cuda is not built in this installation")
+    if not logits.is_cuda:
+        raise InvalidInputError(f"logits must be on a CUDA device, got {logits.device}")
+    _checked(logits, state, settings, p_target)
+    ext.sampling_step(step_args(ext, logits, state, settings, p_target), torch.cuda.current_stream(logits.device).cuda_stream)
+    return p_target
+
+
+def host_kernel_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings,
+                     p_target: torch.Tensor | None = None) -> torch.Tensor | None:
+    """The same step run by the CUDA kernel's own source compiled for the CPU
+    (``ehrfast._cuda_host``, an emulation of CUDA's execution model): CPU tensors; for tests."""
+    ext = cuda_host_module()
+    if ext is None:
+        raise BackendUnavailableError("ehrfast._cuda_host is not built in this installation")
+    if logits.device.type != "cpu":
+        raise InvalidInputError(f"the host build of the kernel reads CPU tensors, got logits on {logits.device}")
+    _checked(logits, state, settings, p_target)
+    ext.sampling_step(step_args(ext, logits, state, settings, p_target), 0)
+    return p_target
+
+
+def _checked(logits: torch.Tensor, state: SamplerState, settings: StepSettings, p_target: torch.Tensor | None) -> None:
+    """Device, dtype, shape and contiguity of every tensor the kernel reads: it takes raw pointers."""
+    if logits.dim() != 2 or logits.dtype not in _LOGITS_DTYPES or logits.stride(1) != 1:
+        raise InvalidInputError(f"logits must be [n_rows, V] float32/bfloat16/float16 with unit column stride, got "
+                                f"{tuple(logits.shape)} {logits.dtype} on {logits.device}")
     n, vocab = logits.shape
     device = logits.device
     for name, t, dtype in (("subject_keys", state.subject_keys, torch.int64), ("sample_index", state.sample_index, torch.int64),
@@ -61,13 +86,18 @@ def kernel_step(logits: torch.Tensor, state: SamplerState, settings: StepSetting
         _check(f"settings.{name}", t, dtype, vocab, device)
     if p_target is not None:
         _check("p_target", p_target, torch.float64, n, device)
-    ext.sampling_step(
-        logits=logits.data_ptr(), dtype=_LOGITS_DTYPES[logits.dtype], n_rows=n, vocab=vocab, row_stride=logits.stride(0),
-        subject_keys=state.subject_keys.data_ptr(), sample_index=state.sample_index.data_ptr(),
-        seed=settings.seed & 0xFFFFFFFFFFFFFFFF, target_mask=settings.target_mask.data_ptr(), stop_mask=settings.stop_mask.data_ptr(),
-        durations_us=settings.durations_us.data_ptr(), horizon_us=settings.horizon_us, temperature=settings.temperature,
-        top_p=settings.top_p, max_new_tokens=settings.max_new_tokens, alive=state.alive.data_ptr(),
-        elapsed_us=state.elapsed_us.data_ptr(), log_survival=state.log_survival.data_ptr(), hit=state.hit.data_ptr(),
-        generated=state.generated.data_ptr(), next_token=state.next_token.data_ptr(),
-        p_target=0 if p_target is None else p_target.data_ptr(), stream=torch.cuda.current_stream(device).cuda_stream)
-    return p_target
+
+
+def step_args(ext, logits: torch.Tensor, state: SamplerState, settings: StepSettings, p_target: torch.Tensor | None):
+    """The kernel's ``SamplingStepArgs`` for checked tensors: their device addresses, shapes and the task's scalars."""
+    a = ext.SamplingStepArgs()
+    a.logits, a.dtype = logits.data_ptr(), getattr(ext.LogitsDtype, _LOGITS_DTYPES[logits.dtype])
+    a.n_rows, a.vocab, a.row_stride = logits.shape[0], logits.shape[1], logits.stride(0)
+    a.subject_keys, a.sample_index = state.subject_keys.data_ptr(), state.sample_index.data_ptr()
+    a.seed = settings.seed & 0xFFFFFFFFFFFFFFFF
+    a.target_mask, a.stop_mask, a.durations_us = (t.data_ptr() for t in (settings.target_mask, settings.stop_mask, settings.durations_us))
+    a.horizon_us, a.temperature, a.top_p, a.max_new_tokens = settings.horizon_us, settings.temperature, settings.top_p, settings.max_new_tokens
+    a.alive, a.elapsed_us, a.log_survival = state.alive.data_ptr(), state.elapsed_us.data_ptr(), state.log_survival.data_ptr()
+    a.hit, a.generated, a.next_token = state.hit.data_ptr(), state.generated.data_ptr(), state.next_token.data_ptr()
+    a.p_target = 0 if p_target is None else p_target.data_ptr()
+    return a

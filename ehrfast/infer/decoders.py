@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from ehrfast.errors import InvalidInputError
+from ehrfast.model import decoding
+
 
 class RecomputeDecoder:
     """Runs the whole (windowed) sequence every step — works for any
@@ -48,7 +51,7 @@ class RecomputeDecoder:
 
 
 class CachedDecoder:
-    """A ``GPT`` with a KV cache (``GPT.slot_state``): ``subjects_per_batch`` subject slots, each
+    """A ``GPT`` with a KV cache (``decoding.slot_state``): ``subjects_per_batch`` subject slots, each
     history prefilled once and read in place by the subject's samples (no n× copy of it, and a
     step reads it once per subject); soft-token keys/values computed once per subject. Fixed
     shapes: with ``cuda_graphs`` (default: on CUDA devices) every decode step after the first
@@ -62,16 +65,16 @@ class CachedDecoder:
         is_cuda = str(device).startswith("cuda")
         self.cuda_graphs = is_cuda if cuda_graphs is None else cuda_graphs
         if self.cuda_graphs and not is_cuda:
-            raise ValueError(f"cuda_graphs needs a CUDA device, got {device!r}")
+            raise InvalidInputError(f"cuda_graphs needs a CUDA device, got {device!r}")
 
     def fits(self, context_len: int) -> bool:
         return context_len + self.max_new_tokens <= self.model.config.token_window
 
     def begin(self, n_subjects: int, n_samples: int, longest_context: int) -> int:
-        """Allocates the slots (``GPT.slot_state`` raises when the contexts do not fit)."""
+        """Allocates the slots (``decoding.slot_state`` raises when the contexts do not fit)."""
         self.n = n_samples
         slots = max(1, min(self.subjects_per_batch, n_subjects))
-        self.state = self.model.slot_state(slots, n_samples, longest_context, self.max_new_tokens)
+        self.state = decoding.slot_state(self.model, slots, n_samples, longest_context, self.max_new_tokens)
         self.graph, self.steps = None, 0
         return slots
 
@@ -83,7 +86,7 @@ class CachedDecoder:
         pad = torch.as_tensor([longest - len(ctx) for ctx in contexts], device=self.device)
         rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs), dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            logits = self.model.fill_slots(self.state, torch.as_tensor(slot_ids, dtype=torch.long, device=self.device),
+            logits = decoding.fill_slots(self.model, self.state, torch.as_tensor(slot_ids, dtype=torch.long, device=self.device),
                                            torch.as_tensor(idx, device=self.device), rows_prs, pad=pad)
         return logits.repeat_interleave(self.n, 0)
 
@@ -93,7 +96,7 @@ class CachedDecoder:
             self.state.active.copy_(alive)
         with torch.no_grad():
             if not self.cuda_graphs:
-                return self.model.decode_slots(token, self.state)
+                return decoding.decode_slots(self.model, token, self.state)
             return self._graph_step(token)
 
     def _graph_step(self, token: torch.Tensor) -> torch.Tensor:
@@ -104,14 +107,14 @@ class CachedDecoder:
             side = torch.cuda.Stream(device=self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                logits = self.model.decode_slots(token, self.state)
+                logits = decoding.decode_slots(self.model, token, self.state)
             torch.cuda.current_stream(self.device).wait_stream(side)
             return logits
         if self.graph is None:
             self.static_token = token.clone()
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):  # records, does not run
-                self.static_logits = self.model.decode_slots(self.static_token, self.state)
+                self.static_logits = decoding.decode_slots(self.model, self.static_token, self.state)
         self.static_token.copy_(token)
         self.graph.replay()
         return self.static_logits

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ehrfast.errors import InvalidInputError
+
 _MASK32 = np.uint64(0xFFFFFFFF)
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 _W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
@@ -47,5 +49,5 @@ def uniform_pair(seed: int, subject, sample, step) -> tuple[np.ndarray, np.ndarr
 def uniforms(seed: int, subject, sample, step, stream: int = 0) -> np.ndarray:
     """One stream of ``uniform_pair`` (0: the first draw of a step, 1: the continuation draw)."""
     if stream not in (0, 1):
-        raise ValueError(f"stream must be 0 or 1, got {stream}")
+        raise InvalidInputError(f"stream must be 0 or 1, got {stream}")
     return uniform_pair(seed, subject, sample, step)[stream]

@@ -12,139 +12,54 @@ or K tokens. Two estimates come out of the same N paths:
 
 Uniforms come from Philox4x32-10 keyed by the seed with (subject, sample, step) as the counter,
 so results do not depend on batching. The decoders (``decoders.py``: KV cache in subject slots,
-refilled as subjects finish, CUDA graphs) produce the logits; the CUDA sampling kernel computes
-the same step as ``reference_step`` here, which is also the CPU path.
+refilled as subjects finish, CUDA graphs) produce the logits; one step is ``sampling_step.py``'s
+``reference_step`` or the CUDA kernel that computes the same (``cuda_sampling.py``).
 """
 
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ehrfast import backends
+from ehrfast.errors import BackendUnavailableError, InvalidInputError
+from ehrfast.infer import cuda_sampling
 from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
-from ehrfast.infer.rng import uniform_pair
+from ehrfast.infer.sampling_step import SamplerState, StepSettings, reference_step
 
-
-def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keeps every token whose strictly more likely tokens hold less than ``top_p`` of the mass
-    — the smallest set of most likely tokens reaching ``top_p``, with ties at the boundary all
-    kept (so the set does not depend on a sort order) — renormalized. probs [B, V] -> [B, V]."""
-    if top_p >= 1.0:
-        return probs
-    descending = probs.sort(dim=-1, descending=True).values
-    # mass of the k most likely tokens, k = 0 … V: summed directly (as the CUDA kernel does),
-    # not as total minus the rest, whose cancellation could move a boundary tie
-    cumulative = torch.nn.functional.pad(descending.cumsum(-1), (1, 0))
-    total = cumulative[:, -1:]
-    n_above = torch.searchsorted(-descending, -probs)  # tokens strictly more likely than each token
-    above = cumulative.gather(-1, n_above)
-    kept = torch.where(above < top_p * total, probs, torch.zeros_like(probs))
-    return kept / kept.sum(-1, keepdim=True)
-
-
-def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Index of the first token whose cumulative mass exceeds u · total. probs [B, V], u [B]."""
-    cdf = probs.cumsum(-1)
-    threshold = (u * cdf[:, -1]).unsqueeze(-1)
-    return torch.clamp((cdf <= threshold).sum(-1), max=probs.shape[-1] - 1)
-
-
-def sampling_step(logits: torch.Tensor, u_first: torch.Tensor, u_continue: torch.Tensor, target_mask: torch.Tensor,
-                  temperature: float = 1.0, top_p: float = 1.0):
-    """One step for B sequences: logits [B, V] float, u_* [B] in [0, 1), target_mask [V] bool.
-    Returns (next token [B] — never a target, p_target [B], hit [B] bool, target_only [B] bool
-    where all the mass is on T and no continuation exists)."""
-    probs = nucleus(torch.softmax(logits.double() / temperature, dim=-1), top_p)
-    on_target = probs * target_mask
-    p_target = on_target.sum(-1)
-    hit = target_mask[_inverse_cdf(probs, u_first)]
-    off_target = probs - on_target
-    target_only = off_target.sum(-1) <= 0
-    safe = torch.where(target_only.unsqueeze(-1), torch.ones_like(off_target), off_target)
-    return _inverse_cdf(safe, u_continue), p_target, hit, target_only
+AGGREGATIONS = ("mean", "median", "max")
 
 
 @dataclass(frozen=True)
-class StepSettings:
-    """What every sampling step of one task reads: target_mask / stop_mask [V] bool,
-    durations_us [V] float64 (time each token adds), and the task's scalars."""
+class SamplingSettings:
+    """How futures are sampled for one task: ``horizon_us`` (a path stops once its elapsed model
+    time reaches it), ``n_samples`` paths per subject, at most ``max_new_tokens`` tokens per
+    path, ``temperature`` and ``top_p`` of the next-token distribution, ``stop_ids`` (tokens
+    that end a path), ``aggregation`` of the path probabilities over the samples, and the
+    ``seed`` of the random stream."""
 
-    target_mask: torch.Tensor
-    stop_mask: torch.Tensor
-    durations_us: torch.Tensor
     horizon_us: float
-    max_new_tokens: int
+    n_samples: int = 10
+    max_new_tokens: int = 512
     temperature: float = 1.0
     top_p: float = 1.0
+    stop_ids: tuple[int, ...] = ()
+    aggregation: str = "mean"
     seed: int = 0
 
-
-@dataclass
-class SamplerState:
-    """Per-row state of a decode batch, updated in place by each step. All [n_rows]:
-    subject_keys / sample_index int64 (the RNG counter), alive bool, elapsed_us float64,
-    log_survival float64 (Σ log(1 − p_target)), hit bool (the first draw landed in T),
-    generated int32, next_token int64 (0 for rows that have finished)."""
-
-    subject_keys: torch.Tensor
-    sample_index: torch.Tensor
-    alive: torch.Tensor
-    elapsed_us: torch.Tensor
-    log_survival: torch.Tensor
-    hit: torch.Tensor
-    generated: torch.Tensor
-    next_token: torch.Tensor
-
-    @classmethod
-    def empty(cls, n_rows: int, device) -> SamplerState:
-        """``n_rows`` finished rows, to be started with ``restart``."""
-        def zeros(dtype):
-            return torch.zeros(n_rows, dtype=dtype, device=device)
-
-        return cls(zeros(torch.int64), zeros(torch.int64), zeros(torch.bool), zeros(torch.float64), zeros(torch.float64),
-                   zeros(torch.bool), zeros(torch.int32), zeros(torch.int64))
-
-    @classmethod
-    def start(cls, subject_keys: np.ndarray, sample_index: np.ndarray, device) -> SamplerState:
-        """Fresh rows for (subject, sample) pairs."""
-        state = cls.empty(len(subject_keys), device)
-        state.restart(torch.arange(len(subject_keys), device=device), subject_keys, sample_index)
-        return state
-
-    def restart(self, rows: torch.Tensor, subject_keys: np.ndarray, sample_index: np.ndarray) -> None:
-        """Starts ``rows`` [r] afresh for new (subject, sample) pairs, in place (the other rows
-        are untouched: continuous batching refills a batch while it runs)."""
-        device = self.alive.device
-        self.subject_keys[rows] = torch.as_tensor(np.asarray(subject_keys, np.int64), device=device)
-        self.sample_index[rows] = torch.as_tensor(np.asarray(sample_index, np.int64), device=device)
-        self.alive[rows] = True
-        for t in (self.elapsed_us, self.log_survival, self.hit, self.generated, self.next_token):
-            t[rows] = 0
-
-
-def reference_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings) -> torch.Tensor:
-    """The torch reference of one step (the CUDA kernel computes the same): draws for every
-    row — a row's step number, the last counter of its random stream, is the number of tokens it
-    has generated — updates the rows still alive, returns p_target [n_rows] float64 (0 for
-    finished rows)."""
-    keys, samples, steps = (t.cpu().numpy() for t in (state.subject_keys, state.sample_index, state.generated))
-    u1, u2 = (torch.as_tensor(u, device=logits.device) for u in uniform_pair(settings.seed, keys, samples, steps))
-    token, p_target, step_hit, target_only = sampling_step(logits, u1, u2, settings.target_mask, settings.temperature, settings.top_p)
-    alive = state.alive
-    p_target = torch.where(alive, p_target, torch.zeros_like(p_target))
-    state.log_survival += torch.log1p(-p_target.clamp(max=1.0))
-    state.hit |= alive & step_hit
-    state.generated += alive.to(torch.int32)
-    state.elapsed_us += torch.where(alive, settings.durations_us[token], torch.zeros_like(state.elapsed_us))
-    state.next_token = torch.where(alive, token, torch.zeros_like(token))
-    state.alive = alive & ~target_only & ~settings.stop_mask[token] & (state.elapsed_us < settings.horizon_us) & \
-        (state.generated < settings.max_new_tokens)
-    return p_target
+    def __post_init__(self):
+        if self.aggregation not in AGGREGATIONS:
+            raise InvalidInputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if not self.n_samples >= 1 or not self.max_new_tokens >= 1:
+            raise InvalidInputError(f"n_samples and max_new_tokens must be >= 1, got {self.n_samples} and {self.max_new_tokens}")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1 or not self.horizon_us > 0:
+            raise InvalidInputError(f"need temperature > 0, 0 < top_p <= 1 and horizon_us > 0, got {self.temperature}, "
+                                    f"{self.top_p} and {self.horizon_us}")
+        object.__setattr__(self, "stop_ids", tuple(int(t) for t in self.stop_ids))
 
 
 @dataclass
@@ -161,29 +76,23 @@ def sample_trajectories(
     contexts: Sequence[np.ndarray],
     target_ids: np.ndarray,
     durations_us: np.ndarray,
+    settings: SamplingSettings,
     *,
-    horizon_us: float,
-    n_samples: int = 10,
-    max_new_tokens: int = 512,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    stop_ids: Sequence[int] = (),
-    aggregation: str = "mean",
-    seed: int = 0,
     subject_keys: Sequence[int] | None = None,
     prs: np.ndarray | None = None,
     window: int | None = None,
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
-    step_backend: str = "auto",
+    step_backend: str | Callable | None = None,
     trajectory_sink: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> SamplingResult:
-    """Samples ``n_samples`` futures per context. ``model`` is a decoder (``CachedDecoder``,
+    """Samples ``settings.n_samples`` futures per context. ``model`` is a decoder (``CachedDecoder``,
     ``RecomputeDecoder``) or a callable ``model(idx [B, L], prs=[B, n_traits] | None)`` returning
     logits [B, L, V] (run through ``RecomputeDecoder``); ``durations_us`` [V] is the time each
     token adds (interval tokens); ``subject_keys`` name each subject in the random stream
     (default: its position); ``step_backend`` picks the CUDA kernel or the torch reference for
-    the sampling step (``choose_step``).
+    the sampling step (``choose_step``; default: the ``sampling_step`` setting of
+    ``ehrfast.backends``).
 
     The decoder holds a few subjects at a time, each in a slot with its n samples; a slot whose
     samples have all finished is refilled with the next subject while the others run on
@@ -199,7 +108,8 @@ def sample_trajectories(
     hit step, then a target token."""
     decoder = model if isinstance(model, (CachedDecoder, RecomputeDecoder)) else RecomputeDecoder(model, window, device)
     vocab = len(durations_us)
-    settings = _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device)
+    n_samples, max_new_tokens = settings.n_samples, settings.max_new_tokens
+    step = _step_settings(vocab, target_ids, durations_us, settings, device)
     advance = choose_step(step_backend, device, vocab)
     keys = np.arange(len(contexts)) if subject_keys is None else np.asarray(subject_keys)
     prs = None if prs is None else np.asarray(prs)
@@ -210,16 +120,16 @@ def sample_trajectories(
         run.start(decoder, slots)
         logits = run.fill(np.arange(slots), None)
         check_every = 1 if str(device) == "cpu" else 8  # "which slots finished?" costs a device sync
-        for step in itertools.count(1):
-            run.sample(advance, logits, settings)
-            if step % check_every == 0:
+        for count in itertools.count(1):
+            run.sample(advance, logits, step)
+            if count % check_every == 0:
                 run.harvest()
             if run.busy():
                 logits = decoder.step(run.state.next_token, run.state.alive)  # finished rows too: the batch keeps its shape
             elif not run.waiting:
                 break
             logits = run.fill(run.free_slots(), logits)
-    agg = {"mean": np.mean, "median": np.median, "max": np.max}[aggregation]
+    agg = {"mean": np.mean, "median": np.median, "max": np.max}[settings.aggregation]
     return SamplingResult(agg(run.paths, axis=1), run.hits.mean(axis=1), run.paths, run.hits, run.generated)
 
 
@@ -324,38 +234,35 @@ class _TrajectoryRecorder:
                 counts.astype(np.int32), self.first_hit[rows].view(g, n).cpu().numpy())
 
 
-def _step_settings(vocab, target_ids, stop_ids, durations_us, horizon_us, max_new_tokens, temperature, top_p, seed, device) -> StepSettings:
+def _step_settings(vocab: int, target_ids, durations_us, settings: SamplingSettings, device) -> StepSettings:
     target_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
     target_mask[torch.as_tensor(np.asarray(target_ids, np.int64), device=device)] = True
     stop_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
-    if len(stop_ids):
-        stop_mask[torch.as_tensor(list(stop_ids), dtype=torch.long, device=device)] = True
+    if settings.stop_ids:
+        stop_mask[torch.as_tensor(list(settings.stop_ids), dtype=torch.long, device=device)] = True
     durations = torch.as_tensor(np.asarray(durations_us, np.float64), device=device)
-    return StepSettings(target_mask, stop_mask, durations, float(horizon_us), int(max_new_tokens), float(temperature), float(top_p), int(seed))
+    return StepSettings(target_mask, stop_mask, durations, float(settings.horizon_us), int(settings.max_new_tokens),
+                        float(settings.temperature), float(settings.top_p), int(settings.seed))
 
 
-def choose_step(backend: str, device, vocab: int) -> Callable:
-    """The step function: "torch" (the reference), "cuda" (the kernel; an error when it cannot
-    run) or "auto" (the kernel on a CUDA device when ehrfast._cuda is built and holds the
-    vocabulary, else the reference)."""
-    if backend not in ("auto", "torch", "cuda"):
-        raise ValueError(f"step_backend must be 'auto', 'torch' or 'cuda', got {backend!r}")
-    if backend == "torch":
+def choose_step(backend: str | Callable | None, device, vocab: int) -> Callable:
+    """The step function: "reference" (or "torch"), "fast" (or "cuda": the kernel; an error when
+    it cannot run) or "auto" (the kernel on a CUDA device when ehrfast._cuda is built and holds
+    the vocabulary, else the reference, with one warning on a CUDA device). None: the process
+    setting (``ehrfast.backends``, ``EHRFAST_SAMPLING_STEP``)."""
+    if callable(backend):  # a step function itself (the tests pass the host build of the kernel)
+        return backend
+    choice = backends.choose("sampling_step", backend)
+    if choice == "reference":
         return reference_step
-    from ehrfast.infer import cuda_sampling
-
     why_not = cuda_sampling.unavailable_reason(device, vocab)
     if why_not is None:
         return cuda_sampling.kernel_step
-    if backend == "cuda":
-        raise RuntimeError(f"the CUDA sampling kernel cannot run: {why_not}")
-    if str(device).startswith("cuda") and why_not not in _warned_fallbacks:
-        _warned_fallbacks.add(why_not)
-        warnings.warn(f"CUDA sampling kernel unavailable ({why_not}); using the torch reference step", RuntimeWarning, stacklevel=3)
+    if choice == "fast":
+        raise BackendUnavailableError(f"the CUDA sampling kernel cannot run: {why_not}")
+    if str(device).startswith("cuda"):
+        backends.warn_once(f"CUDA sampling kernel unavailable ({why_not}); using the torch reference step")
     return reference_step
-
-
-_warned_fallbacks: set[str] = set()
 
 
 def wilson_interval(successes: np.ndarray, n: int, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,29 @@
-"""GPT decoder with PRS soft tokens (cross-attention or prefix)."""
+"""The GPT decoder that reads PRS soft tokens (cross-attention or prefix), its decoding
+caches, its kernels, and checkpoints.
 
-from ehrfast.model.config import GPTConfig
-from ehrfast.model.gpt import GPT, PRSEncoder
+Public API (imported on first use)::
 
-__all__ = ["GPT", "GPTConfig", "PRSEncoder"]
+    GPT(GPTConfig.preset("demo", vocab_size=V, modality="cross", n_prs_traits=T))
+    load_checkpoint(directory) / save_checkpoint(model, directory, ...)
+"""
+
+from typing import TYPE_CHECKING
+
+from ehrfast._lazy import lazy_exports
+
+_EXPORTS = {"CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "GPTConfig": "config",
+            "GPT": "gpt", "PRSEncoder": "gpt"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "CheckpointError",
+    "GPT",
+    "GPTConfig",
+    "PRSEncoder",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+if TYPE_CHECKING:
+    from ehrfast.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ehrfast.model.config import GPTConfig
+    from ehrfast.model.gpt import GPT, PRSEncoder

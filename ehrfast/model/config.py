@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from ehrfast.errors import InvalidInputError
+
 MODALITIES = ("none", "cross", "prefix")
 
 
@@ -23,13 +25,13 @@ class GPTConfig:
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+            raise InvalidInputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise InvalidInputError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if min(self.vocab_size, self.n_layer, self.n_head, self.n_embd, self.block_size) < 1:
-            raise ValueError("vocab_size, n_layer, n_head, n_embd and block_size must be positive")
+            raise InvalidInputError("vocab_size, n_layer, n_head, n_embd and block_size must be positive")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def head_dim(self) -> int:
@@ -62,14 +64,14 @@ class GPTConfig:
             "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=64, n_soft_tokens=2, prs_hidden=32),
         }
         if name not in presets:
-            raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+            raise InvalidInputError(f"unknown preset {name!r}; choose from {sorted(presets)}")
         return replace(cls(vocab_size=vocab_size, **presets[name]), **overrides)
 
     @classmethod
     def from_hf(cls, hf_config, **overrides) -> GPTConfig:
         """From a ``transformers.GPT2Config`` (``add_cross_attention`` → modality "cross")."""
         if getattr(hf_config, "activation_function", "gelu_new") != "gelu_new":
-            raise ValueError(f"only GPT-2's gelu_new activation is supported, got {hf_config.activation_function!r}")
+            raise InvalidInputError(f"only GPT-2's gelu_new activation is supported, got {hf_config.activation_function!r}")
         fields = dict(
             vocab_size=hf_config.vocab_size,
             n_layer=hf_config.n_layer,

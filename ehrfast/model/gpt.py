@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ehrfast.errors import InvalidInputError
+from ehrfast.model.caches import LayerCache, SlotCache
 from ehrfast.model.config import GPTConfig
-from ehrfast.model.decode_state import DecodeState, LayerCache, SlotCache, SlotState
 from ehrfast.model.kernels.cross_attention import cross_attention
 from ehrfast.model.packed_attention import PackedMask, attend, packed_mask
 
@@ -232,22 +233,54 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
-    def soft_tokens(self, prs: torch.Tensor | None, soft_tokens: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-        if self.config.modality == "none":
+    def soft_tokens(self, prs: torch.Tensor | None, soft_tokens: torch.Tensor | None, batch: int,
+                    segments: int | None = None) -> torch.Tensor | None:
+        """The soft tokens a batch reads (None for modality "none"), from ``prs`` through the PRS
+        encoder or given directly, with every modality and shape check in one place. Unpacked
+        rows: prs [B, n_traits] or soft_tokens [B, n_soft, C] -> [B, n_soft, C]. Packed rows
+        (``segments`` = subjects present per row): prs [B, S >= segments, n_traits] or
+        soft_tokens [B, S, n_soft, C] -> [B, S, n_soft, C]."""
+        cfg = self.config
+        if cfg.modality == "none":
             if prs is not None or soft_tokens is not None:
-                raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
+                raise InvalidInputError("this model has modality 'none': pass neither prs nor soft_tokens")
             return None
+        packed = segments is not None
         if soft_tokens is not None:
-            if soft_tokens.shape[0] != batch or soft_tokens.shape[-1] != self.config.n_embd or soft_tokens.dim() != 3:
-                raise ValueError(f"soft_tokens must be [B={batch}, n_soft, {self.config.n_embd}], got {tuple(soft_tokens.shape)}")
+            ok = soft_tokens.dim() == (4 if packed else 3) and soft_tokens.shape[0] == batch and soft_tokens.shape[-1] == cfg.n_embd
+            if not ok or (packed and soft_tokens.shape[1] < segments):
+                want = f"[B={batch}, S>={segments}, n_soft, {cfg.n_embd}]" if packed else f"[B={batch}, n_soft, {cfg.n_embd}]"
+                raise InvalidInputError(f"{'packed ' if packed else ''}soft_tokens must be {want}, got {tuple(soft_tokens.shape)}")
             return soft_tokens
-        if prs is None:
-            raise ValueError(f"modality {self.config.modality!r} needs prs [B, {self.config.n_prs_traits}] or soft_tokens")
-        if self.prs_encoder is None:
-            raise ValueError("this model has no PRS encoder (n_prs_traits = 0); pass soft_tokens")
-        if prs.shape != (batch, self.config.n_prs_traits):
-            raise ValueError(f"prs must be [B={batch}, {self.config.n_prs_traits}], got {tuple(prs.shape)}")
-        return self.prs_encoder(prs)
+        if prs is None or self.prs_encoder is None:
+            need = f"[B, S, {cfg.n_prs_traits}]" if packed else f"[B, {cfg.n_prs_traits}]"
+            why = "this model has no PRS encoder (n_prs_traits = 0); pass soft_tokens" if self.prs_encoder is None and prs is not None \
+                else f"modality {cfg.modality!r} needs prs {need} or soft_tokens"
+            raise InvalidInputError(why)
+        if not packed:
+            if prs.shape != (batch, cfg.n_prs_traits):
+                raise InvalidInputError(f"prs must be [B={batch}, {cfg.n_prs_traits}], got {tuple(prs.shape)}")
+            return self.prs_encoder(prs)
+        if prs.dim() != 3 or prs.shape[0] != batch or prs.shape[1] < segments or prs.shape[2] != cfg.n_prs_traits:
+            raise InvalidInputError(f"packed {cfg.modality} rows need prs [B={batch}, S>={segments}, {cfg.n_prs_traits}], "
+                                    f"got {tuple(prs.shape)}")
+        n_seg = prs.shape[1]
+        return self.prs_encoder(prs.reshape(batch * n_seg, -1)).view(batch, n_seg, cfg.n_soft_tokens, cfg.n_embd)
+
+    def embed(self, idx: torch.Tensor, positions: torch.Tensor, memory: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """Input embeddings of tokens ``idx`` [B, T] at ``positions`` ([B, T] or [T]): token plus
+        position embedding. A prefix model given its soft tokens ``memory`` [B, n_soft, C] puts
+        them first, at positions 0 … n_soft − 1, and shifts the tokens' positions by n_soft.
+        Returns (x [B, n_prefix + T, C], the memory cross-attention reads (None for prefix and
+        none models), n_prefix)."""
+        x = self.transformer.wte(idx)
+        if memory is None or self.config.modality != "prefix":
+            return x + self.transformer.wpe(positions), memory, 0
+        b, n_soft = memory.shape[:2]
+        prefix_positions = torch.arange(n_soft, device=idx.device).expand(b, n_soft)
+        positions = torch.cat([prefix_positions, positions.expand(b, -1) + n_soft], dim=1)
+        return torch.cat([memory.to(x.dtype), x], dim=1) + self.transformer.wpe(positions), None, n_soft
 
     def hidden_states(self, idx: torch.Tensor, prs=None, soft_tokens=None, segment_ids=None) -> torch.Tensor:
         """Final-LayerNorm outputs [B, T, n_embd] of the token positions."""
@@ -255,16 +288,11 @@ class GPT(nn.Module):
             return self._packed_hidden_states(idx, prs, soft_tokens, segment_ids)
         b, t = idx.shape
         memory = self.soft_tokens(prs, soft_tokens, b)
-        x = self.transformer.wte(idx)
-        n_prefix = 0
-        if self.config.modality == "prefix":
-            n_prefix = memory.shape[1]
-            x = torch.cat([memory.to(x.dtype), x], dim=1)
-            memory = None
-        if x.shape[1] > self.config.block_size:
-            raise ValueError(f"sequence of {x.shape[1]} positions exceeds block_size {self.config.block_size}")
-        pos = torch.arange(x.shape[1], device=idx.device)
-        x = self.transformer.drop(x + self.transformer.wpe(pos))
+        n_prefix = memory.shape[1] if memory is not None and self.config.modality == "prefix" else 0
+        if n_prefix + t > self.config.block_size:
+            raise InvalidInputError(f"sequence of {n_prefix + t} positions exceeds block_size {self.config.block_size}")
+        x, memory, n_prefix = self.embed(idx, torch.arange(t, device=idx.device), memory)
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, memory)
         return self.transformer.ln_f(x)[:, n_prefix:]
@@ -279,138 +307,40 @@ class GPT(nn.Module):
         cfg = self.config
         b, t = idx.shape
         if segment_ids.shape != idx.shape:
-            raise ValueError(f"segment_ids must have the shape of idx {tuple(idx.shape)}, got {tuple(segment_ids.shape)}")
+            raise InvalidInputError(f"segment_ids must have the shape of idx {tuple(idx.shape)}, got {tuple(segment_ids.shape)}")
         if t == 0:
-            raise ValueError("packed rows need at least one position")
+            raise InvalidInputError("packed rows need at least one position")
         layout = PackedLayout.of(segment_ids)
         if layout.decreasing or layout.negative:
-            raise ValueError("segment_ids must be >= 0 and non-decreasing along each row")
-        seg, token_index, memory, soft = segment_ids, None, None, None
-        if cfg.modality == "none":
-            if prs is not None or soft_tokens is not None:
-                raise ValueError("this model has modality 'none': pass neither prs nor soft_tokens")
-        else:
-            soft = self._packed_soft_tokens(prs, soft_tokens, b, layout.n_segments)
+            raise InvalidInputError("segment_ids must be >= 0 and non-decreasing along each row")
+        soft = self.soft_tokens(prs, soft_tokens, b, segments=layout.n_segments)
         n_prefix = soft.shape[2] if cfg.modality == "prefix" else 0
         if layout.longest_subject + n_prefix > cfg.block_size:
-            raise ValueError(f"a packed subject spans more than block_size {cfg.block_size} positions")
-        x = self.transformer.wte(idx)
-        if soft is not None:
-            if cfg.modality == "prefix":
-                x, seg, token_index = _insert_prefixes(x, segment_ids, layout, soft)
-            else:
-                memory = soft  # [B, S, n_soft, C]: each position reads its own subject's soft tokens
+            raise InvalidInputError(f"a packed subject spans more than block_size {cfg.block_size} positions")
+        seg, token_index, memory = segment_ids, None, soft  # cross: each position reads its own subject's soft tokens
+        if cfg.modality == "prefix":
+            x, seg, token_index = _insert_prefixes(self.transformer.wte(idx), segment_ids, layout, soft)
+            # positions restart at each inserted prefix; the padding that evens out rows gets 0
+            x = x + self.transformer.wpe(torch.where(seg >= 0, _positions_in_segment(_segment_starts(seg)), 0))
+            memory = None
+        else:
+            x, _, _ = self.embed(idx, layout.positions)
         self_mask = packed_mask(seg, dropout_active=self.training and cfg.dropout > 0)
-        if token_index is None:
-            pos = layout.positions
-        else:  # positions restart at each inserted prefix; the padding that evens out rows gets 0
-            pos = torch.where(seg >= 0, _positions_in_segment(_segment_starts(seg)), 0)
-        x = self.transformer.drop(x + self.transformer.wpe(pos))
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, memory, self_mask, segment_ids if memory is not None else None)
         x = self.transformer.ln_f(x)
         return x if token_index is None else x.gather(1, token_index[..., None].expand(-1, -1, x.shape[-1]))
 
-    def _packed_soft_tokens(self, prs, soft_tokens, b: int, needed: int) -> torch.Tensor:
-        """Each packed subject's soft tokens [B, S, n_soft, n_embd]; ``needed``: the segments
-        present. S may exceed them (a row's last subject can be cut to its target token)."""
-        cfg = self.config
-        if soft_tokens is None:
-            if prs is None or prs.dim() != 3 or prs.shape[0] != b or prs.shape[1] < needed or self.prs_encoder is None:
-                raise ValueError(f"packed {cfg.modality} rows need prs [B={b}, S>={needed}, n_traits] or soft_tokens [B, S, n_soft, n_embd]")
-            n_seg = prs.shape[1]
-            return self.prs_encoder(prs.reshape(b * n_seg, -1)).view(b, n_seg, cfg.n_soft_tokens, cfg.n_embd)
-        if soft_tokens.dim() != 4 or soft_tokens.shape[0] != b or soft_tokens.shape[1] < needed or soft_tokens.shape[-1] != cfg.n_embd:
-            raise ValueError(f"packed soft_tokens must be [B={b}, S>={needed}, n_soft, {cfg.n_embd}], got {tuple(soft_tokens.shape)}")
-        return soft_tokens
-
-    # ---- incremental decoding (KV cache) --------------------------------------------
-
-    def prefill(self, idx: torch.Tensor, prs=None, soft_tokens=None, max_new_tokens: int = 0,
-                pad: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:
-        """Runs the contexts once and keeps every layer's keys and values, with room for
-        ``max_new_tokens`` more positions. Contexts of different lengths are left-padded:
-        ``pad`` [B] counts each row's leading pad positions, which nothing attends to and which
-        do not shift positions. Returns (logits [B, vocab] of the last position, the state for
-        ``decode``); the same logits as ``forward`` on each unpadded row, up to float rounding."""
-        b, t = idx.shape
-        device = idx.device
-        pad = torch.zeros(b, dtype=torch.long, device=device) if pad is None else pad.to(device=device, dtype=torch.long)
-        memory = self.soft_tokens(prs, soft_tokens, b)
-        x = self.transformer.wte(idx)
-        token_pos = (torch.arange(t, device=device) - pad[:, None]).clamp(min=0)  # [B, T]
-        valid = torch.arange(t, device=device) >= pad[:, None]
-        if self.config.modality == "prefix":
-            n_soft = memory.shape[1]
-            x = torch.cat([memory.to(x.dtype), x], dim=1)
-            token_pos = torch.cat([torch.arange(n_soft, device=device).expand(b, n_soft), token_pos + n_soft], dim=1)
-            valid = torch.cat([torch.ones(b, n_soft, dtype=torch.bool, device=device), valid], dim=1)
-            memory = None
-        length = x.shape[1]
-        if int(token_pos[:, -1].max()) + 1 + max_new_tokens > self.config.block_size:
-            raise ValueError(f"{length} context positions + {max_new_tokens} new tokens exceed block_size {self.config.block_size}")
-        head_dim = self.config.n_embd // self.config.n_head
-        caches = [LayerCache.empty(b, self.config.n_head, length + max_new_tokens, head_dim, x) for _ in self.transformer.h]
-        cross = [blk.crossattention.memory_kv(memory) for blk in self.transformer.h] if memory is not None else None
-        key_valid = torch.ones(b, length + max_new_tokens, dtype=torch.bool, device=device)
-        key_valid[:, :length] = valid
-        # causal over real keys; a pad query reads itself only (its output is never used)
-        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
-        mask = (causal & key_valid[:, None, :length]) | torch.eye(length, dtype=torch.bool, device=device)
-        x = x + self.transformer.wpe(token_pos)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, cross[i] if cross else None, self_mask=mask[:, None], cache=caches[i])
-        state = DecodeState(caches, cross, length, key_valid, token_pos[:, -1] + 1)
-        return self.lm_head(self.transformer.ln_f(x[:, -1])), state
-
-    def decode(self, token: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        """Appends one token per row (``token`` [B] int64) and returns logits [B, vocab]."""
-        x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
-        mask = state.key_valid[:, None, None, : state.length + 1]
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, state.cross[i] if state.cross else None, self_mask=mask, cache=state.layers[i])
-        state.length += 1
-        state.position = state.position + 1
-        return self.lm_head(self.transformer.ln_f(x[:, -1]))
-
-    def slot_state(self, slots: int, n: int, max_context: int, max_new_tokens: int) -> SlotState:
-        """Empty decoding state for ``slots`` subjects × ``n`` samples, holding histories of up to
-        ``max_context`` tokens and ``max_new_tokens`` new ones per sample (``decode_slots``)."""
-        cfg = self.config
-        prefix_capacity = max_context + cfg.prefix_positions
-        if prefix_capacity + max_new_tokens > cfg.block_size:
-            raise ValueError(f"{prefix_capacity} context positions + {max_new_tokens} new tokens exceed block_size {cfg.block_size}")
-        return SlotState(slots, n, cfg.n_layer, cfg.n_head, cfg.head_dim, prefix_capacity, max_new_tokens,
-                         cfg.n_soft_tokens if cfg.modality == "cross" else 0, self.transformer.wte.weight, cfg.block_size - 1)
-
-    def fill_slots(self, state: SlotState, slot_ids: torch.Tensor, idx: torch.Tensor, prs=None, soft_tokens=None,
-                   pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Prefills g subjects (``idx`` [g, T], left-padded by ``pad`` [g]) into ``slot_ids`` [g]
-        and restarts their samples. Returns each subject's next-token logits [g, vocab]."""
-        logits, prefilled = self.prefill(idx, prs, soft_tokens, max_new_tokens=0, pad=pad)
-        state.fill(slot_ids, prefilled)
-        return logits
-
-    def decode_slots(self, token: torch.Tensor, state: SlotState) -> torch.Tensor:
-        """Appends one token per row (``token`` [S·n] int64); returns logits [S·n, vocab]. Fixed
-        shapes and in-place state updates: capturable in a CUDA graph."""
-        x = self.transformer.wte(token[:, None]) + self.transformer.wpe(state.position[:, None])
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, state.cross[i] if state.cross else None, cache=state.layers[i])
-        state.advance()
-        return self.lm_head(self.transformer.ln_f(x[:, -1]))
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [..., vocab] of final hidden states [..., n_embd] (before ln_f)."""
+        return self.lm_head(self.transformer.ln_f(x))
 
     def forward(self, idx: torch.Tensor, prs: torch.Tensor | None = None, soft_tokens: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, T, vocab] for the token positions (soft-token prefix positions excluded).
         ``segment_ids`` [B, T] packs several subjects per row (see ``_packed_hidden_states``)."""
         return self.lm_head(self.hidden_states(idx, prs, soft_tokens, segment_ids))
-
-    def loss(self, idx: torch.Tensor, prs=None, soft_tokens=None, ignore_index: int = 0) -> torch.Tensor:
-        """Next-token cross-entropy over token positions; soft tokens never enter the loss and
-        targets equal to ``ignore_index`` ([PAD]) are skipped."""
-        logits = self(idx[:, :-1], prs, soft_tokens)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1), ignore_index=ignore_index)
 
     # ---- Hugging Face GPT2LMHeadModel state dicts -------------------------------
 
@@ -429,9 +359,9 @@ class GPT(nn.Module):
         missing = sorted(wanted - set(given))
         unexpected = sorted(set(given) - set(own))
         if missing or unexpected:
-            raise ValueError(f"state dict does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise InvalidInputError(f"state dict does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
         for k, v in given.items():
             if own[k].shape != v.shape:
-                raise ValueError(f"{k}: shape {tuple(v.shape)} in the state dict, {tuple(own[k].shape)} in the model")
+                raise InvalidInputError(f"{k}: shape {tuple(v.shape)} in the state dict, {tuple(own[k].shape)} in the model")
         model.load_state_dict(given, strict=False)
         return model

@@ -6,23 +6,21 @@ CUDA a mask rules out the flash backend and every cross-subject block is still c
 CUDA, FlexAttention (compiled) reads a ``BlockMask`` built from the segment ids and skips the
 blocks that lie across subjects altogether. "auto" uses FlexAttention on CUDA once a one-time
 self-test per (device, dtype, head dim) has matched SDPA forward and backward — else SDPA,
-with a warning. ``EHRFAST_PACKED_ATTENTION=flex|sdpa`` pins the choice (flex on a CPU runs
+with a warning. The ``packed_attention`` setting of ``ehrfast.backends`` pins the choice
+(``EHRFAST_PACKED_ATTENTION=fast|reference``, or ``flex|sdpa``; fast on a CPU runs
 FlexAttention eagerly: slow, for tests). Attention dropout always uses SDPA.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ehrfast.model.kernels import _dispatch
+from ehrfast import backends
 from ehrfast.model.self_test import mismatch_with_reference
-
-BACKENDS = ("auto", "flex", "sdpa")
 
 
 @dataclass
@@ -57,19 +55,15 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, dropout_p: f
     """softmax(q kᵀ/√D) v: q, k, v [B, H, L, D]; ``mask`` None (causal), a boolean
     [B, 1, L, S] tensor, or a ``PackedMask``."""
     if isinstance(mask, PackedMask):
-        if mask.block_mask is not None and not dropout_p and (_backend() == "flex" or _flex_works(q.device, q.dtype, q.shape[-1])):
+        if mask.block_mask is not None and not dropout_p and (backends.choose("packed_attention") == "fast" or _flex_works(q.device, q.dtype, q.shape[-1])):
             return _flex(q.device)(q, k, v, block_mask=mask.block_mask)
         mask = mask.dense()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=dropout_p)
 
 
-def _backend() -> str:
-    return _dispatch.chosen_backend("auto", "EHRFAST_PACKED_ATTENTION", BACKENDS)
-
-
 def _wants_flex(device: torch.device) -> bool:
-    backend = _backend()
-    return backend == "flex" or (backend == "auto" and device.type == "cuda" and _flex_module() is not None)
+    backend = backends.choose("packed_attention")
+    return backend == "fast" or (backend == "auto" and device.type == "cuda" and _flex_module() is not None)
 
 
 @functools.cache
@@ -107,5 +101,5 @@ def _flex_works(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool
     failure = mismatch_with_reference("FlexAttention", lambda *qkv: _flex(device)(*qkv, block_mask=mask.block_mask),
                                       lambda *qkv: F.scaled_dot_product_attention(*qkv, attn_mask=mask.dense()), q, k, v)
     if failure:
-        warnings.warn(f"packed self-attention falls back to SDPA with a dense mask: {failure}", stacklevel=3)
+        backends.warn_once(f"packed self-attention falls back to SDPA with a dense mask: {failure}")
     return failure is None

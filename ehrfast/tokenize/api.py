@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ehrfast._backend import resolve_backend
 from ehrfast._memory import reuse_freed_memory
+from ehrfast.backends import resolve_backend
 from ehrfast.data.meds import data_files
+from ehrfast.data.reader import ShardRows, SubjectRegistry, shards_in_order
+from ehrfast.errors import InvalidInputError
 from ehrfast.io import NpyAppender, atomic_directory, check_outputs
 from ehrfast.tokenize.config import TokenizerConfig
-from ehrfast.tokenize.reader import ShardRows, SubjectRegistry, shards_in_order
 from ehrfast.tokenize.tokenizer import Tokenizer, fit_statistics
 
 
@@ -30,6 +31,16 @@ class TokenizeSummary:
     vocab_size: int
     seconds: float
     backend: str
+    meds_dir: str = ""
+
+    def describe(self) -> str:
+        lines = [f"tokenized {self.meds_dir} -> {self.out_dir} in {self.seconds:.1f} s ({self.backend} backend); "
+                 f"vocabulary {self.vocab_size:,} tokens"]
+        for split, d in self.splits.items():
+            f = d["filtered"]
+            lines.append(f"  {split:<10} {d['subjects']:>9,} subjects {d['tokens']:>13,} tokens  (dropped: {f['too_few_events']} too few, "
+                         f"{f['too_many_events']} too many events)")
+        return "\n".join(lines)
 
 
 def write_split(tok: Tokenizer, directory: Path, paths: list[Path], cached: dict[Path, ShardRows], registry: SubjectRegistry | None,
@@ -58,31 +69,31 @@ def write_split(tok: Tokenizer, directory: Path, paths: list[Path], cached: dict
     return {"subjects": len(joined["subject_ids"]), "tokens": int(n_tokens), "filtered": filtered}
 
 
-def tokenize_dataset(*args, **kwargs) -> TokenizeSummary:
-    """Fits a tokenizer on the training split (or loads one from ``vocab_from``) and writes
-    ``out_dir/<split>/`` TokenizedDatasets for every split, plus the fitted tokenizer files
-    at ``out_dir/``. Inputs are validated as they are read; the output directory appears only
-    when everything succeeded.
-
-    Signature: ``tokenize_dataset(meds_dir, out_dir, config=None, *, backend=None,
-    vocab_from=None, overwrite=False, progress=True)``.
-    """
-    with reuse_freed_memory():
-        return _tokenize_dataset(*args, **kwargs)
-
-
-def _tokenize_dataset(
+def tokenize_dataset(
     meds_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
-    config: TokenizerConfig | None = None,
+    config: TokenizerConfig | str | os.PathLike | None = None,
     *,
     backend: str | None = None,
     vocab_from: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> TokenizeSummary:
+    """Fits a tokenizer on the training split (or loads one from ``vocab_from``) and writes
+    ``out_dir/<split>/`` TokenizedDatasets for every split, plus the fitted tokenizer files at
+    ``out_dir/``. ``config``: a TokenizerConfig or a config file. Inputs are validated as they
+    are read; the output directory appears only when everything succeeded."""
+    check_outputs(directories=[out_dir], inputs=[meds_dir, vocab_from, config if not isinstance(config, TokenizerConfig) else None],
+                  overwrite=overwrite)
+    if config is not None and not isinstance(config, TokenizerConfig):
+        config = TokenizerConfig.load(config)
+    with reuse_freed_memory():
+        return _tokenize_dataset(meds_dir, out_dir, config, backend, vocab_from, overwrite, progress)
+
+
+def _tokenize_dataset(meds_dir, out_dir, config: TokenizerConfig | None, backend, vocab_from, overwrite: bool,
+                      progress: bool) -> TokenizeSummary:
     t0 = time.perf_counter()
-    check_outputs(directories=[out_dir], inputs=[meds_dir, vocab_from], overwrite=overwrite)
     backend = resolve_backend(backend, "tokenizer")
     shards = data_files(meds_dir)
     registry = SubjectRegistry()
@@ -90,12 +101,12 @@ def _tokenize_dataset(
     fitting = vocab_from is None
     if not fitting:
         if config is not None:
-            raise ValueError("give either a config or --vocab FROM_DIR, not both (the fitted tokenizer carries its config)")
+            raise InvalidInputError("give either a config or --vocab FROM_DIR, not both (the fitted tokenizer carries its config)")
         tok = Tokenizer.load(vocab_from)
     else:
         config = config or TokenizerConfig()
         if config.train_split not in shards:
-            raise ValueError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
+            raise InvalidInputError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
         tok, cached = fit_statistics(shards[config.train_split], config, backend, registry, progress)
     with atomic_directory(out_dir, overwrite=overwrite, kind="tokens") as root:
         summary = {}
@@ -108,4 +119,4 @@ def _tokenize_dataset(
                 tok.fit_durations(gaps)
         for directory in (root, *(root / split for split in shards)):
             tok.save(directory)
-    return TokenizeSummary(str(out_dir), summary, len(tok.vocab), round(time.perf_counter() - t0, 3), backend)
+    return TokenizeSummary(str(out_dir), summary, len(tok.vocab), round(time.perf_counter() - t0, 3), backend, str(meds_dir))

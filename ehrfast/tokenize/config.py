@@ -8,9 +8,10 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-MINUTE = 60 * 1_000_000
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
+from ehrfast.errors import InvalidInputError
+from ehrfast.units import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE
+
+MINUTE, HOUR, DAY = US_PER_MINUTE, US_PER_HOUR, US_PER_DAY
 
 # ETHOS's 19 interval bins: (token, lower edge µs). The last bin repeats for long gaps.
 ETHOS_INTERVALS = [
@@ -64,19 +65,19 @@ class TokenizerConfig:
 
     def __post_init__(self):
         if self.intervals not in INTERVAL_PRESETS:
-            raise ValueError(f"intervals must be one of {sorted(INTERVAL_PRESETS)}, got {self.intervals!r}")
+            raise InvalidInputError(f"intervals must be one of {sorted(INTERVAL_PRESETS)}, got {self.intervals!r}")
         if not 1 <= self.n_quantiles <= 100:
-            raise ValueError(f"n_quantiles must be in 1..100, got {self.n_quantiles}")
+            raise InvalidInputError(f"n_quantiles must be in 1..100, got {self.n_quantiles}")
         if self.rare_codes not in ("unk", "drop"):
-            raise ValueError(f"rare_codes must be 'unk' or 'drop', got {self.rare_codes!r}")
+            raise InvalidInputError(f"rare_codes must be 'unk' or 'drop', got {self.rare_codes!r}")
         if self.min_events < 0 or (self.max_events is not None and self.max_events < self.min_events):
-            raise ValueError("need 0 <= min_events <= max_events")
+            raise InvalidInputError("need 0 <= min_events <= max_events")
         for rule in self.visit_rules:
             for pattern in (rule.start, rule.end):
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    raise ValueError(f"visit rule {rule.name!r}: bad pattern {pattern!r}: {exc}") from None
+                    raise InvalidInputError(f"visit rule {rule.name!r}: bad pattern {pattern!r}: {exc}") from None
 
     def interval_bins(self) -> list[tuple[str, int]]:
         return list(INTERVAL_PRESETS[self.intervals])
@@ -95,7 +96,7 @@ class TokenizerConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown tokenizer config keys: {sorted(unknown)}")
+            raise InvalidInputError(f"unknown tokenizer config keys: {sorted(unknown)}")
         d = dict(d)
         d["visit_rules"] = tuple(VisitRule(**r) for r in d.get("visit_rules", ()))
         d["hierarchical_prefixes"] = tuple(d.get("hierarchical_prefixes", ()))

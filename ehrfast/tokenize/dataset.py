@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ehrfast.tokenize.reader import STATIC_TIME
-from ehrfast.tokenize.reference import US_PER_YEAR, age_digits
+from ehrfast.data.reader import STATIC_TIME
+from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.tokenize.reference import age_digits
 from ehrfast.tokenize.vocab import Vocabulary
+from ehrfast.units import US_PER_YEAR
 
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
 
@@ -28,7 +30,7 @@ class TokenizedDataset:
         d = Path(directory)
         missing = [f"{n}.npy" for n in ARRAYS if not (d / f"{n}.npy").exists()] + [n for n in ("vocab.json", "tokenizer.json") if not (d / n).exists()]
         if missing:
-            raise FileNotFoundError(f"{d}: not a TokenizedDataset (missing {missing})")
+            raise InputNotFoundError(f"{d}: not a TokenizedDataset (missing {missing})")
         mode = "r" if mmap else None
         for name in ARRAYS:
             setattr(self, name, np.load(d / f"{name}.npy", mmap_mode=mode))
@@ -38,7 +40,7 @@ class TokenizedDataset:
         self.config = meta["config"]
         n = len(self.subject_ids)
         if len(self.offsets) != n + 1 or self.offsets[-1] != len(self.tokens) or len(self.times) != len(self.tokens):
-            raise ValueError(f"{d}: arrays are inconsistent (offsets/tokens/times lengths differ)")
+            raise InvalidInputError(f"{d}: arrays are inconsistent (offsets/tokens/times lengths differ)")
         self._row_of = None
 
     def __len__(self) -> int:
@@ -87,7 +89,7 @@ class TokenizedDataset:
         if max_tokens is not None:
             room = max_tokens - len(head)
             if room < 0:
-                raise ValueError(f"max_tokens={max_tokens} cannot hold the {len(head)} static tokens")
+                raise InvalidInputError(f"max_tokens={max_tokens} cannot hold the {len(head)} static tokens")
             body_t, body_s = body_t[len(body_t) - room:] if room else body_t[:0], body_s[len(body_s) - room:] if room else body_s[:0]
         head_t = np.full(len(head), prediction_time_us, np.int64)
         return np.r_[np.array(head, np.int32), body_t].astype(np.int32), np.r_[head_t, body_s].astype(np.int64)

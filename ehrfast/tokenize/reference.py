@@ -23,11 +23,10 @@ import math
 
 import numpy as np
 
-from ehrfast.tokenize.reader import STATIC_TIME
+from ehrfast.data.reader import STATIC_TIME
+from ehrfast.units import US_PER_YEAR
 
 DROP, BIRTH = -1, -2
-US_PER_DAY = 86400e6
-US_PER_YEAR = 365.25 * US_PER_DAY
 
 
 def age_digits(age_years: float, n_quantiles: int) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """The Tokenizer: fitted on the training split, applied to every split.
 
-Fitting reads the training shards twice: once for code frequencies, numeric values and event
+Fitting (``fit_statistics``, then ``fit_durations`` while ``tokenize_dataset`` writes the
+training split) reads the training shards twice: once for code frequencies, numeric values and event
 counts (vocabulary, quantile cut points, filters), once to tokenize them, which also yields
 the real gaps behind every interval token (their mean and median durations). The rows →
 tokens step runs in the C++ core or in the Python reference (``backend``).
@@ -19,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ehrfast._backend import require_core, resolve_backend
-from ehrfast.data.meds import data_files
+from ehrfast.backends import require_core, resolve_backend
+from ehrfast.data.reader import ShardRows, SubjectRegistry, shards_in_order
+from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.io import NpyAppender
 from ehrfast.tokenize import reference
 from ehrfast.tokenize.config import TOKENIZER_FORMAT_VERSION, TokenizerConfig
-from ehrfast.tokenize.reader import ShardRows, SubjectRegistry, shards_in_order
 from ehrfast.tokenize.vocab import RESERVED, TIMELINE_END, UNK, IntervalDuration, Vocabulary
 
 DROP, BIRTH = reference.DROP, reference.BIRTH
@@ -167,9 +168,10 @@ class Tokenizer:
         """The C++ TimelineProgram for this tokenizer (built once)."""
         if self._program is None:
             c, r = self._csr, self.rules
-            self._program = require_core().TimelineProgram(
-                c["pre_off"], c["pre"], c["post_off"], c["post"], c["cut_off"], c["cuts"],
-                r.interval_lower, r.interval_token, r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens,
+            core = require_core()
+            self._program = core.TimelineProgram(
+                core.CodeTableArrays(**c),
+                core.TimelineRules(r.interval_lower, r.interval_token, r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens),
             )
         return self._program
 
@@ -206,23 +208,6 @@ class Tokenizer:
 
     # ---- fitting ------------------------------------------------------------------
 
-    @classmethod
-    def fit(cls, meds_dir: str | os.PathLike, config: TokenizerConfig | None = None, backend: str | None = None,
-            progress: bool = True) -> Tokenizer:
-        """Fits vocabulary, quantile cut points and interval durations on the training split."""
-        config = config or TokenizerConfig()
-        shards = data_files(meds_dir)
-        if config.train_split not in shards:
-            raise ValueError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
-        tok, cached = fit_statistics(shards[config.train_split], config, backend, SubjectRegistry(), progress)
-        gaps = tok.new_gaps(backend)
-        paths = shards[config.train_split]
-        for _, shard, _ in tqdm(shards_in_order(paths, backend, cached), total=len(paths), desc="fit: durations", unit="shard",
-                                disable=not progress, leave=False):
-            tok.tokenize_shard(shard, backend, gaps)
-        tok.fit_durations(gaps)
-        return tok
-
     def fit_durations(self, gaps) -> None:
         """Sets each interval token's mean and median duration from the training gaps
         accumulated in ``gaps`` (see ``new_gaps``)."""
@@ -235,7 +220,7 @@ class Tokenizer:
     # ---- persistence ----------------------------------------------------------------
 
     def save(self, directory: str | os.PathLike) -> None:
-        from ehrfast import __version__
+        from ehrfast._version import __version__
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -259,10 +244,10 @@ class Tokenizer:
         d = Path(directory)
         for name in ("tokenizer.json", "vocab.json", "quantiles.parquet"):
             if not (d / name).exists():
-                raise FileNotFoundError(f"{d}: missing {name}; not a fitted tokenizer directory")
+                raise InputNotFoundError(f"{d}: missing {name}; not a fitted tokenizer directory")
         meta = json.loads((d / "tokenizer.json").read_text())
         if meta.get("format_version") != TOKENIZER_FORMAT_VERSION:
-            raise ValueError(f"{d / 'tokenizer.json'}: format version {meta.get('format_version')}, expected {TOKENIZER_FORMAT_VERSION}")
+            raise InvalidInputError(f"{d / 'tokenizer.json'}: format version {meta.get('format_version')}, expected {TOKENIZER_FORMAT_VERSION}")
         q = pq.read_table(d / "quantiles.parquet")
         cuts = dict(zip(q.column("code").to_pylist(), q.column("cuts").to_pylist()))
         return cls(TokenizerConfig.from_dict(meta["config"]), Vocabulary.load(d / "vocab.json"), meta["codes"], cuts, meta.get("report", {}))
@@ -299,7 +284,7 @@ class _TrainStatistics:
     def tokenizer(self) -> Tokenizer:
         cfg = self.config
         if self.n_subjects == 0:
-            raise ValueError(f"no training subjects left after the event filters ({self.filtered}); empty cohort")
+            raise InvalidInputError(f"no training subjects left after the event filters ({self.filtered}); empty cohort")
         subject_counts, static_ids, off, cuts = self._code_statistics()
         names = sorted(self.raw, key=self.raw.get)
         kept = sorted(c for c in names if c != cfg.birth_code and subject_counts[self.raw[c]] >= cfg.min_subjects)
@@ -334,7 +319,7 @@ def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str]) -> 
                 code_kind[t] = "static" if c in static else "code"
     for t in sorted(code_kind):
         if t in tokens:
-            raise ValueError(f"code {t!r} collides with a reserved or generated token name")
+            raise InvalidInputError(f"code {t!r} collides with a reserved or generated token name")
         tokens.append(t)
         kinds.append(code_kind[t])
     intervals = {name: IntervalDuration(lo, None, None, 0) for name, lo in bins}

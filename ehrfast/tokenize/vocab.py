@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ehrfast.errors import InvalidInputError
+
 PAD, UNK, TIMELINE_END = "[PAD]", "[UNK]", "TIMELINE_END"
 RESERVED = (PAD, UNK, TIMELINE_END)  # fixed ids 0, 1, 2
 KINDS = ("special", "quantile", "interval", "visit", "static", "code")
@@ -32,13 +34,13 @@ class Vocabulary:
 
     def __post_init__(self):
         if len(self.tokens) != len(self.kinds):
-            raise ValueError("tokens and kinds must have equal length")
+            raise InvalidInputError("tokens and kinds must have equal length")
         self._index = {t: i for i, t in enumerate(self.tokens)}
         if len(self._index) != len(self.tokens):
-            raise ValueError("duplicate token strings in the vocabulary")
+            raise InvalidInputError("duplicate token strings in the vocabulary")
         for i, t in enumerate(RESERVED):
             if self.tokens[i] != t:
-                raise ValueError(f"reserved token {t!r} must have id {i}")
+                raise InvalidInputError(f"reserved token {t!r} must have id {i}")
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -57,7 +59,7 @@ class Vocabulary:
         ids = np.asarray(ids)
         bad = (ids < 0) | (ids >= len(self.tokens))
         if bad.any():
-            raise ValueError(f"token id {ids[bad][0]} is outside the vocabulary (size {len(self.tokens)})")
+            raise InvalidInputError(f"token id {ids[bad][0]} is outside the vocabulary (size {len(self.tokens)})")
         return [self.tokens[i] for i in ids.tolist()]
 
     def ids_of_kind(self, kind: str) -> np.ndarray:

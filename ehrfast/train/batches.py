@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.tokenize.dataset import TokenizedDataset
 
 PAD_ID = 0
@@ -45,7 +46,7 @@ class BatchSampler:
         self.prs_rows = prs_rows
         self.subjects = np.arange(len(ds)) if subjects is None else np.asarray(subjects)
         if len(self.subjects) == 0:
-            raise ValueError("no subjects to train on")
+            raise InvalidInputError("no subjects to train on")
         self.rng = np.random.default_rng(seed)
 
     def state(self) -> dict:

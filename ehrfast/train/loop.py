@@ -7,22 +7,23 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ehrfast import distributed
 from ehrfast.errors import InvalidInputError, OutputExistsError
+from ehrfast.genomics.matrix import read_prs_matrix
 from ehrfast.io import check_no_overlap, check_replaceable, has_marker, write_marker
 from ehrfast.model import GPT, GPTConfig
+from ehrfast.model.checkpoint import load_checkpoint, save_checkpoint
 from ehrfast.tokenize.dataset import TokenizedDataset
-from ehrfast.train import distributed
 from ehrfast.train.batches import PAD_ID, Batch, BatchSampler
-from ehrfast.train.checkpoint import load_checkpoint, save_checkpoint
+from ehrfast.train.config import TrainConfig
 
 # Training losses are read from the device every this many steps, not every step: a read waits
 # for the GPU to finish the step, so the host could not queue the next one meanwhile.
@@ -30,23 +31,37 @@ LOSS_READ_EVERY = 16
 
 
 @dataclass
-class TrainConfig:
-    preset: str = "demo"
-    modality: str = "cross"  # none | cross | prefix
-    steps: int = 300
-    batch_size: int = 16
-    seq_len: int = 256
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 100
-    eval_batches: int = 8
-    seed: int = 0
-    device: str = "cpu"
-    missing_prs: str = "embedding"  # subjects without PRS: learned "missing" vector, or "exclude"
-    pack: bool = True  # several subjects per row, each with its own soft tokens (any modality)
+class TrainSummary:
+    """What a training run did (``history.json`` holds the same): losses by step, throughput,
+    the PRS traits read, and whether the run reached its last step (else it paused)."""
+
+    out_dir: str
+    steps_done: int
+    finished: bool
+    train_loss: list[float]
+    val_loss: list[tuple[int, float]]
+    traits: list[str]
+    train_subjects: int
+    world_size: int
+    config: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    tokens_per_second: float | None = None
+
+    @classmethod
+    def of(cls, history: dict, out_dir: Path, steps_done: int, finished: bool) -> TrainSummary:
+        return cls(str(out_dir), steps_done, finished, list(history["train_loss"]), [tuple(v) for v in history["val_loss"]],
+                   list(history["traits"]), int(history["train_subjects"]), int(history["world_size"]), history["config"],
+                   history["model"], history.get("tokens_per_second"))
+
+    def describe(self) -> str:
+        cfg = self.config
+        vals = ", ".join(f"step {s}: {v:.3f}" for s, v in self.val_loss)
+        if not self.finished:
+            return f"paused {cfg['preset']} ({cfg['modality']}) after {self.steps_done} steps -> {self.out_dir}/last; validation loss {vals}"
+        lines = [f"trained {cfg['preset']} ({cfg['modality']}) for {self.steps_done} steps -> {self.out_dir}/model; validation loss {vals}"]
+        if self.tokens_per_second is not None:
+            lines.append(f"  {self.tokens_per_second:,.0f} real tokens/s on {cfg['device']}")
+        return "\n".join(lines)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -54,23 +69,6 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (1 - (1 - cfg.min_lr_ratio) * min(frac, 1.0))
-
-
-def prs_rows_for(ds: TokenizedDataset, prs_path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """[n_subjects, n_traits] float32 PRS aligned with the dataset's subjects (NaN rows = none)."""
-    table = pq.read_table(prs_path)
-    traits = [c for c in table.column_names if c not in ("sample_id", "subject_id")]
-    if "subject_id" not in table.column_names or not traits:
-        raise ValueError(f"{prs_path}: needs a subject_id column and at least one trait column")
-    ids = table.column("subject_id").to_pylist()
-    values = np.column_stack([table.column(t).to_numpy(zero_copy_only=False).astype(np.float32) for t in traits])
-    row_of = {s: k for k, s in enumerate(ids) if s is not None}
-    out = np.full((len(ds), len(traits)), np.nan, np.float32)
-    for i, s in enumerate(np.asarray(ds.subject_ids).tolist()):
-        k = row_of.get(s)
-        if k is not None:
-            out[i] = values[k]
-    return out, traits
 
 
 def token_loss(model: GPT, batch: Batch, device, reduction: str = "mean") -> torch.Tensor:
@@ -113,7 +111,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     """Trains a GPT on ``data_dir/train`` (validation on ``data_dir/tuning``) and writes the
     final checkpoint to ``out_dir/model`` (``out_dir/last`` holds the resumable state; with
     ``stop_after`` the run pauses there after that many steps, to be continued with
-    ``resume=True``). Returns the training history. Under ``torchrun`` (WORLD_SIZE > 1) every
+    ``resume=True``). Returns a summary of the run. Under ``torchrun`` (WORLD_SIZE > 1) every
     rank trains a DDP replica on its own disjoint shard of the training subjects, with
     ``batch_size`` rows per rank; rank 0 writes the checkpoints.
 
@@ -131,16 +129,16 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     traits: list[str] = []
     if cfg.modality != "none":
         if prs_path is None:
-            raise ValueError(f"modality {cfg.modality!r} needs --prs PRS.parquet")
-        prs_train, traits = prs_rows_for(train_ds, prs_path)
-        prs_val, _ = prs_rows_for(val_ds, prs_path)
+            raise InvalidInputError(f"modality {cfg.modality!r} needs --prs PRS.parquet")
+        matrix = read_prs_matrix(prs_path)
+        prs_train, prs_val, traits = matrix.rows_for(train_ds.subject_ids), matrix.rows_for(val_ds.subject_ids), matrix.traits
     subjects = np.arange(len(train_ds))
     if prs_train is not None and cfg.missing_prs == "exclude":
         subjects = np.flatnonzero(~np.isnan(prs_train).all(1))
     subjects = distributed.shard(subjects, ranks)
     model_cfg = GPTConfig.preset(cfg.preset, vocab_size=len(train_ds.vocab), modality=cfg.modality, n_prs_traits=len(traits))
     if cfg.seq_len > model_cfg.token_window:
-        raise ValueError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
+        raise InvalidInputError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
     model = GPT(model_cfg).to(cfg.device)
     opt = _optimizer(model, cfg)
     sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1000 * ranks.rank, prs_train, cfg.pack, subjects)
@@ -155,7 +153,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
         saved = torch.load(state_path / "trainer.pt", weights_only=False)
         saved.setdefault("samplers", [saved.get("sampler")])  # states written before multi-rank training
         if len(saved["samplers"]) != ranks.world:
-            raise ValueError(f"{state_path}: saved by {len(saved['samplers'])} ranks, resumed with {ranks.world}")
+            raise InvalidInputError(f"{state_path}: saved by {len(saved['samplers'])} ranks, resumed with {ranks.world}")
         opt.load_state_dict(saved["optimizer"])
         sampler.set_state(saved["samplers"][ranks.rank])
         torch.set_rng_state(saved["torch_rng"])
@@ -196,13 +194,13 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     distributed.check_in_sync(model, ranks)
     if step < cfg.steps:  # paused: the resumable state is all there is to write
         _save_state(model, opt, sampler, step, history, state_path, data_dir, ranks)
-        return history
+        return TrainSummary.of(history, out_dir, step, finished=False)
     history["tokens_per_second"] = distributed.total(tokens, ranks) / max(time.perf_counter() - t0, 1e-9)
     if ranks.is_main:
         save_checkpoint(model, out_dir / "model", tokenizer_dir=data_dir, extra={"step": step, "traits": traits}, overwrite=True)
         (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     distributed.barrier(ranks)
-    return history
+    return TrainSummary.of(history, out_dir, step, finished=True)
 
 
 RUN_FILES = ("model", "last", "history.json")  # what a training run writes into its directory
@@ -287,4 +285,4 @@ def per_subject_loss(model: GPT, ds: TokenizedDataset, prs_rows: np.ndarray | No
     return out
 
 
-__all__ = ["TrainConfig", "learning_rate", "per_subject_loss", "train"]
+__all__ = ["TrainConfig", "TrainSummary", "learning_rate", "per_subject_loss", "train"]

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.model.gpt import GPT
 from ehrfast.tokenize.dataset import TokenizedDataset
-from ehrfast.tokenize.reference import US_PER_YEAR
+from ehrfast.units import US_PER_YEAR
 
 
 def context_features(model: GPT, ds: TokenizedDataset, subject_ids: Sequence[int], prediction_times_us: Sequence[int],
@@ -20,7 +21,7 @@ def context_features(model: GPT, ds: TokenizedDataset, subject_ids: Sequence[int
     models that read PRS. Rows are right-padded in batches: attention is causal, so the pad
     after a row's last token cannot change its hidden state."""
     if len(subject_ids) != len(prediction_times_us):
-        raise ValueError(f"{len(subject_ids)} subject ids but {len(prediction_times_us)} prediction times")
+        raise InvalidInputError(f"{len(subject_ids)} subject ids but {len(prediction_times_us)} prediction times")
     contexts = [ds.context(int(s), int(t), max_tokens=model.config.token_window)[0] for s, t in zip(subject_ids, prediction_times_us)]
     out = np.zeros((len(contexts), model.config.n_embd), np.float32)
     model.eval()
@@ -41,7 +42,7 @@ def prs_embeddings(model: GPT, prs: np.ndarray, device: str = "cpu") -> np.ndarr
     """[n, n_embd] float32: the PRS encoder's soft tokens for each row of ``prs`` [n, n_traits],
     averaged over the soft tokens (NaN rows get the learned "missing" embedding)."""
     if model.prs_encoder is None:
-        raise ValueError("this model has no PRS encoder (modality 'none')")
+        raise InvalidInputError("this model has no PRS encoder (modality 'none')")
     model.eval()
     with torch.no_grad():
         soft = model.prs_encoder(torch.as_tensor(np.asarray(prs), dtype=torch.float32, device=device))

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrfast.errors import InvalidInputError
+
 
 @dataclass
 class Probe:
@@ -21,7 +23,7 @@ class Probe:
         """[n] float64 probabilities for features x [n, d]."""
         x = np.asarray(x, np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.mean):
-            raise ValueError(f"features must be [n, {len(self.mean)}], got {x.shape}")
+            raise InvalidInputError(f"features must be [n, {len(self.mean)}], got {x.shape}")
         self.net.eval()
         with torch.no_grad():
             z = torch.as_tensor((x - self.mean) / self.scale, dtype=torch.float32)
@@ -35,9 +37,9 @@ def train_probe(x: np.ndarray, y: np.ndarray, *, hidden: int | None = None, drop
     x = np.asarray(x, np.float64)
     y = np.asarray(y).astype(bool)
     if x.ndim != 2 or len(x) != len(y) or len(y) == 0:
-        raise ValueError(f"need features [n, d] and n labels, got {x.shape} and {y.shape}")
+        raise InvalidInputError(f"need features [n, d] and n labels, got {x.shape} and {y.shape}")
     if y.all() or not y.any():
-        raise ValueError("the training labels hold one class only")
+        raise InvalidInputError("the training labels hold one class only")
     mean = x.mean(0)
     scale = x.std(0)
     scale[scale == 0] = 1.0

@@ -57,7 +57,7 @@ def assert_refused(outcome: Outcome, *culprits: str) -> None:
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory) -> Path:
     """A 150-subject synthetic cohort (MEDS + genotypes + score files), generated once; tests copy it."""
-    from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
+    from ehrfast.synth.generator import SyntheticConfig, generate_cohort
 
     out = tmp_path_factory.mktemp("bad_inputs") / "cohort"
     generate_cohort(out, SyntheticConfig(n_subjects=150, seed=3, n_variants=300, n_null_traits=2, causal_variants=20,

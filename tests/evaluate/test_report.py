@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ehrfast.evaluate import PredictionError, evaluate
+from ehrfast.evaluate import EvaluateOptions, PredictionError, evaluate
 from ehrfast.evaluate.metrics import MetricError
 
 pytest.importorskip("matplotlib")
@@ -58,9 +58,9 @@ def test_report_folder(tmp_path):
     pq.write_table(pa.table({"subject_id": sid, "prs_t2d": rng.standard_normal(len(sid)), "prs_null": rng.standard_normal(len(sid))}), tmp_path / "prs.parquet")
     pq.write_table(pa.table({"subject_id": sid, "sex": np.where(rng.random(len(sid)) < 0.5, "F", "M")}), tmp_path / "demo.parquet")
     out = tmp_path / "report"
-    res = evaluate(pairs, out, names=["t2d", "cad", "depression"], iterations=300, seed=1, threshold_rule="youden",
-                   prs_path=tmp_path / "prs.parquet", traits=["prs_t2d", "prs_null"], subgroups_path=tmp_path / "demo.parquet",
-                   subgroup_columns=("sex",), loss_column="test_loss", progress=False)
+    res = evaluate(pairs, out, EvaluateOptions(names=["t2d", "cad", "depression"], iterations=300, seed=1, threshold_rule="youden",
+                                               traits=["prs_t2d", "prs_null"], subgroup_columns=("sex",), loss_column="test_loss"),
+                   prs_path=tmp_path / "prs.parquet", subgroups_path=tmp_path / "demo.parquet", progress=False)
     on_disk = json.loads((out / "results.json").read_text())
     assert set(on_disk["tasks"]) == {"t2d", "cad", "depression"}
     t = on_disk["tasks"]["t2d"]
@@ -69,7 +69,7 @@ def test_report_folder(tmp_path):
     assert t["loss_tests"]["recommended_test"] in ("paired t-test", "Wilcoxon signed-rank")
     assert len(t["spearman"]["rho"]) == 2 and set(t["subgroups"]["sex"]) == {"A", "B"}
     assert on_disk["meta_analysis"]["emphasized"] == "random"  # k = 3 ≤ 5
-    assert res["tasks"]["t2d"]["bootstrap"]["deltas"]["auroc"]["mean"] == pytest.approx(t["bootstrap"]["deltas"]["auroc"]["mean"])
+    assert res.tasks["t2d"].bootstrap.deltas["auroc"].mean == pytest.approx(t["bootstrap"]["deltas"]["auroc"]["mean"])
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert "forest_auroc.png" in pngs and "t2d_roc.png" in pngs and "t2d_pr_difference.png" in pngs
     assert "t2d_calibration.png" in pngs and "t2d_risk_histogram.png" in pngs
@@ -109,7 +109,7 @@ def test_degenerate_inputs(tmp_path):
     with pytest.raises(PredictionError, match="empty"):
         evaluate([(empty, empty)], tmp_path / "o4", progress=False)
     with pytest.raises(PredictionError, match="missing column"):
-        evaluate([(good, str(tmp_path / "good.parquet"))], tmp_path / "o5", score_column="nope", progress=False)
+        evaluate([(good, str(tmp_path / "good.parquet"))], tmp_path / "o5", EvaluateOptions(score_column="nope"), progress=False)
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))  # nothing half-written
 
 
@@ -122,12 +122,12 @@ def test_meta_analysis_pools_only_the_chosen_tasks_with_varying_deltas(tmp_path)
     loss = {"test_loss": pa.array(same[::-1].copy())}
     pairs.append((_write_predictions(tmp_path / "flat_A.parquet", sid, y, same, loss), _write_predictions(tmp_path / "flat_B.parquet", sid, y, same, loss)))
     names = ["t2d", "t2d_3y", "cad", "flat"]
-    res = evaluate(pairs, tmp_path / "r1", names=names, iterations=200, meta_tasks=["t2d", "cad", "flat"],
-                   other_score_columns=("test_loss",), progress=False)
-    assert res["meta_analysis"]["names"] == ["t2d", "cad"]
-    other = res["tasks"]["t2d"]["other_scores"]["test_loss"]
-    assert 0 <= other["metrics_a"]["auroc"] <= 1 and other["metrics_b"]["operating_points"] > 1
+    res = evaluate(pairs, tmp_path / "r1", EvaluateOptions(names=names, iterations=200, meta_tasks=["t2d", "cad", "flat"],
+                                                          other_score_columns=("test_loss",)), progress=False)
+    assert res.meta_analysis.names == ["t2d", "cad"]
+    other = res.tasks["t2d"].other_scores["test_loss"]
+    assert 0 <= other.metrics_a.auroc <= 1 and other.metrics_b.operating_points > 1
     assert "Left out" in (tmp_path / "r1" / "report.md").read_text()
     with pytest.raises(ValueError, match="not among the tasks"):
-        evaluate(pairs, tmp_path / "r2", names=names, meta_tasks=["stroke"], progress=False)
+        evaluate(pairs, tmp_path / "r2", EvaluateOptions(names=names, meta_tasks=["stroke"]), progress=False)
     assert not (tmp_path / "r2").exists()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 from ehrfast.genomics.bed import (
     BedFile,
     PlinkWriter,

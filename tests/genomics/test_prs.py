@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 from ehrfast.genomics import score as score_mod
 from ehrfast.genomics.bed import PlinkWriter, Variant
 from ehrfast.genomics.genotypes import BedSource, GenotypeError, GenotypeSource, VariantTable, open_genotypes

@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 from ehrfast.genomics.genotypes import open_genotypes
 from ehrfast.genomics.match import MatchOptions, match_score_file
 from ehrfast.genomics.score import ScoreModel, score_traits

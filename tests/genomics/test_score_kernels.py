@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 
 pytestmark = pytest.mark.skipif(core is None, reason="C++ core not built")
 

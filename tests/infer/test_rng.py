@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ehrfast._backend import _cuda_module
+from ehrfast.backends import cuda_module
 from ehrfast.infer.rng import philox4x32, uniform_pair, uniforms
 
 # Random123's kat_vectors for philox4x32_10: (counter, key, output)
@@ -16,7 +16,7 @@ KNOWN_ANSWERS = [
     ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
     ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0), (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
-cuda_ext = _cuda_module()
+cuda_ext = cuda_module()
 
 
 @pytest.mark.parametrize("counter,key,expected", KNOWN_ANSWERS)

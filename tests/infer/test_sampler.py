@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -11,7 +12,15 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ehrfast.infer.rng import uniform_pair
-from ehrfast.infer.sampler import nucleus, risk_level, sample_trajectories, sampling_step, wilson_interval
+from ehrfast.infer.sampler import SamplingSettings, risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.sampling_step import nucleus, sampling_step
+
+
+def sample(model, contexts, target_ids, durations_us, **kw):
+    """``sample_trajectories`` with the sampling settings given as keywords, as the tests write them."""
+    names = {f.name for f in dataclasses.fields(SamplingSettings)}
+    settings = SamplingSettings(**{k: v for k, v in kw.items() if k in names})
+    return sample_trajectories(model, contexts, target_ids, durations_us, settings, **{k: v for k, v in kw.items() if k not in names})
 
 TICK1, TICK3, EVENT, TARGET, STOP, OTHER = range(6)
 DURATIONS = np.array([1.0, 3.0, 0.0, 0.0, 0.0, 0.0])
@@ -56,7 +65,7 @@ def test_estimators_match_exact_probability(seed, horizon):
     m = chain(seed)
     truth = exact_hit_probability(m, EVENT, horizon, 60)
     contexts = [np.array([EVENT])] * 25
-    res = sample_trajectories(MarkovChain(m), contexts, np.array([TARGET]), DURATIONS, horizon_us=horizon, n_samples=160,
+    res = sample(MarkovChain(m), contexts, np.array([TARGET]), DURATIONS, horizon_us=horizon, n_samples=160,
                               max_new_tokens=60, stop_ids=[STOP], seed=seed)
     hits, paths = res.sample_hit.ravel(), res.sample_path_probability.ravel()
     n = hits.size
@@ -104,12 +113,12 @@ def test_same_seed_same_output_regardless_of_batch():
     m = chain(2)
     model = MarkovChain(m)
     kw = dict(horizon_us=15, n_samples=8, max_new_tokens=40, stop_ids=[STOP], seed=9)
-    many = sample_trajectories(model, [np.array([EVENT]), np.array([TICK1]), np.array([OTHER])], np.array([TARGET]), DURATIONS,
+    many = sample(model, [np.array([EVENT]), np.array([TICK1]), np.array([OTHER])], np.array([TARGET]), DURATIONS,
                                subject_keys=[10, 11, 12], **kw)
-    one = sample_trajectories(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
+    one = sample(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
     np.testing.assert_array_equal(many.sample_path_probability[1], one.sample_path_probability[0])
     np.testing.assert_array_equal(many.sample_hit[1], one.sample_hit[0])
-    again = sample_trajectories(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
+    again = sample(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
     np.testing.assert_array_equal(again.sample_path_probability, one.sample_path_probability)
 
 
@@ -144,10 +153,10 @@ def test_kv_cache_engine_samples_what_the_recomputing_engine_samples(modality):
     def forward(idx, prs=None):
         return model(idx, prs=prs) if prs is not None else model(idx)
 
-    recomputed = sample_trajectories(RecomputeDecoder(forward, model.config.token_window, "cpu"), contexts, np.array([7, 8]), durations, **kw)
+    recomputed = sample(RecomputeDecoder(forward, model.config.token_window, "cpu"), contexts, np.array([7, 8]), durations, **kw)
     assert len(set(recomputed.tokens_generated.tolist())) > 1  # subjects finish at different steps: slots are refilled mid-run
     for slots in (1, 2, 3, 8):
-        cached = sample_trajectories(CachedDecoder(model, 12, "cpu", slots), contexts, np.array([7, 8]), durations, **kw)
+        cached = sample(CachedDecoder(model, 12, "cpu", slots), contexts, np.array([7, 8]), durations, **kw)
         np.testing.assert_allclose(cached.sample_path_probability, recomputed.sample_path_probability, rtol=1e-6, atol=1e-9)
         np.testing.assert_array_equal(cached.sample_hit, recomputed.sample_hit)
         np.testing.assert_array_equal(cached.tokens_generated, recomputed.tokens_generated)
@@ -189,7 +198,7 @@ def test_continuous_batching_refills_a_slot_as_soon_as_its_subject_finishes():
     steps = []
     real_step = decoder.step
     decoder.step = lambda token, alive: (steps.append(1), real_step(token, alive))[1]
-    sample_trajectories(decoder, contexts, np.array([7]), np.ones(30), horizon_us=1e9, n_samples=4, max_new_tokens=16,
+    sample(decoder, contexts, np.array([7]), np.ones(30), horizon_us=1e9, n_samples=4, max_new_tokens=16,
                         stop_ids=list(range(1, 10)), seed=0, trajectory_sink=sink)
     by_subject = [lengths[s] for s in range(9)]
     assert _decode_steps(by_subject, 3, continuous=True) < _decode_steps(by_subject, 3, continuous=False)  # the data needs refills

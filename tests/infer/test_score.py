@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ehrfast.genomics.prs import compute_prs
-from ehrfast.infer.labels import make_labels
+from ehrfast.infer import ScoreOptions
 from ehrfast.infer.score import score_cohort
-from ehrfast.infer.task import Task
+from ehrfast.labels.incidence import make_labels
+from ehrfast.task import Task
 from ehrfast.tokenize import tokenize_dataset
 from ehrfast.train import TrainConfig, train
 
@@ -33,7 +34,7 @@ def test_task_matching_and_loading(tmp_path):
 
 def check_trajectories(traj, pred, meds_dir, data_dir):
     """The written futures are the scored ones: token counts, target hits, times."""
-    from ehrfast.infer.task import code_descriptions
+    from ehrfast.data.meds import code_descriptions
     from ehrfast.tokenize import TokenizedDataset
 
     vocab = TokenizedDataset(data_dir).vocab
@@ -77,7 +78,7 @@ def check_torchrun_scoring(tmp_path, meds_dir, pred):
 
 def test_labels_score_end_to_end(small_cohort, tmp_path):
     root, _, _ = small_cohort
-    counts = make_labels(root, T2D, tmp_path / "labels.parquet")
+    counts = make_labels(root, T2D, tmp_path / "labels.parquet").counts()
     labels = pq.read_table(tmp_path / "labels.parquet")
     assert counts["positive"] > 10 and counts["negative"] > 100 and counts["excluded_prior_target"] > 0
     assert labels.column_names == ["subject_id", "prediction_time", "boolean_value"]
@@ -93,9 +94,10 @@ def test_labels_score_end_to_end(small_cohort, tmp_path):
     train(tmp_path / "tok", tmp_path / "run", TrainConfig(preset="tiny", steps=4, batch_size=2, seq_len=32, eval_every=4, eval_batches=1),
           prs_path=tmp_path / "prs" / "PRS.parquet", progress=False)
     summary = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
-                           tmp_path / "pred.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", strict_copy=True, progress=False)
+                           tmp_path / "pred.parquet", ScoreOptions(strict_copy=True), meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet",
+                           progress=False)
     pred = pq.read_table(tmp_path / "pred.parquet").to_pandas()
-    assert summary["targets_matched"] == 4 and len(pred) == summary["subjects"] > 0
+    assert summary.targets_matched == 4 and len(pred) == summary.subjects > 0
     assert pred.predicted_boolean_probability.between(0, 1).all() and (pred.ci_low <= pred.mc_frequency).all()
     assert set(pred.risk_level) <= {1, 2, 3, 4, 5} and (pred.n_samples == 4).all()
     strict = pq.read_table(tmp_path / "pred_strict.parquet")
@@ -103,7 +105,7 @@ def test_labels_score_end_to_end(small_cohort, tmp_path):
     again = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
                          tmp_path / "pred2.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", progress=False,
                          trajectories_path=tmp_path / "traj.parquet")
-    assert again["subjects"] == summary["subjects"]
+    assert again.subjects == summary.subjects
     np.testing.assert_array_equal(pq.read_table(tmp_path / "pred2.parquet").column("path_probability").to_numpy(),
                                   pred.path_probability.to_numpy())  # same seed, same output
     check_trajectories(pq.read_table(tmp_path / "traj.parquet").to_pandas(), pred, root, tmp_path / "tok" / "held_out")

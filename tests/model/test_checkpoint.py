@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from ehrfast.model import GPT, GPTConfig
-from ehrfast.train import CheckpointError, load_checkpoint, save_checkpoint
+from ehrfast.model import GPT, CheckpointError, GPTConfig, load_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ehrfast import backends
 from ehrfast.model import GPT, GPTConfig
 from ehrfast.model.kernels import cross_attention as ca
 
@@ -136,6 +137,7 @@ def test_packed_cross_model_with_the_kernel_equals_the_reference(monkeypatch):
     results = []
     for backend in ("triton", "reference"):
         monkeypatch.setenv("EHRFAST_CROSS_ATTENTION", backend)
+        backends.refresh()
         model.zero_grad()
         logits = model(idx, prs=prs, segment_ids=seg)
         logits.square().mean().backward()
@@ -152,6 +154,7 @@ def test_auto_uses_the_reference_on_cpu_and_with_dropout(monkeypatch):
 
     monkeypatch.setattr(ca._TritonCrossAttention, "apply", kernel_must_not_run)
     monkeypatch.delenv("EHRFAST_CROSS_ATTENTION", raising=False)
+    backends.refresh()
     q, k, v, _, seg = random_case(0, 1, 2, 9, 16, 2, 3, torch.float32, "cpu")
     ca.cross_attention(q, k, v, seg)
     if CUDA:
@@ -175,7 +178,8 @@ def test_bad_inputs_are_clear_errors(monkeypatch):
         ca.cross_attention(q, k, v, seg, backend="cudnn")
     with pytest.raises(ValueError, match="no dropout"):
         ca.cross_attention(q, k, v, seg, dropout_p=0.1, backend="triton")
-    monkeypatch.setenv("EHRFAST_CROSS_ATTENTION", "fast")
+    monkeypatch.setenv("EHRFAST_CROSS_ATTENTION", "banana")  # not a choice (fast is one now)
+    backends.refresh()
     with pytest.raises(ValueError, match="EHRFAST_CROSS_ATTENTION"):
         ca.cross_attention(q, k, v, seg)
 

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from ehrfast.model import GPT, GPTConfig
+from ehrfast import backends
+from ehrfast.model import GPT, GPTConfig, decoding
+
+
+def loss_reference(model: GPT, idx: torch.Tensor, prs=None, ignore_index: int = 0) -> torch.Tensor:
+    """Next-token cross-entropy over token positions; soft tokens never enter the loss and
+    targets equal to ``ignore_index`` ([PAD]) are skipped."""
+    logits = model(idx[:, :-1], prs)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1), ignore_index=ignore_index)
 
 transformers = pytest.importorskip("transformers")
 
@@ -61,7 +70,7 @@ def test_prs_modalities_and_prefix_loss():
         assert not torch.allclose(other, logits)  # the PRS reaches the logits
         # the loss covers token positions only: it equals a manual CE on the returned logits
         manual = torch.nn.functional.cross_entropy(model(idx[:, :-1], prs=prs).reshape(-1, 30), idx[:, 1:].reshape(-1))
-        torch.testing.assert_close(model.loss(idx, prs=prs), manual)
+        torch.testing.assert_close(loss_reference(model, idx, prs=prs), manual)
     with pytest.raises(ValueError, match="needs prs"):
         model(idx)
     with pytest.raises(ValueError, match="prs must be"):
@@ -175,14 +184,14 @@ def test_kv_cache_decoding_equals_full_forward(modality):
     prs = None if modality == "none" else torch.randn(3, 5)
     with torch.no_grad():
         full = model(idx, prs)
-        logits, state = model.prefill(idx[:, :10], prs, max_new_tokens=14)
-        steps = [logits] + [model.decode(idx[:, j], state) for j in range(10, 24)]
+        logits, state = decoding.prefill(model, idx[:, :10], prs, max_new_tokens=14)
+        steps = [logits] + [decoding.decode_reference(model, idx[:, j], state) for j in range(10, 24)]
         torch.testing.assert_close(torch.stack(steps[:-1], 1), full[:, 9:23], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(steps[-1], full[:, 23], rtol=1e-5, atol=1e-5)
         with pytest.raises(ValueError, match="KV cache holds"):
-            model.decode(idx[:, 0], state)  # the 15th new token: no room left
+            decoding.decode_reference(model, idx[:, 0], state)  # the 15th new token: no room left
         with pytest.raises(ValueError, match="exceed block_size"):
-            model.prefill(idx, prs, max_new_tokens=40)
+            decoding.prefill(model, idx, prs, max_new_tokens=40)
 
 
 def _slot_model(modality, seed):
@@ -204,13 +213,13 @@ def test_slot_decoding_equals_copied_histories(modality):
     n, steps = 3, 6
     nxt = torch.randint(1, 40, (2 * n, steps))
     with torch.no_grad():
-        first, copied = model.prefill(idx, prs, max_new_tokens=steps, pad=pad)
-        copied = copied.repeat(n)
-        slots = model.slot_state(2, n, max_context=12, max_new_tokens=steps)
+        first, copied = decoding.prefill(model, idx, prs, max_new_tokens=steps, pad=pad)
+        copied = copied.repeat_reference(n)
+        slots = decoding.slot_state(model, 2, n, max_context=12, max_new_tokens=steps)
         position, write_position = slots.position, slots.write_position
-        torch.testing.assert_close(model.fill_slots(slots, torch.tensor([0, 1]), idx, prs, pad=pad), first)
+        torch.testing.assert_close(decoding.fill_slots(model, slots, torch.tensor([0, 1]), idx, prs, pad=pad), first)
         for j in range(steps):
-            torch.testing.assert_close(model.decode_slots(nxt[:, j], slots), model.decode(nxt[:, j], copied), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(decoding.decode_slots(model, nxt[:, j], slots), decoding.decode_reference(model, nxt[:, j], copied), rtol=1e-5, atol=1e-5)
         assert slots.position is position and slots.write_position is write_position  # graph-safe: updated in place
         assert slots.layers[0].prefix_k.shape[0] == 2  # one history per subject, not per sample
 
@@ -226,23 +235,23 @@ def test_refilling_a_slot_mid_run_leaves_the_other_slot_alone(modality):
     n = 2
     nxt = torch.randint(1, 40, (2 * n, 8))
     with torch.no_grad():
-        running = model.slot_state(2, n, max_context=8, max_new_tokens=8)
-        model.fill_slots(running, torch.tensor([0, 1]), idx[:2], None if prs is None else prs[:2], pad=pad[:2])
-        alone = model.slot_state(2, n, max_context=8, max_new_tokens=8)
-        model.fill_slots(alone, torch.tensor([0, 1]), idx[:2], None if prs is None else prs[:2], pad=pad[:2])
+        running = decoding.slot_state(model, 2, n, max_context=8, max_new_tokens=8)
+        decoding.fill_slots(model, running, torch.tensor([0, 1]), idx[:2], None if prs is None else prs[:2], pad=pad[:2])
+        alone = decoding.slot_state(model, 2, n, max_context=8, max_new_tokens=8)
+        decoding.fill_slots(model, alone, torch.tensor([0, 1]), idx[:2], None if prs is None else prs[:2], pad=pad[:2])
         for j in range(3):
-            model.decode_slots(nxt[:, j], running)
-            model.decode_slots(nxt[:, j], alone)
-        refilled_logits = model.fill_slots(running, torch.tensor([0]), idx[2:], None if prs is None else prs[2:], pad=pad[2:])
-        fresh = model.slot_state(1, n, max_context=8, max_new_tokens=8)
-        torch.testing.assert_close(refilled_logits, model.fill_slots(fresh, torch.tensor([0]), idx[2:], None if prs is None else prs[2:],
+            decoding.decode_slots(model, nxt[:, j], running)
+            decoding.decode_slots(model, nxt[:, j], alone)
+        refilled_logits = decoding.fill_slots(model, running, torch.tensor([0]), idx[2:], None if prs is None else prs[2:], pad=pad[2:])
+        fresh = decoding.slot_state(model, 1, n, max_context=8, max_new_tokens=8)
+        torch.testing.assert_close(refilled_logits, decoding.fill_slots(model, fresh, torch.tensor([0]), idx[2:], None if prs is None else prs[2:],
                                                                      pad=pad[2:]))
         for j in range(3, 8):
-            out = model.decode_slots(nxt[:, j], running)
-            torch.testing.assert_close(out[:n], model.decode_slots(nxt[:n, j], fresh), rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(out[n:], model.decode_slots(nxt[:, j], alone)[n:], rtol=1e-5, atol=1e-5)
+            out = decoding.decode_slots(model, nxt[:, j], running)
+            torch.testing.assert_close(out[:n], decoding.decode_slots(model, nxt[:n, j], fresh), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out[n:], decoding.decode_slots(model, nxt[:, j], alone)[n:], rtol=1e-5, atol=1e-5)
         with pytest.raises(ValueError, match="exceed block_size"):
-            model.slot_state(1, n, max_context=30, max_new_tokens=8)
+            decoding.slot_state(model, 1, n, max_context=30, max_new_tokens=8)
 
 
 @pytest.mark.parametrize("modality", ["none", "cross", "prefix"])
@@ -259,8 +268,8 @@ def test_left_padded_batch_decodes_like_each_row_alone(modality):
     for r, row in enumerate(rows):
         padded[r, max(lengths) - len(row):] = row
     with torch.no_grad():
-        logits, state = model.prefill(padded, prs, max_new_tokens=4, pad=torch.tensor([max(lengths) - n for n in lengths]))
-        batch = [logits] + [model.decode(nxt[:, j], state) for j in range(3)]
+        logits, state = decoding.prefill(model, padded, prs, max_new_tokens=4, pad=torch.tensor([max(lengths) - n for n in lengths]))
+        batch = [logits] + [decoding.decode_reference(model, nxt[:, j], state) for j in range(3)]
         for r, row in enumerate(rows):
             full = model(torch.cat([row, nxt[r, :3]])[None], None if prs is None else prs[r:r + 1])[0]
             alone = torch.stack([b[r] for b in batch])
@@ -269,6 +278,7 @@ def test_left_padded_batch_decodes_like_each_row_alone(modality):
 
 def packed_logits_and_grads(model, idx, seg, prs, backend, monkeypatch, grads: bool):
     monkeypatch.setenv("EHRFAST_PACKED_ATTENTION", backend)
+    backends.refresh()
     model.zero_grad()
     with torch.set_grad_enabled(grads):
         logits = model(idx, prs=prs, segment_ids=seg)
@@ -296,7 +306,8 @@ def test_packed_flex_attention_equals_the_dense_mask(modality, monkeypatch):
     flex, _ = packed_logits_and_grads(model, idx, seg, prs, "flex", monkeypatch, grads=False)
     dense, _ = packed_logits_and_grads(model, idx, seg, prs, "sdpa", monkeypatch, grads=False)
     torch.testing.assert_close(flex, dense, rtol=1e-5, atol=1e-5)
-    monkeypatch.setenv("EHRFAST_PACKED_ATTENTION", "fast")
+    monkeypatch.setenv("EHRFAST_PACKED_ATTENTION", "banana")  # not a choice (fast is one now)
+    backends.refresh()
     with pytest.raises(ValueError, match="EHRFAST_PACKED_ATTENTION"):
         model(idx, prs=prs, segment_ids=seg)
 

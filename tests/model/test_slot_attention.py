@@ -11,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ehrfast.model import GPT, GPTConfig
+from ehrfast import backends
+from ehrfast.model import GPT, GPTConfig, decoding
 from ehrfast.model.kernels import slot_attention as sa
 
 CUDA = torch.cuda.is_available()  # without one, conftest.py has the kernels interpreted
@@ -89,10 +90,11 @@ def test_slot_decoding_with_the_kernel_equals_the_reference(modality, monkeypatc
     logits = {}
     for backend in ("reference", "triton"):
         monkeypatch.setenv("EHRFAST_SLOT_ATTENTION", backend)
+        backends.refresh()
         with torch.no_grad():
-            state = model.slot_state(2, 3, max_context=12, max_new_tokens=5)
-            model.fill_slots(state, torch.tensor([0, 1], device=DEVICE), idx, prs, pad=pad)
-            logits[backend] = torch.stack([model.decode_slots(tokens[:, j], state) for j in range(5)])
+            state = decoding.slot_state(model, 2, 3, max_context=12, max_new_tokens=5)
+            decoding.fill_slots(model, state, torch.tensor([0, 1], device=DEVICE), idx, prs, pad=pad)
+            logits[backend] = torch.stack([decoding.decode_slots(model, tokens[:, j], state) for j in range(5)])
     torch.testing.assert_close(logits["triton"], logits["reference"], rtol=1e-4, atol=1e-4)
 
 
@@ -102,6 +104,7 @@ def test_auto_uses_the_reference_on_cpu(monkeypatch):
 
     monkeypatch.setattr(sa, "_triton_slot_attention", kernel_must_not_run)
     monkeypatch.delenv("EHRFAST_SLOT_ATTENTION", raising=False)
+    backends.refresh()
     inputs = sa.random_slot_inputs(2, 3, 2, 10, 4, 8, torch.float32, "cpu")
     torch.testing.assert_close(sa.slot_attention(*inputs), sa.slot_attention_reference(*inputs))
 
@@ -115,7 +118,8 @@ def test_bad_inputs_are_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="whole number of rows per slot"):
         bad = [inputs[0][:5], *inputs[1:4], inputs[4][:5], inputs[5][:5], inputs[6][:5], inputs[7][:5]]
         sa.slot_attention(*bad, backend="reference")
-    monkeypatch.setenv("EHRFAST_SLOT_ATTENTION", "fast")
+    monkeypatch.setenv("EHRFAST_SLOT_ATTENTION", "banana")  # not a choice (fast is one now)
+    backends.refresh()
     with pytest.raises(ValueError, match="EHRFAST_SLOT_ATTENTION"):
         sa.slot_attention(*inputs)
 

@@ -10,10 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ehrfast.genomics.matrix import read_prs_matrix
 from ehrfast.genomics.prs import compute_prs
+from ehrfast.model import load_checkpoint
 from ehrfast.tokenize import TokenizedDataset, tokenize_dataset
-from ehrfast.train import TrainConfig, load_checkpoint, per_subject_loss, train
-from ehrfast.train.loop import learning_rate, prs_rows_for
+from ehrfast.train import TrainConfig, per_subject_loss, train
+from ehrfast.train.loop import learning_rate
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,9 @@ def test_resume_gives_the_same_run(prepared, tmp_path):
 def test_training_lowers_validation_loss(prepared, tmp_path, modality):
     hist = train(prepared / "tokens", tmp_path / modality, _cfg(modality=modality, steps=40, eval_every=20, eval_batches=4),
                  prs_path=prepared / "prs" / "PRS.parquet", progress=False)
-    (s1, first), (s2, last) = hist["val_loss"][0], hist["val_loss"][-1]
-    assert s2 > s1 and last < first and len(hist["train_loss"]) == 40  # losses are read every few steps: none lost
-    assert hist["train_loss"][-1] < np.log(len(TokenizedDataset(prepared / "tokens" / "train").vocab))
+    (s1, first), (s2, last) = hist.val_loss[0], hist.val_loss[-1]
+    assert s2 > s1 and last < first and len(hist.train_loss) == 40  # losses are read every few steps: none lost
+    assert hist.train_loss[-1] < np.log(len(TokenizedDataset(prepared / "tokens" / "train").vocab))
 
 
 @pytest.mark.gpu
@@ -66,7 +68,7 @@ def test_training_on_cuda_lowers_validation_loss(prepared, tmp_path, modality):
     """bf16 autocast, packed rows; cross-attention through the Triton kernel (auto-picked)."""
     hist = train(prepared / "tokens", tmp_path / modality, _cfg(modality=modality, steps=40, eval_every=20, eval_batches=4, device="cuda"),
                  prs_path=prepared / "prs" / "PRS.parquet", progress=False)
-    (_, first), (_, last) = hist["val_loss"][0], hist["val_loss"][-1]
+    (_, first), (_, last) = hist.val_loss[0], hist.val_loss[-1]
     assert np.isfinite(last) and last < first
 
 
@@ -74,7 +76,8 @@ def test_per_subject_loss_and_prs_join(prepared, tmp_path):
     train(prepared / "tokens", tmp_path / "m", _cfg(steps=2, eval_every=2), prs_path=prepared / "prs" / "PRS.parquet", progress=False)
     model = load_checkpoint(tmp_path / "m" / "model")
     ds = TokenizedDataset(prepared / "tokens" / "held_out")
-    rows, traits = prs_rows_for(ds, prepared / "prs" / "PRS.parquet")
+    matrix = read_prs_matrix(prepared / "prs" / "PRS.parquet")
+    rows, traits = matrix.rows_for(ds.subject_ids), matrix.traits
     assert rows.shape == (len(ds), 6) and len(traits) == 6
     assert np.isnan(rows).all(1).sum() < len(ds)  # most subjects have genotypes
     loss = per_subject_loss(model, ds, rows, max_tokens=32)
@@ -130,7 +133,7 @@ _LEAVE_DRIVER = """
 import atexit
 import sys
 import torch.distributed as dist
-from ehrfast.train import distributed
+from ehrfast import distributed
 ranks, _ = distributed.join("cpu")
 assert dist.is_initialized() and distributed.total(1.0, ranks) == 2.0
 if sys.argv[1] == "failed":

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 from ehrfast.data.meds import MedsValidationError
 from ehrfast.tokenize import TokenizedDataset, TokenizerConfig, VisitRule, tokenize_dataset
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 from ehrfast.data.meds import STATIC_TIME, MedsValidationError, numeric_values, subject_segments, time_values
 from ehrfast.tokenize import reference
 
@@ -118,7 +118,11 @@ def _program(**over):
     args = dict(pre_off=np.array([0, 1]), pre=np.array([3], np.int32), post_off=np.array([0, 0]), post=np.zeros(0, np.int32),
                 cut_off=np.array([0, 0]), cuts=np.zeros(0), interval_lower=np.array([10]), interval_token=np.array([4], np.int32),
                 q_first=5, n_quantiles=10, timeline_end=2, age_tokens=False)
-    return core.TimelineProgram(**{**args, **over})
+    args = {**args, **over}
+    table = core.CodeTableArrays(**{k: args[k] for k in ("pre_off", "pre", "post_off", "post", "cut_off", "cuts")})
+    rules = core.TimelineRules(**{k: args[k] for k in ("interval_lower", "interval_token", "q_first", "n_quantiles", "timeline_end",
+                                                       "age_tokens")})
+    return core.TimelineProgram(table, rules)
 
 
 def test_timeline_program_rejects_bad_inputs():

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from ehrfast._backend import core
+from ehrfast.backends import core
 from ehrfast.tokenize import TokenizedDataset, TokenizerConfig, VisitRule, tokenize_dataset
 
 from .conftest import T0, at

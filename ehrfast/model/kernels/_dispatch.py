@@ -1,10 +1,9 @@
-"""What the kernels' "auto" backends share: whether a Triton kernel can run on given tensors,
-and one warning per reason when a call falls back to the torch reference."""
+"""What the Triton kernels share: whether one can run on given tensors, and their matrix-product
+switches. (The auto / fast / reference choice itself is ``ehrfast.backends``.)"""
 
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 
@@ -27,26 +26,7 @@ def triton_unavailable_reason(kernels, q: torch.Tensor) -> str | None:
     return None
 
 
-def chosen_backend(backend: str, env_var: str, choices: tuple[str, ...]) -> str:
-    """``backend``, with "auto" overridden by the environment variable ``env_var`` when set
-    (how a model's choice is pinned); ValueError for a name not in ``choices``."""
-    if backend == "auto":
-        backend = os.environ.get(env_var, "auto")
-    if backend not in choices:
-        raise ValueError(f"backend (or {env_var}) must be one of {choices}, got {backend!r}")
-    return backend
-
-
 def dot_options(dtype: torch.dtype, on_cuda: bool) -> dict:
     """The kernels' matrix-product switches: fp32 inputs use exact fp32 products (not TF32);
     the interpreter (CPU tensors) cannot multiply 16-bit matrices, so it upcasts them."""
     return dict(UPCAST=not on_cuda, PRECISION="ieee" if dtype == torch.float32 else "tf32")
-
-
-_warned: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        warnings.warn(message, stacklevel=4)

@@ -27,11 +27,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ehrfast import backends
+from ehrfast.errors import BackendUnavailableError, InvalidInputError
 from ehrfast.model.kernels import _dispatch
 from ehrfast.model.self_test import mismatch_with_reference
 
 MAX_KEYS = 64  # soft tokens per segment the kernel holds in registers
-BACKENDS = ("auto", "triton", "reference")
 
 
 def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_segment: torch.Tensor | None = None, *,
@@ -39,17 +40,17 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_segment
     """softmax(q kᵀ / √D) v per query over its segment's keys; [B, H, Lq, D].
 
     ``backend``: "auto" (the Triton kernel on CUDA when it applies, else the reference),
-    "triton", or "reference"; the environment variable ``EHRFAST_CROSS_ATTENTION`` (same
-    values) overrides "auto" — that is how to pin a model's choice. Dropout on the attention
-    weights runs on the reference only."""
-    backend = _dispatch.chosen_backend(backend, "EHRFAST_CROSS_ATTENTION", BACKENDS)
+    "fast" (or "triton"), or "reference"; with "auto" the process setting decides
+    (``ehrfast.backends``: ``EHRFAST_CROSS_ATTENTION``, ``configure``, ``use``) — that is how
+    to pin a model's choice. Dropout on the attention weights runs on the reference only."""
+    backend = backends.choose("cross_attention", backend)
     k5, v5 = _validate(q, k, v, q_segment)
-    if backend == "triton":
+    if backend == "fast":
         if dropout_p:
-            raise ValueError("the Triton cross-attention kernel has no dropout; use backend='reference'")
+            raise InvalidInputError("the Triton cross-attention kernel has no dropout; use backend='reference'")
         reason = triton_unavailable_reason(q, k5)
         if reason:
-            raise RuntimeError(f"Triton cross-attention unavailable: {reason}")
+            raise BackendUnavailableError(f"Triton cross-attention unavailable: {reason}")
     elif backend == "reference" or not _auto_uses_triton(q, k5, dropout_p):
         return _reference(q, k5, v5, q_segment, dropout_p)
     return _TritonCrossAttention.apply(q, k5, v5, q_segment)
@@ -78,23 +79,23 @@ def triton_unavailable_reason(q: torch.Tensor, k5: torch.Tensor | None = None) -
 def _validate(q, k, v, q_segment) -> tuple[torch.Tensor, torch.Tensor]:
     """Checks shapes and returns k, v as [B, S, H, Lk, D]."""
     if q.dim() != 4:
-        raise ValueError(f"q must be [B, H, Lq, D], got {tuple(q.shape)}")
+        raise InvalidInputError(f"q must be [B, H, Lq, D], got {tuple(q.shape)}")
     if k.shape != v.shape:
-        raise ValueError(f"k and v must have one shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+        raise InvalidInputError(f"k and v must have one shape, got {tuple(k.shape)} and {tuple(v.shape)}")
     if k.dim() == 4:
         k, v = k[:, None], v[:, None]
     if k.dim() != 5:
-        raise ValueError(f"k, v must be [B, H, Lk, D] or [B, S, H, Lk, D], got {tuple(k.shape)}")
+        raise InvalidInputError(f"k, v must be [B, H, Lk, D] or [B, S, H, Lk, D], got {tuple(k.shape)}")
     b, h, lq, d = q.shape
     if (k.shape[0], k.shape[2], k.shape[4]) != (b, h, d) or k.shape[3] < 1:
-        raise ValueError(f"k, v {tuple(k.shape)} do not fit q {tuple(q.shape)} (need B={b}, H={h}, D={d}, Lk >= 1)")
+        raise InvalidInputError(f"k, v {tuple(k.shape)} do not fit q {tuple(q.shape)} (need B={b}, H={h}, D={d}, Lk >= 1)")
     if q.dtype != k.dtype or q.dtype != v.dtype or q.device != k.device or q.device != v.device:
-        raise ValueError("q, k and v must share dtype and device")
+        raise InvalidInputError("q, k and v must share dtype and device")
     if q_segment is None:
         if k.shape[1] != 1:
-            raise ValueError(f"{k.shape[1]} key sets per row need q_segment [B, Lq] to say which each query reads")
+            raise InvalidInputError(f"{k.shape[1]} key sets per row need q_segment [B, Lq] to say which each query reads")
     elif q_segment.shape != (b, lq) or q_segment.dtype.is_floating_point or q_segment.device != q.device:
-        raise ValueError(f"q_segment must be an integer tensor [B={b}, Lq={lq}] on {q.device}, got "
+        raise InvalidInputError(f"q_segment must be an integer tensor [B={b}, Lq={lq}] on {q.device}, got "
                          f"{q_segment.dtype} {tuple(q_segment.shape)} on {q_segment.device}")
     return k, v
 
@@ -120,7 +121,7 @@ def _auto_uses_triton(q, k5, dropout_p) -> bool:
     if reason is None:
         reason = _self_test_failure(q.device, q.dtype, q.shape[-1], k5.shape[3])
     if reason:
-        _dispatch.warn_once(f"cross-attention falls back to the torch reference: {reason}")
+        backends.warn_once(f"cross-attention falls back to the torch reference: {reason}")
     return reason is None
 
 

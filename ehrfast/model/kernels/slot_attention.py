@@ -28,26 +28,27 @@ import math
 
 import torch
 
+from ehrfast import backends
+from ehrfast.errors import BackendUnavailableError, InvalidInputError
 from ehrfast.model.kernels import _dispatch
 from ehrfast.model.self_test import output_mismatch
-
-BACKENDS = ("auto", "triton", "reference")
 
 
 def slot_attention(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor, prefix_valid: torch.Tensor,
                    own_k: torch.Tensor, own_v: torch.Tensor, write_position: torch.Tensor, active: torch.Tensor, *,
                    backend: str = "auto") -> torch.Tensor:
     """[R, H, 1, D]; see the module docstring. ``backend``: "auto" (the kernel on CUDA once its
-    self-test passed, else the reference), "triton" or "reference"; ``EHRFAST_SLOT_ATTENTION``
-    (same values) overrides "auto". Shapes are checked on every call: it costs host time only,
+    self-test passed, else the reference), "fast" (or "triton") or "reference"; with "auto" the
+    process setting decides (``ehrfast.backends``: ``EHRFAST_SLOT_ATTENTION``, ``configure``,
+    ``use``). Shapes are checked on every call: it costs host time only,
     and none at all when the step is replayed from a CUDA graph."""
-    backend = _dispatch.chosen_backend(backend, "EHRFAST_SLOT_ATTENTION", BACKENDS)
+    backend = backends.choose("slot_attention", backend)
     args = (q, prefix_k, prefix_v, prefix_valid, own_k, own_v, write_position, active)
     _validate(*args)
-    if backend == "triton":
+    if backend == "fast":
         reason = triton_unavailable_reason(q)
         if reason:
-            raise RuntimeError(f"Triton slot attention unavailable: {reason}")
+            raise BackendUnavailableError(f"Triton slot attention unavailable: {reason}")
         return _triton_slot_attention(*args)
     if backend == "auto" and q.is_cuda and _auto_uses_triton(q):
         return _triton_slot_attention(*args)
@@ -77,22 +78,22 @@ def slot_attention_reference(q, prefix_k, prefix_v, prefix_valid, own_k, own_v, 
 def _validate(q, prefix_k, prefix_v, prefix_valid, own_k, own_v, write_position, active) -> None:
     """Raises ValueError naming the first tensor that does not fit."""
     if q.dim() != 4 or q.shape[2] != 1 or prefix_k.dim() != 4:
-        raise ValueError(f"slot attention: q must be [R, H, 1, D] and prefix_k [S, H, P, D], got {tuple(q.shape)}, {tuple(prefix_k.shape)}")
+        raise InvalidInputError(f"slot attention: q must be [R, H, 1, D] and prefix_k [S, H, P, D], got {tuple(q.shape)}, {tuple(prefix_k.shape)}")
     rows, h, _, d = q.shape
     s, _, p, _ = prefix_k.shape
     expected = {"prefix_k": (s, h, p, d), "prefix_v": (s, h, p, d), "prefix_valid": (s, p), "own_k": (rows, h, own_k.shape[2], d),
                 "own_v": (rows, h, own_k.shape[2], d), "write_position": (rows,), "active": (rows,)}
     for name, t in zip(expected, (prefix_k, prefix_v, prefix_valid, own_k, own_v, write_position, active)):
         if tuple(t.shape) != expected[name]:
-            raise ValueError(f"slot attention: {name} must be {expected[name]}, got {tuple(t.shape)}")
+            raise InvalidInputError(f"slot attention: {name} must be {expected[name]}, got {tuple(t.shape)}")
     if rows % s:
-        raise ValueError(f"slot attention: {rows} rows are not a whole number of rows per slot for {s} slots")
+        raise InvalidInputError(f"slot attention: {rows} rows are not a whole number of rows per slot for {s} slots")
     if prefix_valid.dtype != torch.bool or active.dtype != torch.bool or write_position.dtype != torch.int64:
-        raise ValueError("slot attention: prefix_valid and active must be bool, write_position int64")
+        raise InvalidInputError("slot attention: prefix_valid and active must be bool, write_position int64")
     if len({t.device for t in (q, prefix_k, prefix_v, prefix_valid, own_k, own_v, write_position, active)}) != 1:
-        raise ValueError("slot attention: all tensors must be on one device")
+        raise InvalidInputError("slot attention: all tensors must be on one device")
     if prefix_k.dtype != prefix_v.dtype or own_k.dtype != own_v.dtype or prefix_k.dtype != own_k.dtype:
-        raise ValueError("slot attention: the history and own caches must share one dtype")
+        raise InvalidInputError("slot attention: the history and own caches must share one dtype")
 
 
 def triton_unavailable_reason(q: torch.Tensor) -> str | None:
@@ -103,7 +104,7 @@ def triton_unavailable_reason(q: torch.Tensor) -> str | None:
 def _auto_uses_triton(q: torch.Tensor) -> bool:
     reason = triton_unavailable_reason(q) or _self_test_failure(q.device, q.dtype, q.shape[-1])
     if reason:
-        _dispatch.warn_once(f"slot attention falls back to the torch reference: {reason}")
+        backends.warn_once(f"slot attention falls back to the torch reference: {reason}")
     return reason is None
 
 

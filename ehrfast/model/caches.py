@@ -1,22 +1,20 @@
-"""Key/value caches for incremental decoding with ``GPT``.
+"""Key/value caches for incremental decoding (``decoding.py`` drives them).
 
-Two layouts:
-
-* ``DecodeState`` (``GPT.prefill`` / ``GPT.decode``): one growing cache per row — the plain
-  API, any batch, shapes change every step.
-* ``SlotState`` (``GPT.slot_state`` / ``GPT.fill_slots`` / ``GPT.decode_slots``): S subject
-  slots, each continued by n samples, for trajectory sampling. A slot's history is prefilled
-  once and read in place by its n samples (no n× copy, and a decode step reads it once per
-  subject, not once per sample); each sample writes its own new positions at its own write
-  position. A slot is refilled with the next subject as soon as its samples finish
-  (continuous batching), and every shape is fixed, so a decode step can be captured in a CUDA
-  graph and replayed: all state changes are in place.
+* ``LayerCache`` / ``DecodeState``: one growing cache per row — any batch, shapes change every
+  step (``decoding.prefill`` / ``decoding.decode_reference``).
+* ``SlotCache`` / ``SlotState``: S subject slots, each continued by n samples. A slot's history
+  is prefilled once and read in place by its n samples (no n× copy, and a decode step reads it
+  once per subject, not once per sample); each sample writes its own new positions at its own
+  write position. A slot is refilled as soon as its samples finish (continuous batching), and
+  every shape is fixed, so a decode step can be captured in a CUDA graph and replayed: all
+  state changes are in place.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.model.kernels.slot_attention import slot_attention
 
 
@@ -36,19 +34,20 @@ class LayerCache:
         """Stores k, v [B, H, T, C/H] after the filled positions; returns all filled keys, values."""
         end = self.length + k.shape[2]
         if end > self.k.shape[2]:
-            raise ValueError(f"the KV cache holds {self.k.shape[2]} positions; {end} needed")
+            raise InvalidInputError(f"the KV cache holds {self.k.shape[2]} positions; {end} needed")
         self.k[:, :, self.length:end] = k
         self.v[:, :, self.length:end] = v
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
-    def repeat(self, n: int) -> LayerCache:
-        """The cache with each batch row repeated n times (a subject's history copied for its samples)."""
+    def repeat_reference(self, n: int) -> LayerCache:
+        """The cache with each batch row repeated n times (a subject's history copied for its
+        samples: what ``SlotState`` avoids; tests compare the two)."""
         return LayerCache(self.k.repeat_interleave(n, 0), self.v.repeat_interleave(n, 0), self.length)
 
 
 class DecodeState:
-    """What ``GPT.decode`` needs between steps: per layer the self-attention KV cache and the
+    """What ``decode_reference`` needs between steps: per layer the self-attention KV cache and the
     soft tokens' cross-attention keys/values (None without cross-attention); the number of
     cache positions filled; which cache positions are real (not left padding) [B, L_max]; and
     each row's next position [B]."""
@@ -58,10 +57,11 @@ class DecodeState:
         self.layers, self.cross, self.length = layers, cross, length
         self.key_valid, self.position = key_valid, position
 
-    def repeat(self, n: int) -> DecodeState:
-        """Each row repeated n times: one subject's prefilled history copied for its n samples."""
+    def repeat_reference(self, n: int) -> DecodeState:
+        """Each row repeated n times: one subject's prefilled history copied for its n samples
+        (the copy ``SlotState`` avoids; tests compare the two)."""
         cross = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.cross] if self.cross else None
-        return DecodeState([c.repeat(n) for c in self.layers], cross, self.length,
+        return DecodeState([c.repeat_reference(n) for c in self.layers], cross, self.length,
                            self.key_valid.repeat_interleave(n, 0), self.position.repeat_interleave(n, 0))
 
 
@@ -102,7 +102,7 @@ class SlotCache:
 
 
 class SlotState:
-    """Decoding state of S slots × n samples (``GPT.slot_state``): per layer a ``SlotCache``;
+    """Decoding state of S slots × n samples (``slot_state``): per layer a ``SlotCache``;
     the soft tokens' cross-attention keys/values per row [S·n, H, M, C/H] (None without
     cross-attention); ``write_position`` [S·n] (the next own-cache position of each row),
     ``position`` [S·n] (each row's next token position), ``prefix_valid`` [S, P] and ``active``
@@ -127,11 +127,11 @@ class SlotState:
         return (slot_ids[:, None] * self.n + torch.arange(self.n, device=slot_ids.device)).reshape(-1)
 
     def fill(self, slot_ids: torch.Tensor, prefilled: DecodeState) -> None:
-        """Puts g prefilled histories (``GPT.prefill`` with no room for new tokens) into
+        """Puts g prefilled histories (``prefill`` with no room for new tokens) into
         ``slot_ids`` [g] and restarts their n samples each."""
         length = prefilled.length
         if length > self.prefix_capacity:
-            raise ValueError(f"a history of {length} positions does not fit the slots' {self.prefix_capacity}")
+            raise InvalidInputError(f"a history of {length} positions does not fit the slots' {self.prefix_capacity}")
         for cache, layer in zip(self.layers, prefilled.layers, strict=True):
             cache.fill(slot_ids, layer)
         start = self.prefix_capacity - length

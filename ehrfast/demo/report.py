@@ -76,7 +76,7 @@ def write_demo_report(run_dir: Path, out: Path, tasks: dict[str, dict]) -> dict:
         doc.figure(out / "forest_auroc.png", "Δ AUROC (EHR+PRS − EHR) per disease and pooled (random effects)")
     doc.heading("Transfer learning")
     transfer_rows = [[k, v["auroc_baseline"], v["auroc_transfer"], f"{v['delta']:+.3f}", f"{v['p_value']:.3g}"]
-                     for k, v in transfer.items() if isinstance(v, dict) and "p_value" in v]
+                     for k, v in transfer.get("comparisons", {}).items()]
     doc.table(["comparison", "AUROC baseline (A)", "AUROC transfer (B)", "Δ", "p"], transfer_rows)
     cost = transfer.get("stroke_cost")
     if cost:

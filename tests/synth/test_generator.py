@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from ehrfast.data import synthetic_codes as vocab
 from ehrfast.data.meds import validate_meds_dataset
-from ehrfast.data.synthetic import SyntheticConfig, generate_cohort
 from ehrfast.genomics.bed import BedFile
+from ehrfast.synth import codes as vocab
+from ehrfast.synth.generator import SyntheticConfig, generate_cohort
 
 
 def _all_rows(root):

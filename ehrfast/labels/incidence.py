@@ -11,28 +11,57 @@ target unless they died (then False).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ehrfast.data.meds import BIRTH_CODE, DEATH_CODE, data_files
-from ehrfast.infer.task import Task, code_descriptions
-from ehrfast.io import atomic_output, check_outputs
-from ehrfast.tokenize.reader import STATIC_TIME, read_shard
-from ehrfast.tokenize.reference import US_PER_DAY
+from ehrfast.data.meds import BIRTH_CODE, DEATH_CODE, code_descriptions, data_files
+from ehrfast.data.reader import STATIC_TIME, read_shard
+from ehrfast.errors import InvalidInputError
+from ehrfast.io import check_outputs
+from ehrfast.predictions import label_table, write_labels
+from ehrfast.task import Task, load_task
+from ehrfast.units import US_PER_DAY
 
 
-def make_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.PathLike, splits: tuple[str, ...] | None = None,
-                overwrite: bool = False) -> dict:
-    check_outputs(files=[out_path], inputs=[meds_dir], overwrite=overwrite)
+@dataclass
+class LabelSummary:
+    """What ``make_labels`` wrote: label rows by outcome and the subjects left out, by reason."""
+
+    out_path: str
+    task: str
+    positive: int = 0
+    negative: int = 0
+    excluded_prior_target: int = 0
+    excluded_short_follow_up: int = 0
+    rows_per_split: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {"positive": self.positive, "negative": self.negative, "excluded_prior_target": self.excluded_prior_target,
+                "excluded_short_follow_up": self.excluded_short_follow_up}
+
+    def describe(self) -> str:
+        return f"labels for {self.task} -> {self.out_path}: " + ", ".join(f"{k} {v:,}" for k, v in self.counts().items())
+
+
+def make_labels(meds_dir: str | os.PathLike, task: Task | str | os.PathLike, out_path: str | os.PathLike, *,
+                splits: tuple[str, ...] | None = None, overwrite: bool = False) -> LabelSummary:
+    """Writes one label row per subject of ``meds_dir`` (the given ``splits``, default all) that
+    the task's rule keeps, in the MEDS label schema. ``task``: a Task or a task file."""
+    check_outputs(files=[out_path], inputs=[meds_dir, task if not isinstance(task, Task) else None], overwrite=overwrite)
+    task = load_task(task)
     descriptions = code_descriptions(meds_dir)
     files = data_files(meds_dir)
+    if splits is not None and (not splits or set(splits) - set(files)):
+        raise InvalidInputError(f"{meds_dir}: no split(s) {sorted(set(splits) - set(files)) or list(splits)}; "
+                                f"its splits are {sorted(files)}")
     subject, pred, label = [], [], []
     counts = {"positive": 0, "negative": 0, "excluded_prior_target": 0, "excluded_short_follow_up": 0}
+    per_split: dict[str, int] = {}
     for split, paths in files.items():
         if splits and split not in splits:
             continue
+        rows_before = len(subject)
         for path in paths:
             shard = read_shard(path)
             is_target = np.array([task.matches(c, descriptions.get(c, "")) for c in shard.code_dictionary] or [False])[shard.code_index]
@@ -61,9 +90,6 @@ def make_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.Path
                 pred.append(pt)
                 label.append(positive)
                 counts["positive" if positive else "negative"] += 1
-    table = pa.table({"subject_id": pa.array(subject, pa.int64()),
-                      "prediction_time": pa.array(np.asarray(pred, np.int64), pa.int64()).cast(pa.timestamp("us")),
-                      "boolean_value": pa.array(label, pa.bool_())})
-    with atomic_output(out_path, overwrite=overwrite) as tmp:
-        pq.write_table(table, tmp)
-    return counts
+        per_split[split] = len(subject) - rows_before
+    write_labels(out_path, label_table(subject, pred, label), overwrite=overwrite)
+    return LabelSummary(str(out_path), task.name, **counts, rows_per_split=per_split)

@@ -35,49 +35,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ehrfast.data import synthetic_codes as vocab
 from ehrfast.data.meds import CODES_SCHEMA, DATA_SCHEMA, SPLITS_SCHEMA, write_dataset_metadata
 from ehrfast.genomics.bed import PlinkWriter, Variant
 from ehrfast.io import atomic_directory, check_outputs
+from ehrfast.synth import codes as vocab
+from ehrfast.synth.config import SyntheticConfig
+from ehrfast.units import US_PER_DAY, US_PER_MINUTE, US_PER_YEAR
 
-US_PER_DAY = 86_400_000_000
-US_PER_YEAR = int(365.25 * US_PER_DAY)
-US_PER_MIN = 60_000_000
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "us")
 AGE_MIN, AGE_MAX = 18, 100
 N_DIS = len(vocab.DISEASES)
 T2D, CAD, DEP, SCZ, COPD, STROKE = range(N_DIS)
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Knobs of the synthetic world; the defaults give the demo's cohort."""
-
-    n_subjects: int = 10_000
-    seed: int = 0
-    n_variants: int = 8_000
-    n_null_traits: int = 200
-    causal_variants: int = 300  # per disease
-    score_variants: int = 1_200  # per disease score file (causal + non-causal)
-    prs_accuracy: float = 0.8  # target correlation of a disease PRS with the true liability
-    missing_rate: float = 0.01  # share of genotype calls set missing
-    genotyped_fraction: float = 0.98
-    visit_rate: float = 1.2  # routine visits per year before frailty and burden
-    shard_size: int = 20_000  # subjects per MEDS shard
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    index_offsets_days: tuple[int, ...] = (0, 182, 365, 1095)
-    horizon_years: float = 10.0
-    censor_date: str = "2025-01-01"
-
-    def validate(self) -> None:
-        if self.n_subjects < 10:
-            raise ValueError(f"n_subjects must be at least 10, got {self.n_subjects}")
-        if self.causal_variants > self.score_variants or self.score_variants > self.n_variants:
-            raise ValueError("need causal_variants <= score_variants <= n_variants")
-        if not np.isclose(sum(self.split_fractions), 1.0):
-            raise ValueError(f"split_fractions must sum to 1, got {self.split_fractions}")
-        if not 0 < self.prs_accuracy <= 1:
-            raise ValueError("prs_accuracy must be in (0, 1]")
 
 
 @dataclass
@@ -98,6 +66,17 @@ class CohortSummary:
     deaths: int
     seconds: float
     config: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        r = self.rows_per_subject
+        lines = [f"synthetic cohort written to {self.out_dir} in {self.seconds:.1f} s",
+                 f"  subjects {self.n_subjects:,}  rows {self.n_rows:,}  codes {self.n_codes}  deaths {self.deaths:,}",
+                 f"  rows/subject: min {r['min']}  median {r['median']:.0f}  mean {r['mean']}  p99 {r['p99']:.0f}  max {r['max']}",
+                 f"  genotypes: {self.n_genotyped:,} samples x {self.n_variants:,} variants; {self.n_traits} score files",
+                 "  10-year incidence from record start / ever diagnosed / corr(PRS, true liability):"]
+        for d, inc in self.incidence_10y_at_start.items():
+            lines.append(f"    {d:<14} {inc:7.2%}  {self.prevalence_at_end[d]:7.2%}  {self.prs_liability_correlation[d]:.3f}")
+        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- subjects
@@ -133,7 +112,7 @@ def _draw_subjects(rng: np.random.Generator, cfg: SyntheticConfig) -> Subjects:
     birth = birth_day.astype(np.int64) * US_PER_DAY
     calendar_start = rng.integers(_to_us("1999-01-01"), _to_us("2013-01-01"), n)
     start = np.maximum(calendar_start, birth + AGE_MIN * US_PER_YEAR + rng.integers(0, 5 * US_PER_YEAR, n))
-    start = start // US_PER_MIN * US_PER_MIN
+    start = start // US_PER_MINUTE * US_PER_MINUTE
     return Subjects(
         ids=ids,
         male=rng.random(n) < 0.49,
@@ -455,15 +434,15 @@ def _draw_visits(rng, phys: Physiology, onset, record_end, visit_rate: float) ->
 
     # Clock times: outpatient visits in office hours, others at any time of day.
     day = t // US_PER_DAY * US_PER_DAY
-    office = day + (8 * 60 + rng.integers(0, 9 * 60, len(s))) * US_PER_MIN
-    t = np.where((kind == OUTPATIENT) & (reason != INTAKE), office, t // US_PER_MIN * US_PER_MIN)
+    office = day + (8 * 60 + rng.integers(0, 9 * 60, len(s))) * US_PER_MINUTE
+    t = np.where((kind == OUTPATIENT) & (reason != INTAKE), office, t // US_PER_MINUTE * US_PER_MINUTE)
     t = np.maximum(t, subj.start[s])
     minutes = np.select(
         [kind == OUTPATIENT, kind == EMERGENCY],
         [rng.integers(45, 91, len(s)), rng.integers(120, 600, len(s))],
         (24 * 60 * (1 + rng.gamma(1.3, 2.0, len(s)))).astype(np.int64),
     )
-    end = t + minutes * US_PER_MIN
+    end = t + minutes * US_PER_MINUTE
     return Visits(s.astype(np.int64), t, end, kind, reason, dx)
 
 
@@ -512,7 +491,7 @@ def _add_diagnoses(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
     record = present & (rng.random(present.shape) < p_record[:, None])
     is_dx = v.dx >= 0
     record[np.flatnonzero(is_dx), v.dx[is_dx]] = True
-    when = np.where(v.kind == INPATIENT, v.end - US_PER_MIN, v.start + 10 * US_PER_MIN)
+    when = np.where(v.kind == INPATIENT, v.end - US_PER_MINUTE, v.start + 10 * US_PER_MINUTE)
     for c, name in enumerate(CONDITIONS):
         rows = np.flatnonzero(record[:, c])
         buf.add(v.subj[rows], when[rows], _choose_code(rng, vocab.DIAGNOSIS_CODES[name], buf.code_index, len(rows)), rank=2)
@@ -524,7 +503,7 @@ def _add_diagnoses(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
         if name not in vocab.MEDICATION_CODES:
             continue
         rows = np.flatnonzero(present[:, c] & (rng.random(v.n) < 0.6))
-        buf.add(v.subj[rows], v.start[rows] + 20 * US_PER_MIN, _choose_code(rng, vocab.MEDICATION_CODES[name], buf.code_index, len(rows)), rank=3)
+        buf.add(v.subj[rows], v.start[rows] + 20 * US_PER_MINUTE, _choose_code(rng, vocab.MEDICATION_CODES[name], buf.code_index, len(rows)), rank=3)
 
 
 def _measure(rng, phys: Physiology, onset, key: str, s, t_us, acute) -> np.ndarray:
@@ -578,20 +557,20 @@ def _add_visit_events(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
 
     out, ed, inp = v.kind == OUTPATIENT, v.kind == EMERGENCY, v.kind == INPATIENT
     intake = v.reason == INTAKE
-    _add_measurements(rng, buf, phys, onset, v, out | inp, ["BMI"], 5 * US_PER_MIN, 0.7)
-    _add_measurements(rng, buf, phys, onset, v, np.ones(v.n, bool), ["SBP"], 5 * US_PER_MIN, 0.75)
+    _add_measurements(rng, buf, phys, onset, v, out | inp, ["BMI"], 5 * US_PER_MINUTE, 0.7)
+    _add_measurements(rng, buf, phys, onset, v, np.ones(v.n, bool), ["SBP"], 5 * US_PER_MINUTE, 0.75)
     panel = (out & (rng.random(v.n) < 0.45)) | intake
-    _add_measurements(rng, buf, phys, onset, v, panel, ["GLUCOSE", "CREATININE", "SODIUM", "POTASSIUM"], 40 * US_PER_MIN, 0.7)
-    _add_measurements(rng, buf, phys, onset, v, panel, ["HBA1C", "LDL", "HEMOGLOBIN"], 40 * US_PER_MIN, 0.5)
+    _add_measurements(rng, buf, phys, onset, v, panel, ["GLUCOSE", "CREATININE", "SODIUM", "POTASSIUM"], 40 * US_PER_MINUTE, 0.7)
+    _add_measurements(rng, buf, phys, onset, v, panel, ["HBA1C", "LDL", "HEMOGLOBIN"], 40 * US_PER_MINUTE, 0.5)
     acute_panel = ["GLUCOSE", "CREATININE", "SODIUM", "POTASSIUM", "HEMOGLOBIN", "WBC"]
-    _add_measurements(rng, buf, phys, onset, v, ed, acute_panel, 45 * US_PER_MIN, 0.8)
+    _add_measurements(rng, buf, phys, onset, v, ed, acute_panel, 45 * US_PER_MINUTE, 0.8)
     _add_inpatient_days(rng, buf, phys, onset, v, acute_panel)
 
     # Smoking status at intake and now and then.
     rows = np.flatnonzero(intake | (rng.random(v.n) < 0.08))
     smoke = phys.subj.smoker[v.subj[rows]]
     codes = np.where(smoke, buf.code_index[vocab.SMOKING_CODES[1][0]], buf.code_index[vocab.SMOKING_CODES[0][0]])
-    buf.add(v.subj[rows], v.start[rows] + 5 * US_PER_MIN, codes, rank=1)
+    buf.add(v.subj[rows], v.start[rows] + 5 * US_PER_MINUTE, codes, rank=1)
 
     # Background codes: Zipf-distributed over a long list, no disease signal.
     bg = vocab.background_codes()
@@ -600,7 +579,7 @@ def _add_visit_events(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
     rows = np.repeat(np.arange(v.n), n_bg)
     rank_draw = rng.zipf(1.4, len(rows))
     rank_draw = np.where(rank_draw > len(bg), rng.integers(1, len(bg) + 1, len(rows)), rank_draw) - 1
-    buf.add(v.subj[rows], v.start[rows] + 15 * US_PER_MIN, bg_ids[rank_draw], rank=2)
+    buf.add(v.subj[rows], v.start[rows] + 15 * US_PER_MINUTE, bg_ids[rank_draw], rank=2)
 
 
 def _add_inpatient_days(rng, buf, phys, onset, v: Visits, panel) -> None:
@@ -609,9 +588,9 @@ def _add_inpatient_days(rng, buf, phys, onset, v: Visits, panel) -> None:
     n_days = ((v.end[inp] - v.start[inp]) // US_PER_DAY + 1).astype(np.int64)
     stay = np.repeat(inp, n_days)
     day = np.arange(len(stay)) - np.repeat(np.cumsum(n_days) - n_days, n_days)
-    first_morning = v.start[stay] // US_PER_DAY * US_PER_DAY + 6 * 60 * US_PER_MIN
-    t = first_morning + day * US_PER_DAY + rng.integers(0, 90, len(stay)) * US_PER_MIN
-    t = np.where(day == 0, v.start[stay] + 60 * US_PER_MIN, t)
+    first_morning = v.start[stay] // US_PER_DAY * US_PER_DAY + 6 * 60 * US_PER_MINUTE
+    t = first_morning + day * US_PER_DAY + rng.integers(0, 90, len(stay)) * US_PER_MINUTE
+    t = np.where(day == 0, v.start[stay] + 60 * US_PER_MINUTE, t)
     inside = t < v.end[stay]
     stay, t = stay[inside], t[inside]
     s = v.subj[stay]
@@ -622,7 +601,7 @@ def _add_inpatient_days(rng, buf, phys, onset, v: Visits, panel) -> None:
         buf.add(s[keep], t[keep], m.code, values, rank=4)
     keep = rng.random(len(s)) < 0.8
     m = vocab.MEASUREMENTS["SBP"]
-    buf.add(s[keep], t[keep] + 30 * US_PER_MIN, m.code, np.round(_measure(rng, phys, onset, "SBP", s[keep], t[keep], np.ones(keep.sum())), 0), rank=4)
+    buf.add(s[keep], t[keep] + 30 * US_PER_MINUTE, m.code, np.round(_measure(rng, phys, onset, "SBP", s[keep], t[keep], np.ones(keep.sum())), 0), rank=4)
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -704,7 +683,7 @@ def _write_metadata(root: Path, subj: Subjects, split, codes: list[str], cfg: Sy
         root,
         dataset_name="ehrfast-synthetic",
         dataset_version=f"seed{cfg.seed}-n{cfg.n_subjects}",
-        etl_name="ehrfast.data.synthetic",
+        etl_name="ehrfast.synth.generator",
         etl_version=__version__,
         created_at="1970-01-01T00:00:00",  # fixed so that the same seed gives byte-identical output
         license="CC0-1.0 (synthetic)",
@@ -794,24 +773,30 @@ def generate_cohort(
     with atomic_directory(out_dir, overwrite=overwrite, kind="cohort") as root:
         subj = _draw_subjects(rng, cfg)
         split = _assign_splits(rng, subj.n, cfg.split_fractions)
-        stages.set_postfix_str("genotypes"); stages.update()
+        _stage_done(stages, "genotypes")
         genetics = _simulate_genetics(rng, cfg, subj, root, progress)
         phys = Physiology(subj, genetics.liability)
-        stages.set_postfix_str("disease histories"); stages.update()
+        _stage_done(stages, "disease histories")
         onset, death = _simulate_onsets(rng, phys, censor_us)
         record_end = np.where(np.isfinite(death), subj.birth + (np.where(np.isfinite(death), death, 0) * US_PER_YEAR).astype(np.int64), censor_us)
         record_end = np.maximum(record_end, subj.start)
-        stages.set_postfix_str("events"); stages.update()
+        _stage_done(stages, "events")
         s, t, code, value, n_visits = _all_events(rng, phys, onset, death, record_end, code_index, cfg.visit_rate)
-        stages.set_postfix_str("writing"); stages.update()
+        _stage_done(stages, "writing")
         _write_meds(root, subj, split, (s, t, code, value), codes, cfg.shard_size, progress)
         _write_metadata(root, subj, split, codes, cfg)
         _write_ground_truth(root, cfg, phys, split, onset, death, record_end)
         summary = _summarize(cfg, root, subj, genetics, onset, death, s, len(codes), phys, out_dir)
         summary.seconds = round(time.perf_counter() - t0, 2)
         (root / "cohort.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
-        stages.update(); stages.close()
+        stages.update()
+        stages.close()
     return summary
+
+
+def _stage_done(bar, next_stage: str) -> None:
+    bar.set_postfix_str(next_stage)
+    bar.update()
 
 
 def _summarize(cfg, root, subj, genetics, onset, death, row_subject, n_codes, phys, out_dir) -> CohortSummary:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import torch
 
+from ehrfast.errors import InvalidInputError
 from ehrfast.io import atomic_directory
-from ehrfast.model import GPT, GPTConfig
+from ehrfast.model.config import GPTConfig
+from ehrfast.model.gpt import GPT
 
 CHECKPOINT_FORMAT = "ehrfast-gpt/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InvalidInputError):
     """A checkpoint directory that cannot be loaded; the message says which file and why."""
 
 

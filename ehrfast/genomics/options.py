@@ -1,0 +1,52 @@
+"""PRS settings (``PRSOptions``) and the prs stage's options."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ehrfast.errors import InvalidInputError
+from ehrfast.genomics.match import MatchOptions
+from ehrfast.genomics.score import ScoreModel
+from ehrfast.stages import option, overwrite_option, progress_option
+
+
+@dataclass
+class PRSOptions:
+    """What is scored and how the scores are made model-ready."""
+
+    max_variants: int | None = option("per trait, the variants with the largest |weight| after matching (0 or None: all)", 1500)
+    model: ScoreModel = option("how each call counts", default_factory=ScoreModel)
+    match: MatchOptions = option("how score-file variants are matched", default_factory=MatchOptions)
+    clip_sd: float = option("clip standardized scores at ±k standard deviations", 4.0, flag="--clip")
+    raw: bool = option("write unstandardized sums", False)
+
+    def __post_init__(self):
+        if self.max_variants is not None and (isinstance(self.max_variants, bool) or not isinstance(self.max_variants, int)):
+            raise InvalidInputError(f"max_variants must be an integer or None, got {self.max_variants!r}")
+        if self.max_variants is not None and self.max_variants <= 0:
+            self.max_variants = None  # "0 = all", as the command line spells it
+        if not 0 < self.clip_sd < math.inf:
+            raise InvalidInputError(f"clip_sd (--clip) must be a positive finite number of standard deviations, got {self.clip_sd}")
+
+
+@dataclass
+class PRSStageOptions:
+    """``ehrfast prs``: the arguments of ``ehrfast.genomics.compute_prs``."""
+
+    genotypes: Path = option("PLINK prefix (.bed or .pgen), VCF/BCF, or BGEN", role="input", flag="--genotypes")
+    score_files: tuple[Path, ...] = option("PGS Catalog scoring files or ID/effect_allele/weight tables", role="input",
+                                           flag="--scores")
+    out_path: Path = option("output parquet (prs_meta.json is written beside it)", role="output_file", flag="--out")
+    options: PRSOptions = option("PRS settings", default_factory=PRSOptions)
+    backend: str | None = option("auto, fast (the C++ core) or reference (numpy); default: the process setting", None)
+    sample_map: Path | None = option("TSV: sample_id subject_id (when IIDs are not MEDS subject ids)", None, role="input")
+    meds_dir: Path | None = option("MEDS dataset: check ids and fit the standardization on its train split", None, role="input",
+                                   flag="--meds")
+    bgen_ref_last: bool = option("BGEN stores ALT first (plink2 'ref-last'); default: REF first", False)
+    overwrite: bool = overwrite_option("the output files")
+    progress: bool = progress_option()
+
+
+__all__ = ["PRSOptions", "PRSStageOptions"]

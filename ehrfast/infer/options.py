@@ -1,0 +1,43 @@
+"""Scoring settings and the score stage's options — no torch import, so the command line can
+be built without loading it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ehrfast.stages import option, overwrite_option, progress_option
+from ehrfast.task import Task
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How a cohort is scored: the random ``seed``, the torch ``device``, the ``model_name``
+    written in the predictions (default: the checkpoint folder's name), and ``strict_copy``
+    (also write ``<stem>_strict.parquet`` with meds-evaluation's columns only)."""
+
+    seed: int = option("random seed of the sampled futures", 0)
+    device: str = option("torch device (cpu, cuda, ...); under torchrun each rank takes its LOCAL_RANK GPU", "cpu")
+    model_name: str | None = option("model name written in the predictions (default: the checkpoint folder's name)", None,
+                                    flag="--model-name")
+    strict_copy: bool = option("also write a copy with only meds-evaluation's columns (<stem>_strict.parquet)", False,
+                               flag="--strict")
+
+
+@dataclass
+class ScoreStageOptions:
+    """``ehrfast score``: the arguments of ``ehrfast.infer.score_cohort``."""
+
+    checkpoint: Path = option("checkpoint directory (e.g. RUN/model)", role="input", positional=True)
+    data_dir: Path = option("one split of a tokenize output (e.g. TOKENS/held_out)", role="input", positional=True, metavar="DATA")
+    labels_path: Path = option("label parquet (subject_id, prediction_time, boolean_value)", role="input", positional=True,
+                               metavar="LABELS")
+    task: Task | Path = option("task file (YAML or JSON)", role="input", flag="--task", parse=Path)
+    out_path: Path = option("predictions parquet", role="output_file", flag="--out")
+    options: ScoreOptions = option("scoring settings", default_factory=ScoreOptions)
+    meds_dir: Path | None = option("MEDS dataset (for code descriptions in task patterns)", None, role="input", flag="--meds")
+    prs_path: Path | None = option("PRS.parquet for models that read PRS", None, role="input", flag="--prs")
+    trajectories_path: Path | None = option("also write the sampled futures here (parquet: one row per generated token)", None,
+                                            role="output_file", flag="--trajectories")
+    overwrite: bool = overwrite_option("existing output files")
+    progress: bool = progress_option()

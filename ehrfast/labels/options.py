@@ -1,0 +1,20 @@
+"""The label stage's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ehrfast.stages import option, overwrite_option
+from ehrfast.task import Task
+
+
+@dataclass
+class LabelOptions:
+    """``ehrfast label``: the arguments of ``ehrfast.labels.make_labels``."""
+
+    meds_dir: Path = option("MEDS dataset directory", role="input", positional=True)
+    task: Task | Path = option("task file (YAML or JSON)", role="input", flag="--task", parse=Path)
+    out_path: Path = option("label parquet (MEDS label schema)", role="output_file", flag="--out")
+    splits: tuple[str, ...] | None = option("only these splits (default: all)", None)
+    overwrite: bool = overwrite_option("the label file")

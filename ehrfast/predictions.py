@@ -1,0 +1,109 @@
+"""Labels and predictions on disk: the MEDS label schema, ehrfast's predictions schema, and the
+one writer every stage that predicts uses (scoring, transfer probes, baselines).
+
+A predictions file is the MEDS label schema (``subject_id``, ``prediction_time``,
+``boolean_value``) plus the two columns meds-evaluation requires
+(``predicted_boolean_value``, ``predicted_boolean_probability``), ehrfast's own columns where a
+stage has them (``PREDICTION_SCHEMA``), and ``model`` last. meds-evaluation rejects extra
+columns, so a strict copy with only its columns can be written beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ehrfast.errors import InvalidInputError, NonFiniteResultError
+from ehrfast.io import atomic_output
+
+LABEL_COLUMNS = ("subject_id", "prediction_time", "boolean_value")
+LABEL_SCHEMA = pa.schema([("subject_id", pa.int64()), ("prediction_time", pa.timestamp("us")), ("boolean_value", pa.bool_())])
+MEDS_EVALUATION_COLUMNS = (*LABEL_COLUMNS, "predicted_boolean_value", "predicted_boolean_probability")
+# Every column a predictions file may have, in the order it is written; absent ones are skipped.
+PREDICTION_SCHEMA = pa.schema([
+    *LABEL_SCHEMA,
+    ("predicted_boolean_value", pa.bool_()),
+    ("predicted_boolean_probability", pa.float32()),
+    ("path_probability", pa.float32()),  # the path-computed probability (zero-shot scoring)
+    ("mc_frequency", pa.float32()),  # share of sampled futures that reached the target
+    ("n_samples", pa.int32()),
+    ("ci_low", pa.float32()),  # 95% interval of mc_frequency
+    ("ci_high", pa.float32()),
+    ("risk_level", pa.int8()),
+    ("tokens_generated", pa.int64()),
+    ("model", pa.string()),
+])
+DECISION_THRESHOLD = 0.5  # predicted_boolean_value = probability >= this
+
+
+def label_table(subject_id, prediction_time_us, boolean_value) -> pa.Table:
+    """A table in the MEDS label schema from [n] arrays (times int64 µs); an Arrow
+    ``boolean_value`` keeps its nulls."""
+    if isinstance(boolean_value, pa.Array | pa.ChunkedArray):
+        labels = boolean_value.cast(pa.bool_())
+    else:
+        labels = pa.array(np.asarray(boolean_value, bool), pa.bool_())
+    return pa.table({"subject_id": pa.array(np.asarray(subject_id, np.int64), pa.int64()),
+                     "prediction_time": pa.array(np.asarray(prediction_time_us, np.int64), pa.int64()).cast(pa.timestamp("us")),
+                     "boolean_value": labels}, schema=LABEL_SCHEMA)
+
+
+def prediction_table(labels: pa.Table, probability: np.ndarray, model: str, columns: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """Predictions for the rows of ``labels`` (MEDS label schema): ``probability`` [n] in [0, 1]
+    becomes ``predicted_boolean_probability``; ``columns`` adds ehrfast's columns by name (see
+    ``PREDICTION_SCHEMA``). Refuses a non-finite or out-of-range probability, naming the row."""
+    probability = np.asarray(probability).astype(np.float32)  # as stored: the decision is taken on what is written
+    if probability.shape != (labels.num_rows,):
+        raise InvalidInputError(f"{len(probability)} probabilities for {labels.num_rows} labels")
+    _check_probability("predicted_boolean_probability", probability, labels)
+    values = {"predicted_boolean_value": probability >= DECISION_THRESHOLD, "predicted_boolean_probability": probability,
+              **(columns or {}), "model": np.array([model] * labels.num_rows, dtype=object)}
+    unknown = sorted(set(values) - set(PREDICTION_SCHEMA.names))
+    if unknown:
+        raise InvalidInputError(f"unknown prediction column(s) {unknown}; see ehrfast.predictions.PREDICTION_SCHEMA")
+    for name in ("path_probability", "mc_frequency", "ci_low", "ci_high"):
+        if name in values:
+            _check_probability(name, np.asarray(values[name], np.float64), labels)
+    out = {c: labels.column(c) for c in LABEL_COLUMNS}
+    for f in PREDICTION_SCHEMA:
+        if f.name in values:
+            out[f.name] = pa.array(np.asarray(values[f.name]), f.type) if f.name != "model" else pa.array(values[f.name].tolist(), f.type)
+    return pa.table(out)
+
+
+def _check_probability(name: str, values: np.ndarray, labels: pa.Table) -> None:
+    bad = ~((values >= 0) & (values <= 1))  # NaN fails both
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        subject = labels.column("subject_id")[row].as_py()
+        raise NonFiniteResultError(f"{name} of row {row} (subject {subject}) is {values[row]}, not a probability in [0, 1]; "
+                                   "nothing was written")
+
+
+def strict_path(path: str | os.PathLike) -> Path:
+    """Where the copy with only meds-evaluation's columns goes: ``<stem>_strict.parquet``."""
+    return Path(path).with_name(Path(path).stem + "_strict.parquet")
+
+
+def write_predictions(path: str | os.PathLike, table: pa.Table, *, strict_copy: bool = False, overwrite: bool = False) -> None:
+    """Writes ``table`` (from ``prediction_table``) atomically; with ``strict_copy`` also
+    ``strict_path(path)`` with meds-evaluation's columns only."""
+    with atomic_output(path, overwrite) as tmp:
+        pq.write_table(table, tmp)
+    if strict_copy:
+        with atomic_output(strict_path(path), overwrite) as tmp:
+            pq.write_table(table.select(list(MEDS_EVALUATION_COLUMNS)), tmp)
+
+
+def write_labels(path: str | os.PathLike, table: pa.Table, *, overwrite: bool = False) -> None:
+    """Writes a MEDS label table atomically."""
+    with atomic_output(path, overwrite) as tmp:
+        pq.write_table(table, tmp)
+
+
+__all__ = ["DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "PREDICTION_SCHEMA", "label_table",
+           "prediction_table", "strict_path", "write_labels", "write_predictions"]

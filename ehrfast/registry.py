@@ -1,0 +1,42 @@
+"""The pipeline's stages, in pipeline order: one command, one options dataclass and one public
+function each (``ehrfast.stages.Stage``). The CLI builds its subcommands from this list and the
+demo runs these same stages, so a command, its demo step and its API function cannot drift."""
+
+from __future__ import annotations
+
+from ehrfast.data.options import ValidateOptions
+from ehrfast.evaluate.options import EvaluateStageOptions
+from ehrfast.genomics.options import PRSStageOptions
+from ehrfast.infer.options import ScoreStageOptions
+from ehrfast.labels.options import LabelOptions
+from ehrfast.stages import Stage
+from ehrfast.synth.config import SynthOptions
+from ehrfast.tokenize.options import TokenizeOptions
+from ehrfast.train.config import TrainOptions
+from ehrfast.transfer.options import TransferStageOptions
+
+SYNTH = Stage("synth", "generate a synthetic cohort (MEDS + genotypes + score files + ground truth)", SynthOptions,
+              "ehrfast.synth.generator:generate_cohort")
+VALIDATE = Stage("validate", "validate a MEDS dataset (schema, sort order, metadata)", ValidateOptions,
+                 "ehrfast.data.meds:validate_meds_dataset")
+PRS = Stage("prs", "polygenic risk scores: match score files to genotypes and score every trait", PRSStageOptions,
+            "ehrfast.genomics.prs:compute_prs")
+TOKENIZE = Stage("tokenize", "MEDS -> token timelines (fit on train, apply to every split)", TokenizeOptions,
+                 "ehrfast.tokenize.api:tokenize_dataset")
+TRAIN = Stage("train", "train a GPT on a tokenized dataset (EHR only, or EHR + PRS)", TrainOptions, "ehrfast.train.loop:train",
+              description="Under torchrun (torchrun --nproc_per_node K -m ehrfast.cli train ...) every rank trains a DDP replica "
+                          "on a disjoint shard of the training subjects.")
+LABEL = Stage("label", "incidence labels (MEDS label schema) for a task, without ACES", LabelOptions,
+              "ehrfast.labels.incidence:make_labels")
+SCORE = Stage("score", "zero-shot risk by sampling futures (path probabilities + Monte-Carlo)", ScoreStageOptions,
+              "ehrfast.infer.score:score_cohort",
+              description="Under torchrun (torchrun --nproc_per_node K -m ehrfast.cli score ...) the labelled subjects are split "
+                          "over the ranks; rank 0 writes the predictions.")
+EVALUATE = Stage("evaluate", "compare model A with model B: paired bootstrap, meta-analysis, plots, report", EvaluateStageOptions,
+                 "ehrfast.evaluate.compare:evaluate")
+TRANSFER = Stage("transfer", "transfer learning: a head on the frozen EHR model, PRS-encoder embeddings as features",
+                 TransferStageOptions, "ehrfast.transfer.experiment:run_transfer")
+
+STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, EVALUATE, TRANSFER)
+
+__all__ = ["EVALUATE", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]
