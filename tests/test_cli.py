@@ -40,6 +40,18 @@ def test_synth_then_validate(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+def test_synth_prints_hospital_rates_and_can_leave_the_hospital_out(tmp_path):
+    with_hospital = run("synth", "--subjects", "150", "--variants", "300", "--null-traits", "1", "--out", str(tmp_path / "a"), "--quiet")
+    assert "in-hospital mortality" in with_hospital.stdout and "ED: admitted" in with_hospital.stdout
+    assert json.loads((tmp_path / "a" / "cohort.json").read_text())["hospital"]["admissions"] > 0
+    without = run("synth", "--subjects", "150", "--variants", "300", "--null-traits", "1", "--out", str(tmp_path / "b"), "--quiet",
+                  "--no-hospital")
+    assert "hospital world" not in without.stdout
+    summary = json.loads((tmp_path / "b" / "cohort.json").read_text())
+    assert summary["hospital"] == {} and summary["config"]["hospital"] is False
+    assert not (tmp_path / "b" / "ground_truth" / "hospital_anchors.parquet").exists()
+
+
 def test_validate_error_is_one_clear_line(tmp_path):
     p = run("validate", str(tmp_path), check=False)
     assert p.returncode == 2

@@ -141,6 +141,86 @@ def background_codes() -> list[tuple[str, str]]:
     return _BACKGROUND_STEMS + procs
 
 
+# ---- the hospital world, in MIMIC-IV's MEDS conventions (the MIMIC_IV_MEDS ETL and the
+# ETHOS-ARES ED event configuration) ----------------------------------------------------------
+ED_REGISTRATION, ED_OUT = "ED_REGISTRATION", "ED_OUT"
+# triage, at ED registration: (code, description); "Blood Pressure" carries SBP as its number and
+# DBP as text, PAIN is text, TEMPERATURE is in °F, as MIMIC-IV-ED stores them
+TRIAGE = {
+    "TEMPERATURE": ("TEMPERATURE", "Triage temperature (°F)"),
+    "HEART_RATE": ("HEART_RATE", "Triage heart rate (/min)"),
+    "RESPIRATORY_RATE": ("RESPIRATORY_RATE", "Triage respiratory rate (/min)"),
+    "O2_SATURATION": ("O2_SATURATION", "Triage oxygen saturation (%)"),
+    "BLOOD_PRESSURE": ("Blood Pressure", "Triage blood pressure: systolic as the value, diastolic as text (mmHg)"),
+    "PAIN": ("PAIN", "Triage pain score 0-10 (text)"),
+    "ACUITY": ("ACUITY", "Triage acuity, 1 (most urgent) to 5"),
+}
+ADMISSIONS_VIA_ED = [("HOSPITAL_ADMISSION//EW EMER.//EMERGENCY ROOM", "Emergency admission from the emergency room", 0.8),
+                     ("HOSPITAL_ADMISSION//OBSERVATION ADMIT//EMERGENCY ROOM", "Observation admission from the emergency room", 0.2)]
+ADMISSIONS_DIRECT = [("HOSPITAL_ADMISSION//ELECTIVE//PHYSICIAN REFERRAL", "Elective admission, physician referral", 0.45),
+                     ("HOSPITAL_ADMISSION//SURGICAL SAME DAY ADMISSION//PHYSICIAN REFERRAL", "Same-day surgical admission", 0.3),
+                     ("HOSPITAL_ADMISSION//URGENT//TRANSFER FROM HOSPITAL", "Urgent admission, transfer from another hospital", 0.25)]
+# readmissions within the follow-up window come in as direct emergency admissions
+ADMISSIONS_READMISSION = [("HOSPITAL_ADMISSION//DIRECT EMER.//PHYSICIAN REFERRAL", "Direct emergency admission, physician referral", 0.7),
+                          ("HOSPITAL_ADMISSION//URGENT//TRANSFER FROM HOSPITAL", "Urgent admission, transfer from another hospital", 0.3)]
+DISCHARGE_DIED = "HOSPITAL_DISCHARGE//DIED"
+DISCHARGE_LOCATIONS = ("HOME", "HOME HEALTH CARE", "SKILLED NURSING FACILITY", "REHAB", "HOSPICE")
+ICU_UNITS = ("Medical Intensive Care Unit (MICU)", "Surgical Intensive Care Unit (SICU)", "Coronary Care Unit (CCU)",
+             "Cardiac Vascular Intensive Care Unit (CVICU)", "Neuro Surgical Intensive Care Unit (Neuro SICU)")
+INSURANCE = ("Medicare", "Medicaid", "Other")
+MARITAL_STATUS = ("MARRIED", "SINGLE", "WIDOWED", "DIVORCED")
+LANGUAGES = ("ENGLISH", "?")
+# labs and vitals that follow the latent severity during a stay (key, code, description, decimals)
+STAY_LABS = {
+    "LACTATE": Measurement("LACTATE", "LAB//2524-7//mmol/L", "Lactate [Moles/volume] in Serum or Plasma", 1),
+    "BILIRUBIN": Measurement("BILIRUBIN", "LAB//1975-2//mg/dL", "Bilirubin.total [Mass/volume] in Serum or Plasma", 1),
+    "PLATELETS": Measurement("PLATELETS", "LAB//777-3//10*3/uL", "Platelets [#/volume] in Blood", 0),
+}
+STAY_VITALS = {
+    "HR": Measurement("HR", "VITAL//HR///min", "Heart rate", 0),
+    "RR": Measurement("RR", "VITAL//RR///min", "Respiratory rate", 0),
+    "SPO2": Measurement("SPO2", "VITAL//SPO2//%", "Oxygen saturation by pulse oximetry", 0),
+    "TEMP": Measurement("TEMP", "VITAL//TEMP//degF", "Body temperature", 1),
+}
+# acute problems of a stay: (key, ICD-10-CM code, description, DRG code, DRG description)
+ACUTE_PROBLEMS = [
+    ("SEPSIS", "DIAGNOSIS//ICD//10//A419", "Sepsis, unspecified organism", "DRG//HCFA//871", "Septicemia or severe sepsis w MCC"),
+    ("PNEUMONIA", "DIAGNOSIS//ICD//10//J189", "Pneumonia, unspecified organism", "DRG//HCFA//193", "Simple pneumonia and pleurisy w MCC"),
+    ("HEART_FAILURE", "DIAGNOSIS//ICD//10//I509", "Heart failure, unspecified", "DRG//HCFA//291", "Heart failure and shock w MCC"),
+    ("AKI", "DIAGNOSIS//ICD//10//N179", "Acute kidney failure, unspecified", "DRG//HCFA//682", "Renal failure w MCC"),
+    ("AMI", "DIAGNOSIS//ICD//10//I214", "Non-ST elevation myocardial infarction", "DRG//HCFA//280", "Acute myocardial infarction w MCC"),
+    ("STROKE", "DIAGNOSIS//ICD//10//I639", "Cerebral infarction, unspecified", "DRG//HCFA//065", "Intracranial hemorrhage or cerebral infarction w CC"),
+    ("OTHER", "DIAGNOSIS//ICD//10//R6889", "Other general symptoms and signs", "DRG//HCFA//948", "Signs and symptoms w/o MCC"),
+]
+# ICD-10-PCS procedures, recorded at discharge as MIMIC records procedures_icd
+PROCEDURES = {
+    "INTUBATION": ("PROCEDURE//ICD//10//0BH17EZ", "Insertion of endotracheal airway into trachea, via natural or artificial opening"),
+    "CENTRAL_LINE": ("PROCEDURE//ICD//10//02HV33Z", "Insertion of infusion device into superior vena cava, percutaneous approach"),
+    "DIALYSIS": ("PROCEDURE//ICD//10//5A1D70Z", "Performance of urinary filtration, intermittent, less than 6 hours per day"),
+}
+
+
+def hospital_code_descriptions() -> dict[str, str]:
+    """Every code the hospital world can emit -> its description."""
+    out = {ED_REGISTRATION: "Emergency department registration", ED_OUT: "Emergency department departure"}
+    out.update(TRIAGE.values())
+    out.update({c: d for c, d, _ in ADMISSIONS_VIA_ED + ADMISSIONS_DIRECT + ADMISSIONS_READMISSION})
+    out[DISCHARGE_DIED] = "Hospital discharge: died"
+    out.update({f"HOSPITAL_DISCHARGE//{loc}": f"Hospital discharge to {loc.lower()}" for loc in DISCHARGE_LOCATIONS})
+    for unit in ICU_UNITS:
+        out[f"ICU_ADMISSION//{unit}"] = f"ICU admission: {unit}"
+        out[f"ICU_DISCHARGE//{unit}"] = f"ICU discharge: {unit}"
+    out.update({f"INSURANCE//{x}": f"Insurance: {x}" for x in INSURANCE})
+    out.update({f"MARITAL_STATUS//{x}": f"Marital status: {x.lower()}" for x in MARITAL_STATUS})
+    out.update({f"LANGUAGE//{x}": f"Language: {x}" for x in LANGUAGES})
+    out.update({m.code: m.description for m in (*STAY_LABS.values(), *STAY_VITALS.values())})
+    for _, dx, dx_text, drg, drg_text in ACUTE_PROBLEMS:
+        out[dx] = dx_text
+        out[drg] = drg_text
+    out.update(PROCEDURES.values())
+    return out
+
+
 def all_code_descriptions() -> dict[str, str]:
     """Every code the generator can emit -> its description."""
     out = {"MEDS_BIRTH": "Birth", "MEDS_DEATH": "Death"}
@@ -156,4 +236,5 @@ def all_code_descriptions() -> dict[str, str]:
     out.update(VISIT_START.values())
     out.update(VISIT_END.values())
     out.update(background_codes())
+    out.update(hospital_code_descriptions())
     return out

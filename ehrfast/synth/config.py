@@ -31,6 +31,8 @@ class SyntheticConfig:
                                                  (0, 182, 365, 1095), cli=False)
     horizon_years: float = option("horizon of the ground-truth risks", 10.0, cli=False)
     censor_date: str = option("end of every record (ISO date)", "2025-01-01", cli=False)
+    hospital: bool = option("the hospital world: ED visits with triage, stays with a latent severity, ICU, in-hospital deaths, "
+                            "readmissions (MIMIC-IV codes)", True, flag="--no-hospital", negate="leave the hospital world out")
 
     def __post_init__(self):
         if self.score_variants is None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -39,13 +40,38 @@ from ehrfast.data.meds import CODES_SCHEMA, DATA_SCHEMA, SPLITS_SCHEMA, write_da
 from ehrfast.genomics.bed import PlinkWriter, Variant
 from ehrfast.io import atomic_directory, check_outputs
 from ehrfast.synth import codes as vocab
+from ehrfast.synth.chronic import (
+    CONDITIONS,
+    DIAGNOSIS,
+    EMERGENCY,
+    INPATIENT,
+    INTAKE,
+    N_DIS,
+    OUTPATIENT,
+    ROUTINE,
+    T2D,
+    Physiology,
+    Subjects,
+    Visits,
+    age_at,
+    conditions_at,
+    draw_subjects,
+    draw_visits,
+    measure,
+    simulate_onsets,
+    to_us,
+    true_risk,
+)
 from ehrfast.synth.config import SyntheticConfig
-from ehrfast.units import US_PER_DAY, US_PER_MINUTE, US_PER_YEAR
+from ehrfast.synth.hospital import DIAGNOSIS_ARRIVAL, NO_TIME, RANK_DEATH, HospitalWorld, build_hospital_world, emit_hospital_events
+from ehrfast.synth.hospital_chain import HospitalChain
+from ehrfast.synth.hospital_truth import anchor_table, realized_rates, trajectory_table
+from ehrfast.units import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE, US_PER_YEAR
 
-_EPOCH = np.datetime64("1970-01-01T00:00:00", "us")
-AGE_MIN, AGE_MAX = 18, 100
-N_DIS = len(vocab.DISEASES)
-T2D, CAD, DEP, SCZ, COPD, STROKE = range(N_DIS)
+# the MEDS columns, plus text_value (triage text values) and hadm_id (the admission, as
+# MIMIC-IV's MEDS data carry it) — both nullable
+SCHEMA = pa.schema([*DATA_SCHEMA, pa.field("text_value", pa.large_string()), pa.field("hadm_id", pa.int64())])
+
 
 
 @dataclass
@@ -66,6 +92,7 @@ class CohortSummary:
     deaths: int
     seconds: float
     config: dict = field(default_factory=dict)
+    hospital: dict = field(default_factory=dict)  # realized rates of the hospital world's outcomes
 
     def describe(self) -> str:
         r = self.rows_per_subject
@@ -76,54 +103,15 @@ class CohortSummary:
                  "  10-year incidence from record start / ever diagnosed / corr(PRS, true liability):"]
         for d, inc in self.incidence_10y_at_start.items():
             lines.append(f"    {d:<14} {inc:7.2%}  {self.prevalence_at_end[d]:7.2%}  {self.prs_liability_correlation[d]:.3f}")
+        h = self.hospital
+        if h:
+            lines.append(f"  hospital world: {h['ed_visits']:,} ED visits, {h['admissions']:,} admissions (median stay "
+                         f"{h['median_length_of_stay_days']} d, 90th percentile {h['p90_length_of_stay_days']} d)")
+            lines.append(f"    in-hospital mortality {h['hospital_mortality']:.2%}  ICU admission {h['icu_admission']:.2%}  stay >= 10 d "
+                         f"{h['prolonged_stay_10d']:.2%}  composite {h['composite']:.2%}")
+            lines.append(f"    ED: admitted {h['ed_hospitalization']:.2%}  critical outcome within 12 h {h['ed_critical_outcome_12h']:.2%}  "
+                         f"return within 72 h {h['ed_return_72h']:.2%};  readmission or death within 30 d {h['readmission_or_death_30d']:.2%}")
         return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- subjects
-
-
-@dataclass
-class Subjects:
-    """Per-subject draws; arrays of length n."""
-
-    ids: np.ndarray  # int64, sorted
-    male: np.ndarray  # bool
-    race: np.ndarray  # int, index into vocab.RACES
-    birth: np.ndarray  # int64 µs since epoch
-    start: np.ndarray  # int64 µs: first EHR event
-    smoker: np.ndarray  # bool
-    frailty: np.ndarray  # float: visit-rate multiplier, heavy-tailed
-    noise: np.ndarray  # [n, 4] float: idiosyncratic parts of BMI, glycaemia, LDL, SBP
-    type1: np.ndarray  # bool: the decoy condition
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-def _to_us(date: str) -> int:
-    return int((np.datetime64(date, "us") - _EPOCH).astype(np.int64))
-
-
-def _draw_subjects(rng: np.random.Generator, cfg: SyntheticConfig) -> Subjects:
-    n = cfg.n_subjects
-    ids = 100_000_000 + np.cumsum(rng.integers(1, 60, n)).astype(np.int64)
-    birth_day = rng.integers(_to_us("1935-01-01") // US_PER_DAY, _to_us("1996-01-01") // US_PER_DAY, n)
-    birth = birth_day.astype(np.int64) * US_PER_DAY
-    calendar_start = rng.integers(_to_us("1999-01-01"), _to_us("2013-01-01"), n)
-    start = np.maximum(calendar_start, birth + AGE_MIN * US_PER_YEAR + rng.integers(0, 5 * US_PER_YEAR, n))
-    start = start // US_PER_MINUTE * US_PER_MINUTE
-    return Subjects(
-        ids=ids,
-        male=rng.random(n) < 0.49,
-        race=rng.choice(len(vocab.RACES), size=n, p=vocab.RACE_SHARES),
-        birth=birth,
-        start=start,
-        smoker=rng.random(n) < 0.22,
-        frailty=np.minimum(rng.lognormal(-0.35, 0.85, n), 6.0),
-        noise=rng.standard_normal((n, 4)),
-        type1=rng.random(n) < 0.004,
-    )
 
 
 # ----------------------------------------------------------------------------- genetics
@@ -263,206 +251,36 @@ def _simulate_genetics(rng, cfg: SyntheticConfig, subj: Subjects, out: Path, pro
     return Genetics(variants, maf, liability, prs_corr, N_DIS + cfg.n_null_traits, len(geno))
 
 
-# ----------------------------------------------------------------------------- physiology
-
-
-@dataclass
-class Physiology:
-    """Latent physiology of each subject as a function of age; all methods take subject
-    indices ``s`` and ages ``a`` (years) of equal shape and return values of that shape."""
-
-    subj: Subjects
-    G: np.ndarray  # [n, N_DIS] liabilities
-
-    def z_bmi(self, s):
-        return 0.3 * self.G[s, T2D] + 0.95 * self.subj.noise[s, 0]
-
-    def bmi(self, s, a):
-        return 27.5 + 4.5 * self.z_bmi(s) + 0.06 * (np.minimum(a, 65) - 45)
-
-    def glycaemia(self, s, a):
-        """Standardized glycaemic state; carries most of the T2D genetic signal."""
-        return 0.65 * self.G[s, T2D] + 0.3 * self.z_bmi(s) + 0.03 * (a - 50) + 0.55 * self.subj.noise[s, 1]
-
-    def z_ldl(self, s):
-        return 0.45 * self.G[s, CAD] + 0.9 * self.subj.noise[s, 2]
-
-    def ldl(self, s, a):
-        return 118 + 32 * self.z_ldl(s) + 0.4 * (a - 50)
-
-    def z_sbp(self, s, a):
-        return 0.3 * self.G[s, STROKE] + 0.95 * self.subj.noise[s, 3] + 0.035 * (a - 45) + 0.2 * self.z_bmi(s)
-
-    def sbp(self, s, a):
-        return 122 + 13 * self.z_sbp(s, a)
-
-    def comorbid(self, s, a) -> np.ndarray:
-        """[..., 4] bool: prediabetes, hypertension, hyperlipidemia, obesity (by latent state)."""
-        return np.stack(
-            [
-                5.45 + 0.32 * self.glycaemia(s, a) >= 5.7,
-                self.sbp(s, a) >= 140,
-                self.ldl(s, a) >= 160,
-                self.bmi(s, a) >= 30,
-            ],
-            axis=-1,
-        )
-
-    def log_odds(self, s, a, prior: np.ndarray) -> np.ndarray:
-        """[len(s), N_DIS] yearly onset log-odds; ``prior`` [len(s), N_DIS] bool diseases present."""
-        G, male, smoker = self.G[s], self.subj.male[s], self.subj.smoker[s]
-        lo = np.empty((len(s), N_DIS))
-        lo[:, T2D] = -4.75 + 1.5 * self.glycaemia(s, a) + 0.2 * G[:, T2D] + 0.15 * male
-        lo[:, CAD] = -5.9 + 0.065 * (a - 55) + 0.6 * G[:, CAD] + 0.55 * male + 0.35 * self.z_ldl(s) + 0.6 * prior[:, T2D] + 0.4 * smoker
-        lo[:, DEP] = -5.0 + 0.6 * G[:, DEP] + 0.45 * ~male - 0.01 * (a - 40) + 0.4 * (prior[:, CAD] | prior[:, STROKE])
-        lo[:, SCZ] = -6.6 + 0.9 * G[:, SCZ] - 0.07 * np.maximum(a - 25, 0) + 0.3 * male
-        lo[:, COPD] = -6.1 + 0.06 * (a - 55) + 1.4 * smoker + 0.45 * G[:, COPD]
-        lo[:, STROKE] = -6.6 + 0.075 * (a - 60) + 0.5 * G[:, STROKE] + 0.4 * self.z_sbp(s, a) + 0.45 * prior[:, T2D] + 0.35 * prior[:, CAD] + 0.3 * smoker
-        return lo
-
-    def death_log_odds(self, s, a, prior):
-        major = prior[:, [T2D, CAD, COPD, STROKE]].sum(1)
-        return -10.4 + 0.09 * a + 0.35 * major + 0.3 * self.subj.smoker[s]
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _simulate_onsets(rng, phys: Physiology, censor_us: int):
-    """Yearly discrete-time simulation from age 18. Returns onset ages [n, N_DIS] (inf = none)
-    and death age [n] (inf = alive at censoring)."""
-    subj = phys.subj
-    n = subj.n
-    s = np.arange(n)
-    age_at_censor = (censor_us - subj.birth) / US_PER_YEAR
-    onset = np.full((n, N_DIS), np.inf)
-    death = np.full(n, np.inf)
-    for y in range(AGE_MIN, AGE_MAX):
-        alive = (death == np.inf) & (age_at_censor > y)
-        if not alive.any():
-            break
-        a = np.full(n, float(y))
-        prior = onset < y
-        p = _sigmoid(phys.log_odds(s, a, prior))
-        new = (rng.random((n, N_DIS)) < p) & ~prior & alive[:, None]
-        onset[new] = y + rng.random(new.sum())
-        dies = (rng.random(n) < _sigmoid(phys.death_log_odds(s, a, prior))) & alive
-        death[dies] = y + rng.random(dies.sum())
-    onset[onset > np.minimum(death, age_at_censor)[:, None]] = np.inf
-    death[death > age_at_censor] = np.inf
-    return onset, death
-
-
-def true_risk(phys: Physiology, s: np.ndarray, age0: np.ndarray, prior: np.ndarray, horizon: float) -> np.ndarray:
-    """[len(s), N_DIS] probability of onset within ``horizon`` years after ``age0`` under the
-    generating hazards, with the other diseases held at their state ``prior`` at ``age0``.
-    Uses the same yearly hazards as the simulation, prorated over partial years."""
-    log_surv = np.zeros((len(s), N_DIS))
-    first = np.floor(age0)
-    for k in range(int(np.ceil(horizon)) + 1):
-        y = first + k
-        exposure = np.clip(np.minimum(y + 1, age0 + horizon) - np.maximum(y, age0), 0, 1)
-        p = _sigmoid(phys.log_odds(s, np.maximum(y, AGE_MIN), prior))
-        log_surv += exposure[:, None] * np.log1p(-p)
-    return 1 - np.exp(log_surv)
-
-
-# ----------------------------------------------------------------------------- visits
-
-INTAKE, ROUTINE, DIAGNOSIS = 0, 1, 2  # why a visit happened
-OUTPATIENT, EMERGENCY, INPATIENT = range(3)
-
-
-@dataclass
-class Visits:
-    """Flat visit table, one entry per visit."""
-
-    subj: np.ndarray  # int64 subject index
-    start: np.ndarray  # int64 µs
-    end: np.ndarray  # int64 µs
-    kind: np.ndarray  # int8 visit type (OUTPATIENT/EMERGENCY/INPATIENT)
-    reason: np.ndarray  # int8 INTAKE/ROUTINE/DIAGNOSIS
-    dx: np.ndarray  # int8 disease diagnosed at this visit, -1 if none
-
-    @property
-    def n(self) -> int:
-        return len(self.subj)
-
-
-def _age(subj: Subjects, s: np.ndarray, t_us: np.ndarray) -> np.ndarray:
-    return (t_us - subj.birth[s]) / US_PER_YEAR
-
-
-def _draw_visits(rng, phys: Physiology, onset, record_end, visit_rate: float) -> Visits:
-    subj = phys.subj
-    n = subj.n
-    # Routine visits: Poisson per subject-year slot, the rate growing with burden and frailty.
-    n_slots = np.ceil((record_end - subj.start) / US_PER_YEAR).astype(np.int64).clip(min=1)
-    slot_s = np.repeat(np.arange(n), n_slots)
-    slot_k = np.arange(len(slot_s)) - np.repeat(np.cumsum(n_slots) - n_slots, n_slots)
-    slot_t0 = subj.start[slot_s] + slot_k * US_PER_YEAR
-    slot_len = np.minimum(slot_t0 + US_PER_YEAR, record_end[slot_s]) - slot_t0
-    mid_age = _age(subj, slot_s, slot_t0 + slot_len // 2)
-    burden = (onset[slot_s] < mid_age[:, None]).sum(1) + phys.comorbid(slot_s, mid_age).sum(1)
-    rate = visit_rate * subj.frailty[slot_s] * (1 + 0.35 * burden) * np.clip(0.7 + 0.015 * (mid_age - 40), 0.5, None)
-    counts = rng.poisson(rate * slot_len / US_PER_YEAR)
-    r_s = np.repeat(slot_s, counts)
-    r_t = np.repeat(slot_t0, counts) + (rng.random(len(r_s)) * np.repeat(slot_len, counts)).astype(np.int64)
-    r_burden = np.repeat(burden, counts)
-
-    # Diagnosis visits: each onset inside the record is seen within weeks.
-    onset_us = subj.birth[:, None] + (np.where(np.isfinite(onset), onset, 0) * US_PER_YEAR).astype(np.int64)
-    seen = np.isfinite(onset) & (onset_us > subj.start[:, None])
-    d_s, d_d = np.nonzero(seen)
-    d_t = onset_us[d_s, d_d] + (rng.exponential(20, len(d_s)) * US_PER_DAY).astype(np.int64)
-    keep = d_t < record_end[d_s]
-    d_s, d_d, d_t = d_s[keep], d_d[keep], d_t[keep]
-
-    s = np.concatenate([np.arange(n), r_s, d_s])
-    t = np.concatenate([subj.start, r_t, d_t])
-    reason = np.concatenate([np.full(n, INTAKE), np.full(len(r_s), ROUTINE), np.full(len(d_s), DIAGNOSIS)]).astype(np.int8)
-    dx = np.concatenate([np.full(n + len(r_s), -1), d_d]).astype(np.int8)
-    burden_all = np.concatenate([np.zeros(n), r_burden, np.full(len(d_s), 2)])
-
-    u = rng.random(len(s))
-    p_inpatient = np.clip(0.03 + 0.02 * burden_all, 0, 0.2)
-    kind = np.where(u < p_inpatient, INPATIENT, np.where(u < p_inpatient + 0.08, EMERGENCY, OUTPATIENT))
-    acute_dx = (reason == DIAGNOSIS) & np.isin(dx, [CAD, STROKE])
-    kind = np.where(acute_dx & (rng.random(len(s)) < 0.6), INPATIENT, kind)
-    kind = np.where(reason == INTAKE, OUTPATIENT, kind).astype(np.int8)
-
-    # Clock times: outpatient visits in office hours, others at any time of day.
-    day = t // US_PER_DAY * US_PER_DAY
-    office = day + (8 * 60 + rng.integers(0, 9 * 60, len(s))) * US_PER_MINUTE
-    t = np.where((kind == OUTPATIENT) & (reason != INTAKE), office, t // US_PER_MINUTE * US_PER_MINUTE)
-    t = np.maximum(t, subj.start[s])
-    minutes = np.select(
-        [kind == OUTPATIENT, kind == EMERGENCY],
-        [rng.integers(45, 91, len(s)), rng.integers(120, 600, len(s))],
-        (24 * 60 * (1 + rng.gamma(1.3, 2.0, len(s)))).astype(np.int64),
-    )
-    end = t + minutes * US_PER_MINUTE
-    return Visits(s.astype(np.int64), t, end, kind, reason, dx)
-
-
 # ----------------------------------------------------------------------------- events
 
 
 class EventBuffer:
-    """Collects event columns from many vectorized draws, then concatenates once."""
+    """Collects event columns from many vectorized draws, then concatenates once. Text values
+    are kept as int32 ids into ``texts`` (-1: none), since they are few distinct strings."""
 
     def __init__(self, code_index: dict[str, int]):
         self.code_index = code_index
+        self.texts: list[str] = []
+        self._text_id: dict[str, int] = {}
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, s, t, codes, values=None, rank: int = 5) -> None:
-        """``codes``: array of code ids, or one code string for all rows."""
+    def add(self, s, t, codes, values=None, rank: int = 5, text=None, hadm=None) -> None:
+        """``codes``: array of code ids, or one code string for all rows; ``text``: strings (or
+        one for all rows) for ``text_value``; ``hadm``: the admission id of each row (-1: none)."""
         s = np.asarray(s, np.int64)
+        n = len(s)
         if isinstance(codes, str):
-            codes = np.full(len(s), self.code_index[codes], np.int32)
-        v = np.full(len(s), np.nan, np.float32) if values is None else np.asarray(values, np.float32)
-        self.parts.append((s, np.asarray(t, np.int64), np.asarray(codes, np.int32), v, np.full(len(s), rank, np.int8)))
+            codes = np.full(n, self.code_index[codes], np.int32)
+        v = np.full(n, np.nan, np.float32) if values is None else np.asarray(values, np.float32)
+        text_ids = np.full(n, -1, np.int32) if text is None else self._text_ids(np.broadcast_to(np.asarray(text, dtype=str), (n,)))
+        h = np.full(n, -1, np.int64) if hadm is None else np.broadcast_to(np.asarray(hadm, np.int64), (n,)).copy()
+        self.parts.append((s, np.asarray(t, np.int64), np.asarray(codes, np.int32), v, np.full(n, rank, np.int8), text_ids, h))
+
+    def _text_ids(self, text: np.ndarray) -> np.ndarray:
+        distinct, inverse = np.unique(text, return_inverse=True)
+        ids = np.array([self._text_id.setdefault(str(x), len(self._text_id)) for x in distinct], np.int32)
+        self.texts = list(self._text_id)
+        return ids[inverse.reshape(-1)]
 
     def columns(self):
         return tuple(np.concatenate(c) for c in zip(*self.parts))
@@ -475,17 +293,10 @@ def _choose_code(rng, options: list[tuple], code_index, size) -> np.ndarray:
     return ids[rng.choice(len(ids), size=size, p=shares / shares.sum())]
 
 
-def _conditions_at(phys: Physiology, onset, s, t_us) -> np.ndarray:
-    """[len(s), N_DIS + 4] bool: diseases then comorbidities present at times ``t_us``."""
-    a = _age(phys.subj, s, t_us)
-    return np.concatenate([onset[s] <= a[:, None], phys.comorbid(s, a)], axis=1)
-
-
-CONDITIONS = list(vocab.DISEASES) + list(vocab.COMORBIDITIES)
 
 
 def _add_diagnoses(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
-    present = _conditions_at(phys, onset, v.subj, v.start)
+    present = conditions_at(phys, onset, v.subj, v.start)
     present[:, CONDITIONS.index("PREDIABETES")] &= ~present[:, T2D]
     p_record = np.select([v.reason == INTAKE, v.kind == INPATIENT, v.kind == EMERGENCY], [0.9, 0.8, 0.3], 0.35)
     record = present & (rng.random(present.shape) < p_record[:, None])
@@ -494,48 +305,18 @@ def _add_diagnoses(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
     when = np.where(v.kind == INPATIENT, v.end - US_PER_MINUTE, v.start + 10 * US_PER_MINUTE)
     for c, name in enumerate(CONDITIONS):
         rows = np.flatnonzero(record[:, c])
-        buf.add(v.subj[rows], when[rows], _choose_code(rng, vocab.DIAGNOSIS_CODES[name], buf.code_index, len(rows)), rank=2)
+        buf.add(v.subj[rows], when[rows], _choose_code(rng, vocab.DIAGNOSIS_CODES[name], buf.code_index, len(rows)), rank=2,
+                hadm=v.hadm_at(rows, when[rows]))
     t1 = np.flatnonzero(phys.subj.type1[v.subj] & (rng.random(v.n) < 0.5))
-    buf.add(v.subj[t1], when[t1], vocab.DECOY_CODES[0][0], rank=2)
+    buf.add(v.subj[t1], when[t1], vocab.DECOY_CODES[0][0], rank=2, hadm=v.hadm_at(t1, when[t1]))
 
     # Medications for treated conditions present at the visit.
     for c, name in enumerate(CONDITIONS):
         if name not in vocab.MEDICATION_CODES:
             continue
         rows = np.flatnonzero(present[:, c] & (rng.random(v.n) < 0.6))
-        buf.add(v.subj[rows], v.start[rows] + 20 * US_PER_MINUTE, _choose_code(rng, vocab.MEDICATION_CODES[name], buf.code_index, len(rows)), rank=3)
-
-
-def _measure(rng, phys: Physiology, onset, key: str, s, t_us, acute) -> np.ndarray:
-    """Measured values of lab/vital ``key`` for subjects ``s`` at times ``t_us``."""
-    a = _age(phys.subj, s, t_us)
-    n = len(s)
-    years_t2d = a - onset[s, T2D]
-    has_t2d = years_t2d >= 0
-    treated_gap = np.where(has_t2d, 0.6 + 0.8 * np.exp(-np.clip(years_t2d, 0, None) / 4), 0)
-    noise = rng.standard_normal(n)
-    if key == "HBA1C":
-        return 5.45 + 0.32 * phys.glycaemia(s, a) + treated_gap + 0.12 * noise
-    if key == "GLUCOSE":
-        return 96 + 11 * phys.glycaemia(s, a) + 30 * treated_gap + 8 * noise + 25 * acute * rng.random(n)
-    if key == "LDL":
-        statin = onset[s, CAD] <= a
-        return np.clip(phys.ldl(s, a) - 35 * statin + 12 * noise, 30, None)
-    if key == "BMI":
-        return phys.bmi(s, a) + 0.6 * noise
-    if key == "SBP":
-        return phys.sbp(s, a) + 8 * noise + 10 * acute
-    if key == "CREATININE":
-        return np.clip(0.85 + 0.12 * phys.subj.male[s] + 0.006 * (a - 50) + 0.3 * has_t2d + 0.12 * noise + 0.4 * acute * rng.random(n), 0.3, None)
-    if key == "HEMOGLOBIN":
-        return 13.2 + 1.3 * phys.subj.male[s] - 0.8 * acute + 0.9 * noise
-    if key == "SODIUM":
-        return 139.5 + 2.2 * noise - 1.5 * acute
-    if key == "POTASSIUM":
-        return 4.2 + 0.35 * noise + 0.1 * has_t2d
-    if key == "WBC":
-        return np.exp(np.log(7.0) + 0.25 * noise + 0.35 * acute)
-    raise KeyError(key)
+        t = v.start[rows] + 20 * US_PER_MINUTE
+        buf.add(v.subj[rows], t, _choose_code(rng, vocab.MEDICATION_CODES[name], buf.code_index, len(rows)), rank=3, hadm=v.hadm_at(rows, t))
 
 
 def _add_measurements(rng, buf: EventBuffer, phys, onset, v: Visits, mask, keys, offset_us, p: float) -> None:
@@ -544,12 +325,16 @@ def _add_measurements(rng, buf: EventBuffer, phys, onset, v: Visits, mask, keys,
         t = v.start[rows] + offset_us
         acute = (v.kind[rows] != OUTPATIENT).astype(float)
         m = vocab.MEASUREMENTS[key]
-        values = np.round(_measure(rng, phys, onset, key, v.subj[rows], t, acute), m.decimals)
-        buf.add(v.subj[rows], t, m.code, values, rank=4)
+        values = np.round(measure(rng, phys, onset, key, v.subj[rows], t, acute), m.decimals)
+        buf.add(v.subj[rows], t, m.code, values, rank=4, hadm=v.hadm_at(rows, t))
 
 
-def _add_visit_events(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
+def _add_visit_events(rng, buf: EventBuffer, phys, onset, v: Visits, hospital_episodes: bool = False) -> None:
+    """What a visit records. For the hospital world's episodes (``hospital_episodes``) the
+    visit codes, the ED panel and the inpatient days are the hospital world's own."""
     for k, name in enumerate(vocab.VISIT_TYPES):
+        if hospital_episodes:
+            break
         rows = np.flatnonzero(v.kind == k)
         buf.add(v.subj[rows], v.start[rows], vocab.VISIT_START[name][0], rank=0)
         buf.add(v.subj[rows], v.end[rows], vocab.VISIT_END[name][0], rank=9)
@@ -563,14 +348,18 @@ def _add_visit_events(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
     _add_measurements(rng, buf, phys, onset, v, panel, ["GLUCOSE", "CREATININE", "SODIUM", "POTASSIUM"], 40 * US_PER_MINUTE, 0.7)
     _add_measurements(rng, buf, phys, onset, v, panel, ["HBA1C", "LDL", "HEMOGLOBIN"], 40 * US_PER_MINUTE, 0.5)
     acute_panel = ["GLUCOSE", "CREATININE", "SODIUM", "POTASSIUM", "HEMOGLOBIN", "WBC"]
-    _add_measurements(rng, buf, phys, onset, v, ed, acute_panel, 45 * US_PER_MINUTE, 0.8)
-    _add_inpatient_days(rng, buf, phys, onset, v, acute_panel)
+    if hospital_episodes:  # the stay's own labs: chronic ones on admission (ED: in the ED)
+        _add_measurements(rng, buf, phys, onset, v, ed | inp, ["GLUCOSE", "SODIUM", "POTASSIUM", "HEMOGLOBIN"], 50 * US_PER_MINUTE, 0.8)
+    else:
+        _add_measurements(rng, buf, phys, onset, v, ed, acute_panel, 45 * US_PER_MINUTE, 0.8)
+        _add_inpatient_days(rng, buf, phys, onset, v, acute_panel)
 
     # Smoking status at intake and now and then.
     rows = np.flatnonzero(intake | (rng.random(v.n) < 0.08))
     smoke = phys.subj.smoker[v.subj[rows]]
     codes = np.where(smoke, buf.code_index[vocab.SMOKING_CODES[1][0]], buf.code_index[vocab.SMOKING_CODES[0][0]])
-    buf.add(v.subj[rows], v.start[rows] + 5 * US_PER_MINUTE, codes, rank=1)
+    t = v.start[rows] + 5 * US_PER_MINUTE
+    buf.add(v.subj[rows], t, codes, rank=1, hadm=v.hadm_at(rows, t))
 
     # Background codes: Zipf-distributed over a long list, no disease signal.
     bg = vocab.background_codes()
@@ -579,7 +368,8 @@ def _add_visit_events(rng, buf: EventBuffer, phys, onset, v: Visits) -> None:
     rows = np.repeat(np.arange(v.n), n_bg)
     rank_draw = rng.zipf(1.4, len(rows))
     rank_draw = np.where(rank_draw > len(bg), rng.integers(1, len(bg) + 1, len(rows)), rank_draw) - 1
-    buf.add(v.subj[rows], v.start[rows] + 15 * US_PER_MINUTE, bg_ids[rank_draw], rank=2)
+    t = v.start[rows] + 15 * US_PER_MINUTE
+    buf.add(v.subj[rows], t, bg_ids[rank_draw], rank=2, hadm=v.hadm_at(rows, t))
 
 
 def _add_inpatient_days(rng, buf, phys, onset, v: Visits, panel) -> None:
@@ -597,20 +387,52 @@ def _add_inpatient_days(rng, buf, phys, onset, v: Visits, panel) -> None:
     for key in panel:
         keep = rng.random(len(s)) < 0.9
         m = vocab.MEASUREMENTS[key]
-        values = np.round(_measure(rng, phys, onset, key, s[keep], t[keep], np.ones(keep.sum())), m.decimals)
+        values = np.round(measure(rng, phys, onset, key, s[keep], t[keep], np.ones(keep.sum())), m.decimals)
         buf.add(s[keep], t[keep], m.code, values, rank=4)
     keep = rng.random(len(s)) < 0.8
     m = vocab.MEASUREMENTS["SBP"]
-    buf.add(s[keep], t[keep] + 30 * US_PER_MINUTE, m.code, np.round(_measure(rng, phys, onset, "SBP", s[keep], t[keep], np.ones(keep.sum())), 0), rank=4)
+    buf.add(s[keep], t[keep] + 30 * US_PER_MINUTE, m.code, np.round(measure(rng, phys, onset, "SBP", s[keep], t[keep], np.ones(keep.sum())), 0), rank=4)
 
 
 # ----------------------------------------------------------------------------- assembly
 
 
-def _all_events(rng, phys: Physiology, onset, death, record_end, code_index, visit_rate: float):
-    """Every MEDS row of the cohort as sorted columns (subject index, time µs or None, code id, value)."""
+@dataclass
+class Cohort:
+    """Every MEDS row of the cohort as sorted columns, and what the events changed."""
+
+    s: np.ndarray  # subject index
+    t: np.ndarray  # µs (int64 min for static rows)
+    code: np.ndarray  # code id
+    value: np.ndarray  # float32, NaN when absent
+    text: np.ndarray  # int32 id into texts (-1: no text_value)
+    texts: list[str]
+    hadm: np.ndarray  # int64 admission id, -1 when none
+    n_visits: int
+    death_us: np.ndarray  # per subject, NO_TIME when alive at the end
+    record_end: np.ndarray  # per subject µs
+    world: HospitalWorld | None
+
+
+def _all_events(rng, phys: Physiology, onset, death, record_end, code_index, cfg: SyntheticConfig, censor_us: int) -> Cohort:
+    """Every MEDS row of the cohort. With the hospital world, the chronic world's acute visits
+    become its episodes (drawn from their own random stream, so the chronic draws do not
+    depend on them), and its deaths and record ends apply."""
     subj = phys.subj
-    visits = _draw_visits(rng, phys, onset, record_end, visit_rate)
+    visits = draw_visits(rng, phys, onset, record_end, cfg.visit_rate)
+    death_us = np.where(np.isfinite(death), subj.birth + (np.where(np.isfinite(death), death, 0) * US_PER_YEAR).astype(np.int64), NO_TIME)
+    world = None
+    chronic = visits
+    if cfg.hospital:
+        hospital_rng = np.random.default_rng([cfg.seed, 1])
+        world = build_hospital_world(hospital_rng, HospitalChain(), phys, onset, visits, death_us, censor_us)
+        death_us = world.death_us
+        kept = np.flatnonzero(world.visit_keep)
+        chronic = Visits(visits.subj[kept], world.visit_start[kept], world.visit_end[kept], visits.kind[kept], visits.reason[kept],
+                         visits.dx[kept])
+        last_end = np.full(subj.n, censor_us, np.int64)
+        np.maximum.at(last_end, world.episodes.subj, world.episodes.start + world.episodes.end_step.astype(np.int64) * US_PER_HOUR)
+        record_end = np.maximum(np.minimum(death_us, last_end), subj.start)
     buf = EventBuffer(code_index)
     n = subj.n
     static_t = np.full(n, np.iinfo(np.int64).min)  # sorts first; written as null
@@ -618,14 +440,31 @@ def _all_events(rng, phys: Physiology, onset, death, record_end, code_index, vis
     race_ids = np.array([code_index[f"RACE//{r}"] for r in vocab.RACES], np.int32)
     buf.add(np.arange(n), static_t, race_ids[subj.race], rank=1)
     buf.add(np.arange(n), subj.birth, "MEDS_BIRTH", rank=0)
-    _add_visit_events(rng, buf, phys, onset, visits)
-    dead = np.flatnonzero(np.isfinite(death))
-    buf.add(dead, subj.birth[dead] + (death[dead] * US_PER_YEAR).astype(np.int64), "MEDS_DEATH", rank=10)
-    s, t, code, value, rank = buf.columns()
-    keep = (t <= record_end[s]) | (code == code_index["MEDS_DEATH"])
-    s, t, code, value, rank = s[keep], t[keep], code[keep], value[keep], rank[keep]
-    order = np.lexsort((code, rank, t, s))
-    return s[order], t[order], code[order], value[order], visits.n
+    _add_visit_events(rng, buf, phys, onset, chronic)
+    if world is not None:
+        _add_visit_events(hospital_rng, buf, phys, onset, _episode_visits(world), hospital_episodes=True)
+        emit_hospital_events(hospital_rng, buf, world, phys, onset)
+    dead = np.flatnonzero(death_us != NO_TIME)
+    buf.add(dead, death_us[dead], "MEDS_DEATH", rank=RANK_DEATH)
+    s, t, code, value, rank, text, hadm = buf.columns()
+    keep = t <= record_end[s]  # nothing after the data end, a death included
+    s, t, code, value, rank, text, hadm = s[keep], t[keep], code[keep], value[keep], rank[keep], text[keep], hadm[keep]
+    # arrow's multi-key sort is stable, like np.lexsort, and about twice as fast on these columns
+    keys = pa.table({"s": s, "t": t, "rank": rank, "code": code})
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
+    return Cohort(s[order], t[order], code[order], value[order], text[order], buf.texts, hadm[order], visits.n, death_us, record_end, world)
+
+
+def _episode_visits(world: HospitalWorld) -> Visits:
+    """The episodes as visits, for the diagnoses, medications and measurements every visit
+    records: inpatient when admitted (ending at discharge), else emergency."""
+    ep = world.episodes
+    end = ep.start + ep.end_step.astype(np.int64) * US_PER_HOUR
+    admitted = ep.admit_step >= 0
+    kind = np.where(admitted, INPATIENT, EMERGENCY).astype(np.int8)
+    reason = np.where(ep.reason == DIAGNOSIS_ARRIVAL, DIAGNOSIS, ROUTINE).astype(np.int8)
+    admitted_at = np.where(admitted, ep.start + np.maximum(ep.admit_step, 0).astype(np.int64) * US_PER_HOUR, NO_TIME)
+    return Visits(ep.subj.astype(np.int64), ep.start, end, kind, reason, ep.dx.astype(np.int8), world.hadm_id, admitted_at)
 
 
 def _assign_splits(rng, n: int, fractions) -> np.ndarray:
@@ -637,8 +476,9 @@ def _assign_splits(rng, n: int, fractions) -> np.ndarray:
     return split
 
 
-def _write_meds(root: Path, subj: Subjects, split, cols, codes: list[str], shard_size: int, progress: bool) -> None:
-    s, t, code, value = cols
+def _write_meds(root: Path, subj: Subjects, split, cohort: Cohort, codes: list[str], shard_size: int, progress: bool) -> None:
+    s, t, code, value, text, hadm = cohort.s, cohort.t, cohort.code, cohort.value, cohort.text, cohort.hadm
+    texts = pa.array(cohort.texts, pa.large_string())
     shard_of_subject = np.empty(subj.n, np.int64)
     shard_names = []
     for k, name in enumerate(("train", "tuning", "held_out")):
@@ -659,8 +499,10 @@ def _write_meds(root: Path, subj: Subjects, split, cols, codes: list[str], shard
                 pa.array(t[rows], pa.timestamp("us"), mask=static[rows]),
                 pa.DictionaryArray.from_arrays(pa.array(code[rows]), dictionary).cast(pa.string()),
                 pa.array(value[rows], pa.float32(), mask=np.isnan(value[rows])),
+                pa.DictionaryArray.from_arrays(pa.array(text[rows], mask=text[rows] < 0), texts).cast(pa.large_string()),
+                pa.array(hadm[rows], pa.int64(), mask=hadm[rows] < 0),
             ],
-            schema=DATA_SCHEMA,
+            schema=SCHEMA,
         )
         path = root / "data" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -724,7 +566,7 @@ def _write_ground_truth(root: Path, cfg: SyntheticConfig, phys: Physiology, spli
     s = np.arange(n)
     for off in cfg.index_offsets_days:
         idx_t = subj.start + off * US_PER_DAY
-        age0 = _age(subj, s, idx_t)
+        age0 = age_at(subj, s, idx_t)
         prior = onset <= age0[:, None]
         risk = true_risk(phys, s, age0, prior, cfg.horizon_years)
         risk[prior | (idx_t >= record_end)[:, None]] = np.nan
@@ -766,27 +608,34 @@ def generate_cohort(
     check_outputs(directories=[out_dir], overwrite=overwrite)
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    censor_us = _to_us(cfg.censor_date)
+    censor_us = to_us(cfg.censor_date)
     codes = sorted(vocab.all_code_descriptions())
     code_index = {c: i for i, c in enumerate(codes)}
     stages = tqdm(total=5, desc="synth", unit="stage", disable=not progress)
     with atomic_directory(out_dir, overwrite=overwrite, kind="cohort") as root:
-        subj = _draw_subjects(rng, cfg)
+        subj = draw_subjects(rng, cfg)
         split = _assign_splits(rng, subj.n, cfg.split_fractions)
         _stage_done(stages, "genotypes")
         genetics = _simulate_genetics(rng, cfg, subj, root, progress)
         phys = Physiology(subj, genetics.liability)
         _stage_done(stages, "disease histories")
-        onset, death = _simulate_onsets(rng, phys, censor_us)
+        onset, death = simulate_onsets(rng, phys, censor_us)
         record_end = np.where(np.isfinite(death), subj.birth + (np.where(np.isfinite(death), death, 0) * US_PER_YEAR).astype(np.int64), censor_us)
         record_end = np.maximum(record_end, subj.start)
         _stage_done(stages, "events")
-        s, t, code, value, n_visits = _all_events(rng, phys, onset, death, record_end, code_index, cfg.visit_rate)
+        cohort = _all_events(rng, phys, onset, death, record_end, code_index, cfg, censor_us)
+        death = np.where(cohort.death_us != NO_TIME, (cohort.death_us - subj.birth) / US_PER_YEAR, np.inf)
+        onset[onset > np.minimum(death, (cohort.record_end - subj.birth) / US_PER_YEAR)[:, None]] = np.inf  # not lived to
         _stage_done(stages, "writing")
-        _write_meds(root, subj, split, (s, t, code, value), codes, cfg.shard_size, progress)
+        _write_meds(root, subj, split, cohort, codes, cfg.shard_size, progress)
         _write_metadata(root, subj, split, codes, cfg)
-        _write_ground_truth(root, cfg, phys, split, onset, death, record_end)
-        summary = _summarize(cfg, root, subj, genetics, onset, death, s, len(codes), phys, out_dir)
+        _write_ground_truth(root, cfg, phys, split, onset, death, cohort.record_end)
+        if cohort.world is not None:
+            chain = HospitalChain()
+            pq.write_table(anchor_table(cohort.world, chain, subj.ids), root / "ground_truth" / "hospital_anchors.parquet")
+            pq.write_table(trajectory_table(cohort.world, chain, subj.ids), root / "ground_truth" / "stay_trajectories.parquet")
+        summary = _summarize(cfg, root, subj, genetics, onset, death, cohort.s, len(codes), phys, out_dir)
+        summary.hospital = realized_rates(cohort.world) if cohort.world is not None else {}
         summary.seconds = round(time.perf_counter() - t0, 2)
         (root / "cohort.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
         stages.update()
@@ -801,7 +650,7 @@ def _stage_done(bar, next_stage: str) -> None:
 
 def _summarize(cfg, root, subj, genetics, onset, death, row_subject, n_codes, phys, out_dir) -> CohortSummary:
     per_subject = np.bincount(row_subject, minlength=subj.n)
-    start_age = _age(subj, np.arange(subj.n), subj.start)
+    start_age = age_at(subj, np.arange(subj.n), subj.start)
     at_risk = onset > start_age[:, None]
     within = (onset <= start_age[:, None] + cfg.horizon_years) & at_risk
     return CohortSummary(

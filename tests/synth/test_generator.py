@@ -60,8 +60,11 @@ def test_independent_sort_and_content_checks(small_cohort):
     present = set(pc.unique(codes).to_pylist())
     for disease in vocab.DISEASES:
         assert any(c in present for c, _, _ in vocab.DIAGNOSIS_CODES[disease]), disease
-    for v in vocab.VISIT_TYPES:
-        assert vocab.VISIT_START[v][0] in present and vocab.VISIT_END[v][0] in present
+    # the chronic world's office visits keep their visit codes; acute care is the hospital
+    # world's (ED registration, admission, discharge — MIMIC-IV's codes, tested in test_hospital)
+    assert vocab.VISIT_START["OUTPATIENT"][0] in present and vocab.VISIT_END["OUTPATIENT"][0] in present
+    assert {vocab.ED_REGISTRATION, vocab.ED_OUT, vocab.DISCHARGE_DIED} <= present
+    assert not any(vocab.VISIT_START[v][0] in present for v in ("EMERGENCY", "INPATIENT"))
     listed = set(pq.read_table(root / "metadata" / "codes.parquet").column("code").to_pylist())
     assert present <= listed
 
