@@ -29,6 +29,13 @@ void sampling_step(const SamplingStepArgs& a, uintptr_t stream) {
   if (a.n_rows > 0 && (!a.logits || !a.subject_keys || !a.sample_index || !a.target_mask || !a.stop_mask || !a.durations_us ||
                        !a.alive || !a.elapsed_us || !a.log_survival || !a.hit || !a.generated || !a.next_token))
     throw std::invalid_argument("every pointer but p_target must be set");
+  if (a.event_class) {
+    if (a.n_events < 1 || a.n_events > kMaxEvents) throw std::invalid_argument("need 1 <= n_events <= " + std::to_string(kMaxEvents));
+    if (a.n_edges < 0 || (a.n_edges > 0 && !a.time_edges_us)) throw std::invalid_argument("need n_edges >= 0 and time_edges_us when n_edges > 0");
+    if (a.n_rows > 0 && (!a.mc_event || !a.mc_token || !a.mc_step || !a.mc_elapsed_us || !a.end_reason || !a.end_elapsed_us || !a.cif ||
+                         !a.cif_time))
+      throw std::invalid_argument("with event_class every event output pointer must be set");
+  }
   std::string error;
   {
     py::gil_scoped_release release;
@@ -88,7 +95,22 @@ void define_module(py::module_& m) {
       .EHRFAST_POINTER_FIELD(SamplingStepArgs, hit)
       .EHRFAST_POINTER_FIELD(SamplingStepArgs, generated)
       .EHRFAST_POINTER_FIELD(SamplingStepArgs, next_token)
-      .EHRFAST_POINTER_FIELD(SamplingStepArgs, p_target);
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, p_target)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, event_class)
+      .def_readwrite("n_events", &SamplingStepArgs::n_events)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, time_edges_us)
+      .def_readwrite("n_edges", &SamplingStepArgs::n_edges)
+      .def_readwrite("survival_epsilon", &SamplingStepArgs::survival_epsilon)
+      .def_readwrite("stop_at_event", &SamplingStepArgs::stop_at_event)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, mc_event)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, mc_token)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, mc_step)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, mc_elapsed_us)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, end_reason)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, end_elapsed_us)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, cif)
+      .EHRFAST_POINTER_FIELD(SamplingStepArgs, cif_time);
+  m.attr("MAX_EVENTS") = kMaxEvents;
   m.def("sampling_step", &sampling_step, py::arg("args"), py::arg("stream"),
         "One sampling step for every row of ``args`` on ``stream`` (a cudaStream_t as an integer).");
   m.def("max_vocab", &max_vocab, py::arg("device"), "Largest vocabulary the sampling kernel supports on a device (0: no usable device).");

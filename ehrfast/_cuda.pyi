@@ -42,7 +42,24 @@ class SamplingStepArgs:
     generated: int
     next_token: int
     p_target: int
+    # competing events (csrc/sampler/sampling_step.hpp): 0 pointers when not used
+    event_class: int
+    n_events: int
+    time_edges_us: int
+    n_edges: int
+    survival_epsilon: float
+    stop_at_event: int
+    mc_event: int
+    mc_token: int
+    mc_step: int
+    mc_elapsed_us: int
+    end_reason: int
+    end_elapsed_us: int
+    cif: int
+    cif_time: int
     def __init__(self) -> None: ...
+
+MAX_EVENTS: int  # event classes the kernel holds
 
 def sampling_step(args: SamplingStepArgs, stream: int) -> None:
     """One sampling step for every row of ``args`` on ``stream`` (a cudaStream_t as an integer)."""

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ehrfast.errors import InvalidInputError, NonFiniteResultError
+from ehrfast.errors import InputNotFoundError, InvalidInputError, NonFiniteResultError
 from ehrfast.io import atomic_output
 
 LABEL_COLUMNS = ("subject_id", "prediction_time", "boolean_value")
@@ -99,11 +99,32 @@ def write_predictions(path: str | os.PathLike, table: pa.Table, *, strict_copy: 
             pq.write_table(table.select(list(MEDS_EVALUATION_COLUMNS)), tmp)
 
 
+ANCHORED_LABEL_COLUMNS = (*LABEL_COLUMNS, "anchor_id", "anchor_code", "hadm_id", "true_event", "true_time_us")
+
+
+def read_anchored_labels(path: str | os.PathLike) -> pa.Table:
+    """An event task's label file (``ehrfast label --task <event task>``): the MEDS label schema
+    plus ``anchor_id`` and the anchor's columns. A file without them — incidence labels, or an
+    ACES file — cannot key per-anchor predictions and is refused, naming the missing columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: no such label file")
+    names = pq.read_schema(path).names
+    missing = [c for c in ANCHORED_LABEL_COLUMNS if c not in names]
+    if missing:
+        raise InvalidInputError(f"{path}: an event task's labels need the column(s) {missing} (anchor_id keys each prediction); "
+                                "write them with 'ehrfast label --task <event task>'")
+    table = pq.read_table(path)
+    if table.column("anchor_id").null_count:
+        raise InvalidInputError(f"{path}: anchor_id has nulls")
+    return table
+
+
 def write_labels(path: str | os.PathLike, table: pa.Table, *, overwrite: bool = False) -> None:
     """Writes a MEDS label table atomically."""
     with atomic_output(path, overwrite) as tmp:
         pq.write_table(table, tmp)
 
 
-__all__ = ["DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "PREDICTION_SCHEMA", "label_table",
-           "prediction_table", "strict_path", "write_labels", "write_predictions"]
+__all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "PREDICTION_SCHEMA",
+           "label_table", "prediction_table", "read_anchored_labels", "strict_path", "write_labels", "write_predictions"]

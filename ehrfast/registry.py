@@ -26,8 +26,8 @@ TOKENIZE = Stage("tokenize", "MEDS -> token timelines (fit on train, apply to ev
 TRAIN = Stage("train", "train a GPT on a tokenized dataset (EHR only, or EHR + PRS)", TrainOptions, "ehrfast.train.loop:train",
               description="Under torchrun (torchrun --nproc_per_node K -m ehrfast.cli train ...) every rank trains a DDP replica "
                           "on a disjoint shard of the training subjects.")
-LABEL = Stage("label", "incidence labels (MEDS label schema) for a task, without ACES", LabelOptions,
-              "ehrfast.labels.incidence:make_labels")
+LABEL = Stage("label", "labels (MEDS label schema) for an incidence task or an ETHOS-ARES event task, without ACES", LabelOptions,
+              "ehrfast.labels.make:make_labels")
 SCORE = Stage("score", "zero-shot risk by sampling futures (path probabilities + Monte-Carlo)", ScoreStageOptions,
               "ehrfast.infer.score:score_cohort",
               description="Under torchrun (torchrun --nproc_per_node K -m ehrfast.cli score ...) the labelled subjects are split "

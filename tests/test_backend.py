@@ -51,6 +51,7 @@ def test_stub_lists_exactly_the_compiled_names(name):
         pytest.skip(f"ehrfast.{name} not built")
     stub = ast.parse((Path(ehrfast.__file__).parent / f"{name}.pyi").read_text())
     stubbed = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    stubbed |= {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}  # constants such as MAX_EVENTS
     compiled = {n for n in dir(module) if not n.startswith("_")}
     assert stubbed == compiled
 

@@ -52,6 +52,19 @@ def test_synth_prints_hospital_rates_and_can_leave_the_hospital_out(tmp_path):
     assert not (tmp_path / "b" / "ground_truth" / "hospital_anchors.parquet").exists()
 
 
+def test_label_with_a_catalog_task_name(shared_data, tmp_path):
+    meds = shared_data / "mimic-iv-demo-meds"
+    p = run("label", str(meds), "--task", "hospital_mortality", "--out", str(tmp_path / "hm.parquet"))
+    assert "anchors labelled" in p.stdout and "first events: death" in p.stdout
+    bad = run("label", str(meds), "--task", "hospital_mortalty", "--out", str(tmp_path / "x.parquet"), check=False)
+    assert bad.returncode == 2 and "the catalog has" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "bad.yaml").write_text("anchor: {code_regex: '^HOSPITAL_ADMISSION//'}\nevents: {death: '^MEDS_DEATH$'}\n"
+                                       "time_limit: 30\noutcomes: {d: {any_of: [{events: [death]}]}}\n")
+    bad = run("label", str(meds), "--task", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "x.parquet"), check=False)
+    assert bad.returncode == 2 and "time_limit" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_validate_error_is_one_clear_line(tmp_path):
     p = run("validate", str(tmp_path), check=False)
     assert p.returncode == 2
@@ -70,9 +83,12 @@ def test_demo_runs_and_resumes(tmp_path):
     assert (out / "evaluation" / "report.html").exists() and (out / "models" / "prs" / "model" / "model.safetensors").exists()
     assert "skipped" in results["transfer"] and "tasks" in results["report"]
     assert "ceiling" in (out / "report.md").read_text() and "<html>" in (out / "report.html").read_text()
+    hospital = results["hospital"]["outcomes"]
+    assert set(hospital) == {"hospital_mortality", "prolonged_stay", "icu_admission", "composite"}
+    assert all(o["n"] > 0 for o in hospital.values()) and "In-hospital risk" in (out / "report.md").read_text()
     _every_output_parses(out)
     second = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
-    assert second.stdout.count("skipping") == 12
+    assert second.stdout.count("skipping") == 13
 
 
 def _every_output_parses(root):

@@ -9,6 +9,11 @@
 //      target set removed, so the path goes on and its probability stays exact;
 //   4. state: log_survival += log(1 − p_target), elapsed += duration(token), hit, generated,
 //      and the row finishes at the horizon, a stop token, K tokens, or when all mass is on T.
+//   With competing events (event_class set; reference ehrfast.infer.sampling_step.event_step):
+//   the mass of each event class, the path estimate cif[e] += S_prev · p_e (and per time bin),
+//   the first event the draw u_first meets (class, token, step, elapsed time before it), and the
+//   end reason; a row stops at elapsed > the time limit, K tokens, all mass on events, or once
+//   it has met an event and its survival is below epsilon (at once in pure Monte Carlo).
 //
 // The same file runs on the CPU in the tests: compiled by the host compiler, common/cuda_compat.hpp
 // gives it the emulated execution model of common/cuda_host.hpp (module ehrfast._cuda_host).
@@ -173,6 +178,14 @@ __global__ void __launch_bounds__(kThreads) sampling_step_kernel(SamplingStepArg
   }
   on = block_sum(on, scratch);
   off = block_sum(off, scratch);
+  // each event class's mass (every thread holds the same sums)
+  double on_class[kMaxEvents];
+  for (int e = 0; e < a.n_events; ++e) {
+    double mine = 0;
+    for (int64_t i = chunk.begin; i < chunk.end; ++i)
+      if (w[i] >= keep_from && a.event_class[i] == e) mine += w[i];
+    on_class[e] = block_sum(mine, scratch);
+  }
 
   // 3. the two draws
   const int64_t step = a.generated[row];  // each row counts its own steps (slots are refilled mid-run)
@@ -191,11 +204,42 @@ __global__ void __launch_bounds__(kThreads) sampling_step_kernel(SamplingStepArg
   // 4. state
   if (threadIdx.x == 0) {
     const double p_target = on / (on + off);
+    const double elapsed_before = a.elapsed_us[row];
+    if (a.event_class) {
+      const double survival = exp(a.log_survival[row]);
+      int bin = 0;
+      while (bin < a.n_edges && a.time_edges_us[bin] <= elapsed_before) ++bin;
+      for (int e = 0; e < a.n_events; ++e) {
+        const double gain = survival * (on_class[e] / (on + off));
+        a.cif[row * a.n_events + e] += gain;
+        a.cif_time[(row * a.n_events + e) * (a.n_edges + 1) + bin] += gain;
+      }
+      if (target[first] && a.mc_event[row] < 0) {
+        a.mc_event[row] = a.event_class[first];
+        a.mc_token[row] = first;
+        a.mc_step[row] = static_cast<int32_t>(step);
+        a.mc_elapsed_us[row] = elapsed_before;
+      }
+    }
     a.log_survival[row] += log1p(-fmin(p_target, 1.0));
     a.hit[row] = a.hit[row] | target[first];
     a.generated[row] += 1;
     a.elapsed_us[row] += a.durations_us[next];
-    a.alive[row] = !target_only && !a.stop_mask[next] && a.elapsed_us[row] < a.horizon_us && step + 1 < a.max_new_tokens;
+    if (a.event_class) {
+      // the same precedence as the reference: the last condition that holds names the end
+      int8_t reason = 0;
+      if (step + 1 >= a.max_new_tokens) reason = 3;
+      if (a.elapsed_us[row] > a.horizon_us) reason = 2;
+      if (target_only) reason = 4;
+      if (a.mc_event[row] >= 0 && (a.stop_at_event || exp(a.log_survival[row]) < a.survival_epsilon)) reason = 1;
+      if (reason != 0) {
+        a.end_reason[row] = reason;
+        a.end_elapsed_us[row] = a.elapsed_us[row];
+      }
+      a.alive[row] = reason == 0;
+    } else {
+      a.alive[row] = !target_only && !a.stop_mask[next] && a.elapsed_us[row] < a.horizon_us && step + 1 < a.max_new_tokens;
+    }
     a.next_token[row] = next;
     if (a.p_target) a.p_target[row] = p_target;
   }

@@ -29,7 +29,26 @@ struct SamplingStepArgs {
   int32_t* generated = nullptr;     // [n_rows] tokens generated = the row's step number (RNG counter)
   int64_t* next_token = nullptr;    // [n_rows] out: the continuation token (0 for finished rows)
   double* p_target = nullptr;       // [n_rows] out, optional: this step's target mass (0 for finished rows)
+
+  // Competing events (ARES.md S1), when event_class is set: the events are the target set,
+  // horizon_us is the time limit (a row stops once elapsed > it), stop_mask is ignored.
+  const int16_t* event_class = nullptr;  // [vocab] -1 = not an event, else its class 0 .. n_events-1
+  int32_t n_events = 0;                  // 1 .. kMaxEvents
+  const double* time_edges_us = nullptr;  // [n_edges] increasing; time bin b = [edge[b-1], edge[b])
+  int32_t n_edges = 0;
+  double survival_epsilon = 0;            // a row that met an event stops once exp(log_survival) < it
+  uint8_t stop_at_event = 0;              // pure Monte Carlo: stop at the first drawn event
+  int16_t* mc_event = nullptr;            // [n_rows] in/out: class of the first drawn event (-1: none yet)
+  int64_t* mc_token = nullptr;            // [n_rows] in/out
+  int32_t* mc_step = nullptr;             // [n_rows] in/out
+  double* mc_elapsed_us = nullptr;        // [n_rows] in/out: elapsed time before the event token
+  int8_t* end_reason = nullptr;           // [n_rows] in/out: 0 running, 1 event, 2 time limit, 3 token cap, 4 all mass on events
+  double* end_elapsed_us = nullptr;       // [n_rows] in/out
+  double* cif = nullptr;                  // [n_rows, n_events] in/out: Σ S_prev · p_e
+  double* cif_time = nullptr;             // [n_rows, n_events, n_edges + 1] in/out
 };
+
+constexpr int32_t kMaxEvents = 16;
 
 // Largest vocabulary the kernel holds in shared memory on `device` (0 when none usable).
 int64_t max_vocab(int device);

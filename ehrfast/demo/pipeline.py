@@ -10,7 +10,9 @@ schizophrenia from demographics only, and T2D three years in with 0 / 6 / 12 / 3
 history shown), ``score_ehr`` / ``score_prs`` (zero-shot path probabilities and Monte-Carlo
 frequencies on the held-out split, KV-cache engine), ``evaluate`` (paired-bootstrap report per
 task, with a meta-analysis across the four diseases), ``transfer`` (a stroke head on the frozen
-backbone; PRS-encoder embeddings for COPD) and ``report`` (``DIR/report.md`` / ``report.html``:
+backbone; PRS-encoder embeddings for COPD), ``hospital`` (the ETHOS-ARES in-hospital tasks at
+admission — mortality, ICU admission, prolonged stay, composite — sampled with competing events
+by both models; ``demo/hospital.py``) and ``report`` (``DIR/report.md`` / ``report.html``:
 every number in plain language, with the ground-truth ceiling). On CPU the models are small and
 briefly trained: the paper's T2D effect shows; the rarer diseases need more held-out cases, the
 GPU engine and longer training.
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ehrfast import registry
 from ehrfast.data.options import ValidateOptions
+from ehrfast.demo.hospital import hospital_step
 from ehrfast.demo.options import DemoOptions
 from ehrfast.demo.report import write_demo_report
 from ehrfast.errors import InvalidInputError
@@ -212,6 +215,10 @@ def _transfer(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     return _plain(summary)
 
 
+def _hospital(run_dir: Path, out: Path, o: DemoOptions) -> dict:
+    return hospital_step(run_dir, out, o.seed)
+
+
 def _report(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     numbers = write_demo_report(run_dir, out, DEMO_TASKS)
     print(f"  report: {run_dir}/report.html (and report.md)")
@@ -230,6 +237,7 @@ STEPS = (
     DemoStep("score_prs", "predictions/prs", _score("prs")),
     DemoStep("evaluate", "evaluation", _evaluate),
     DemoStep("transfer", "transfer", _transfer),
+    DemoStep("hospital", "hospital", _hospital),
     DemoStep("report", "report", _report),
 )
 

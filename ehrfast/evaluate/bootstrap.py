@@ -1,7 +1,7 @@
 """Paired bootstrap of model differences, PR-difference bands, and single-model CIs.
 
-Each resample draws n subjects with replacement; the same draw is applied to models A and B
-(paired). Resamples are generated as count matrices in memory-bounded chunks and every metric
+Each resample draws n predictions with replacement (or, with ``clusters``, whole subjects with
+all of their predictions); the same draw is applied to models A and B (paired). Resamples are generated as count matrices in memory-bounded chunks and every metric
 is computed for a whole chunk at once (see ``ranking.RankedScores``).
 """
 
@@ -20,16 +20,22 @@ DEFAULT_MEMORY_BYTES = 256 * 2**20
 RECALL_GRID = np.linspace(0.0, 1.0, 101)
 
 
-def resample_counts(n: int, iterations: int, seed: int, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Iterator[np.ndarray]:
-    """Yields [chunk, n] float64 count matrices (rows sum to n), ``iterations`` rows in all.
-    The chunk size keeps about eight [chunk, n] float64 temporaries within ``memory_bytes``."""
+def resample_counts(n: int, iterations: int, seed: int, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                    clusters: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yields [chunk, n] float64 count matrices, ``iterations`` rows in all: how often each of the
+    n rows is drawn. Without ``clusters`` the n rows are drawn with replacement (rows sum to n);
+    with ``clusters`` ([n] int, 0 … k−1: e.g. each prediction's subject) k clusters are drawn and
+    a row counts as often as its cluster. The chunk size keeps about eight [chunk, n] float64
+    temporaries within ``memory_bytes``."""
     rng = np.random.default_rng(seed)
     chunk = int(max(1, min(iterations, memory_bytes // (8 * 8 * max(n, 1)))))
+    k = n if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0)
     done = 0
     while done < iterations:
         c = min(chunk, iterations - done)
-        draws = rng.integers(0, n, size=(c, n)) + (np.arange(c) * n)[:, None]
-        yield np.bincount(draws.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
+        draws = rng.integers(0, k, size=(c, k)) + (np.arange(c) * k)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=c * k).reshape(c, k).astype(np.float64)
+        yield counts if clusters is None else counts[:, clusters]
         done += c
 
 
@@ -94,12 +100,14 @@ def paired_bootstrap(
     threshold_rule: str = "fixed",
     fixed_threshold: float = 0.5,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    clusters: np.ndarray | None = None,
 ) -> PairedBootstrap:
     """Paired bootstrap of Δ = metric(B) − metric(A) for AUROC, AUPRC, accuracy, precision,
     recall, F1, specificity and Brier score.
 
     Thresholds are chosen once per model on the full data by ``threshold_rule`` and held
     fixed across resamples. Resamples containing a single class are skipped and counted.
+    ``clusters`` ([n] int): resample clusters (subjects) instead of rows.
     """
     y, sa = check_binary(label, score_a)
     _, sb = check_binary(label, score_b)
@@ -110,7 +118,7 @@ def paired_bootstrap(
     ra, rb = RankedScores(y, sa), RankedScores(y, sb)
     parts: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
     skipped = 0
-    for w in resample_counts(len(y), iterations, seed, memory_bytes):
+    for w in resample_counts(len(y), iterations, seed, memory_bytes, clusters):
         ma = _metrics_for_weights(ra, y, sa, ta, w)
         mb = _metrics_for_weights(rb, y, sb, tb, w)
         valid = ~np.isnan(ma["auroc"])
@@ -147,7 +155,8 @@ class PRDifference:
     iterations_used: int
 
 
-def pr_difference(label, score_a, score_b, iterations: int = 2000, seed: int = 0, recall_grid=RECALL_GRID, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> PRDifference:
+def pr_difference(label, score_a, score_b, iterations: int = 2000, seed: int = 0, recall_grid=RECALL_GRID, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                  clusters: np.ndarray | None = None) -> PRDifference:
     y, sa = check_binary(label, score_a)
     _, sb = check_binary(label, score_b)
     grid = np.asarray(recall_grid, np.float64)
@@ -155,9 +164,9 @@ def pr_difference(label, score_a, score_b, iterations: int = 2000, seed: int = 0
     ones = np.ones((1, len(y)))
     pa, pb = ra.interpolated_precision(ones, grid)[0], rb.interpolated_precision(ones, grid)[0]
     deltas = []
-    for w in resample_counts(len(y), iterations, seed, memory_bytes):
+    for w in resample_counts(len(y), iterations, seed, memory_bytes, clusters):
         neg = w @ (~y).astype(float)
-        keep = (neg > 0) & (neg < len(y))
+        keep = (neg > 0) & (neg < w.sum(1))
         d = rb.interpolated_precision(w[keep], grid) - ra.interpolated_precision(w[keep], grid)
         deltas.append(d)
     d = np.concatenate(deltas)
@@ -165,11 +174,12 @@ def pr_difference(label, score_a, score_b, iterations: int = 2000, seed: int = 0
     return PRDifference(grid, pa, pb, pb - pa, d.mean(0), lo, hi, len(d))
 
 
-def auroc_ci(label, score, iterations: int = 1000, seed: int = 0, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> tuple[float, float, float]:
+def auroc_ci(label, score, iterations: int = 1000, seed: int = 0, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+             clusters: np.ndarray | None = None) -> tuple[float, float, float]:
     """AUROC with a 95% percentile bootstrap interval: (auroc, low, high)."""
     y, s = check_binary(label, score)
     ranked = RankedScores(y, s)
-    aucs = np.concatenate([ranked.auroc_auprc(w)[0] for w in resample_counts(len(y), iterations, seed, memory_bytes)])
+    aucs = np.concatenate([ranked.auroc_auprc(w)[0] for w in resample_counts(len(y), iterations, seed, memory_bytes, clusters)])
     aucs = aucs[~np.isnan(aucs)]
     full = float(ranked.auroc_auprc(np.ones((1, len(y))))[0][0])
     if len(aucs) == 0:

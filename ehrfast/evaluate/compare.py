@@ -19,7 +19,7 @@ from ehrfast.evaluate.meta import MetaAnalysis, meta_analysis
 from ehrfast.evaluate.metrics import ModelMetrics, model_metrics
 from ehrfast.evaluate.options import DEFAULT_SCORE, EvaluateOptions
 from ehrfast.evaluate.paired_tests import LossComparison, compare_losses, spearman_vs_traits
-from ehrfast.evaluate.predictions import PredictionError, align_pair, load_subject_scores, read_predictions, subject_scores
+from ehrfast.evaluate.predictions import PredictionError, align_pair, load_prediction_scores, prediction_scores, read_predictions
 from ehrfast.evaluate.report import write_report
 from ehrfast.evaluate.result import EvaluationResult, TaskComparison, TraitSpearman
 from ehrfast.io import atomic_directory, check_outputs
@@ -37,15 +37,20 @@ def compare_pair(
     threshold_rule: str = "fixed",
     fixed_threshold: float = 0.5,
     other_score_columns: tuple[str, ...] = (),
+    cluster_by_subject: bool = False,
 ) -> TaskComparison:
-    a = load_subject_scores(pred_a, score_column)
-    b = load_subject_scores(pred_b, score_column)
+    a = load_prediction_scores(pred_a, score_column)
+    b = load_prediction_scores(pred_b, score_column)
     label, sa, sb = align_pair(a, b)
     notes = []
     for tag, s in (("A", a), ("B", b)):
         if s.n_averaged:
-            notes.append(f"model {tag}: {s.n_averaged} subjects had several predictions ({s.n_predictions} rows); their scores were averaged")
-    boot = paired_bootstrap(label, sa, sb, iterations, seed, threshold_rule, fixed_threshold)
+            notes.append(f"model {tag}: {s.n_averaged} predictions (subject, time, anchor) had several rows ({s.n_predictions} rows); "
+                         "their scores were averaged")
+    clusters = a.subject_clusters() if cluster_by_subject else None
+    if clusters is not None:
+        notes.append(f"bootstrap resamples subjects ({clusters.max() + 1 if len(clusters) else 0}), each with all of its predictions")
+    boot = paired_bootstrap(label, sa, sb, iterations, seed, threshold_rule, fixed_threshold, clusters=clusters)
     if boot.skipped_one_class:
         notes.append(f"{boot.skipped_one_class} of {iterations} bootstrap resamples held one class only and were skipped")
     return TaskComparison(
@@ -57,7 +62,7 @@ def compare_pair(
         metrics_a=model_metrics(label, sa, threshold_rule, fixed_threshold),
         metrics_b=model_metrics(label, sb, threshold_rule, fixed_threshold),
         bootstrap=boot,
-        pr=pr_difference(label, sa, sb, iterations, seed),
+        pr=pr_difference(label, sa, sb, iterations, seed, clusters=clusters),
         calibration_a=reliability_curve(label, sa, seed=seed),
         calibration_b=reliability_curve(label, sb, seed=seed),
         notes=notes,
@@ -66,7 +71,7 @@ def compare_pair(
 
 
 def _other_score_metrics(pred_a, pred_b, column: str, threshold_rule: str, fixed_threshold: float) -> tuple[ModelMetrics, ModelMetrics]:
-    label, sa, sb = align_pair(load_subject_scores(pred_a, column), load_subject_scores(pred_b, column))
+    label, sa, sb = align_pair(load_prediction_scores(pred_a, column), load_prediction_scores(pred_b, column))
     return model_metrics(label, sa, threshold_rule, fixed_threshold), model_metrics(label, sb, threshold_rule, fixed_threshold)
 
 
@@ -95,7 +100,8 @@ def evaluate(
         raise InvalidInputError(f"meta_tasks {unknown} are not among the tasks {names}")
     check_outputs(directories=[out_dir], inputs=[*(p for pair in pairs for p in pair), prs_path, subgroups_path], overwrite=overwrite)
     comparisons = [
-        compare_pair(a, b, n, opt.score_column, opt.iterations, opt.seed, opt.threshold_rule, opt.fixed_threshold, opt.other_score_columns)
+        compare_pair(a, b, n, opt.score_column, opt.iterations, opt.seed, opt.threshold_rule, opt.fixed_threshold, opt.other_score_columns,
+                     opt.cluster_by_subject)
         for (a, b), n in tqdm(list(zip(pairs, names)), desc="evaluate", unit="task", disable=not progress)
     ]
     tasks = {}
@@ -135,10 +141,11 @@ def pooled_delta_auroc(tasks: list[TaskComparison]) -> tuple[MetaAnalysis | None
 
 def loss_tests(pair: tuple, loss_column: str) -> LossComparison:
     """Paired t / Wilcoxon tests of per-subject test loss (``loss_column``) between A and B."""
-    a = subject_scores(read_predictions(pair[0], loss_column), loss_column, pair[0])
-    b = subject_scores(read_predictions(pair[1], loss_column), loss_column, pair[1])
-    if not np.array_equal(a.subject_id, b.subject_id):
-        raise PredictionError(f"per-subject losses ('{loss_column}') cover different subjects in A and B")
+    a = prediction_scores(read_predictions(pair[0], loss_column), loss_column, pair[0])
+    b = prediction_scores(read_predictions(pair[1], loss_column), loss_column, pair[1])
+    if not (np.array_equal(a.subject_id, b.subject_id) and np.array_equal(a.prediction_time, b.prediction_time)
+            and np.array_equal(a.anchor_id, b.anchor_id)):
+        raise PredictionError(f"per-prediction losses ('{loss_column}') cover different predictions in A and B")
     return compare_losses(a.score, b.score)
 
 

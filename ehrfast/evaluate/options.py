@@ -17,7 +17,8 @@ class EvaluateOptions:
     ``model_names``, the ``score_column`` ranked, bootstrap ``iterations`` and ``seed``, the
     threshold rule of the thresholded metrics, PRS ``traits`` for the Spearman analysis,
     ``subgroup_columns``, a per-subject ``loss_column`` for paired tests, other score columns
-    to report beside the main one, and the tasks pooled by the meta-analysis (default all)."""
+    to report beside the main one, the tasks pooled by the meta-analysis (default all), and
+    whether the bootstrap resamples predictions (the default) or whole subjects."""
 
     names: tuple[str, ...] | None = option("task names, one per pair (default: file names of B)", None)
     model_names: tuple[str, str] = option("names of model A and model B", ("A", "B"), metavar=("A", "B"))
@@ -31,6 +32,7 @@ class EvaluateOptions:
     loss_column: str | None = option("per-subject test-loss column present in both files: paired t / Wilcoxon tests", None)
     other_score_columns: tuple[str, ...] = option("other score columns reported beside the main one (AUROC, operating points)", ())
     meta_tasks: tuple[str, ...] | None = option("tasks pooled by the meta-analysis (default: every task)", None)
+    cluster_by_subject: bool = option("bootstrap whole subjects (each with all of its predictions) instead of single predictions", False)
 
     def __post_init__(self):
         for name in ("names", "traits", "subgroup_columns", "other_score_columns", "meta_tasks", "model_names"):

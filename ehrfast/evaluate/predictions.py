@@ -1,4 +1,5 @@
-"""Reading predictions in the MEDS label schema and aligning two models subject by subject."""
+"""Reading predictions in the MEDS label schema and aligning two models prediction by prediction
+(the unit of evaluation: a subject, a prediction time and, for event tasks, an anchor)."""
 
 from __future__ import annotations
 
@@ -23,19 +24,31 @@ class PredictionError(InvalidInputError):
 
 
 @dataclass(frozen=True)
-class SubjectScores:
-    """One score and label per subject (multiple predictions per subject averaged).
+class PredictionScores:
+    """One score and label per unit of evaluation: a (subject, prediction time, anchor)
+    (ARES.md S10). Files without ``anchor_id`` (incidence tasks) key on (subject, prediction
+    time); rows of one unit (repeated predictions) are averaged.
 
-    ``subject_id`` [n] int64 sorted, ``label`` [n] bool, ``score`` [n] float64,
-    ``n_averaged`` how many subjects had more than one prediction.
+    ``subject_id``, ``prediction_time`` (µs), ``anchor_id`` (−1: none) [n] int64 sorted by that
+    key; ``label`` [n] bool; ``score`` [n] float64; ``n_averaged`` units with several rows.
     """
 
     subject_id: np.ndarray
+    prediction_time: np.ndarray
+    anchor_id: np.ndarray
     label: np.ndarray
     score: np.ndarray
     n_predictions: int
     n_averaged: int
     source: str
+
+    def unit(self, i: int) -> str:
+        anchor = f", anchor {self.anchor_id[i]}" if self.anchor_id[i] >= 0 else ""
+        return f"subject {self.subject_id[i]} at {np.datetime64(int(self.prediction_time[i]), 'us')}{anchor}"
+
+    def subject_clusters(self) -> np.ndarray:
+        """[n] int64: the index of each unit's subject among the distinct subjects."""
+        return np.unique(self.subject_id, return_inverse=True)[1].reshape(-1)
 
 
 def read_predictions(path: str | os.PathLike, score_column: str = DEFAULT_SCORE) -> pa.Table:
@@ -62,48 +75,61 @@ def read_predictions(path: str | os.PathLike, score_column: str = DEFAULT_SCORE)
     return table
 
 
-def subject_scores(table: pa.Table, score_column: str = DEFAULT_SCORE, source: str = "") -> SubjectScores:
-    """Averages each subject's predictions; a subject whose labels disagree is an error."""
-    for col in ("subject_id", "boolean_value", score_column):
+def prediction_scores(table: pa.Table, score_column: str = DEFAULT_SCORE, source: str = "") -> PredictionScores:
+    """Groups the rows by unit (see ``PredictionScores``) and averages each unit's scores; a unit
+    whose labels disagree is an error."""
+    for col in ("subject_id", "prediction_time", "boolean_value", score_column):
         if table.column(col).null_count:
             row = int(np.argmax(table.column(col).is_null().to_numpy(zero_copy_only=False)))
             raise PredictionError(f"{source}: row {row}: column '{col}' is null")
     sid = table.column("subject_id").to_numpy()
+    time = pc.cast(table.column("prediction_time"), pa.int64()).to_numpy()
+    if "anchor_id" in table.column_names:
+        anchor = pc.fill_null(pc.cast(table.column("anchor_id"), pa.int64()), -1).to_numpy()
+    else:
+        anchor = np.full(len(sid), -1, np.int64)
     label = table.column("boolean_value").cast(pa.bool_()).to_numpy(zero_copy_only=False)
     score = pc.cast(table.column(score_column), pa.float64()).to_numpy()
     if not np.isfinite(score).all():
         row = int(np.flatnonzero(~np.isfinite(score))[0])
         raise PredictionError(f"{source}: row {row}: column '{score_column}' is {score[row]} (NaN/inf scores cannot be ranked)")
-    uniq, inverse, counts = np.unique(sid, return_inverse=True, return_counts=True)
-    mean_score = np.bincount(inverse, weights=score) / counts
-    pos = np.bincount(inverse, weights=label.astype(float))
+    order = np.lexsort((anchor, time, sid))
+    sid, time, anchor, label, score = sid[order], time[order], anchor[order], label[order], score[order]
+    new = np.r_[True, (sid[1:] != sid[:-1]) | (time[1:] != time[:-1]) | (anchor[1:] != anchor[:-1])] if len(sid) else np.zeros(0, bool)
+    first = np.flatnonzero(new)
+    unit = np.cumsum(new) - 1
+    counts = np.bincount(unit)
+    mean_score = np.bincount(unit, weights=score) / counts
+    pos = np.bincount(unit, weights=label.astype(float))
+    out = PredictionScores(sid[first], time[first], anchor[first], pos > 0, mean_score, len(sid), int((counts > 1).sum()), source)
     mixed = (pos > 0) & (pos < counts)
     if mixed.any():
-        raise PredictionError(
-            f"{source}: subject {uniq[np.argmax(mixed)]} has both true and false labels; "
-            "evaluate one task (one label per subject) at a time"
-        )
-    return SubjectScores(uniq, pos > 0, mean_score, len(sid), int((counts > 1).sum()), source)
+        raise PredictionError(f"{source}: {out.unit(int(np.argmax(mixed)))} has both true and false labels; "
+                              "one unit (subject, prediction time, anchor) has one label — evaluate one task at a time")
+    return out
 
 
-def load_subject_scores(path: str | os.PathLike, score_column: str = DEFAULT_SCORE) -> SubjectScores:
-    return subject_scores(read_predictions(path, score_column), score_column, source=str(path))
+def load_prediction_scores(path: str | os.PathLike, score_column: str = DEFAULT_SCORE) -> PredictionScores:
+    return prediction_scores(read_predictions(path, score_column), score_column, source=str(path))
 
 
-def align_pair(a: SubjectScores, b: SubjectScores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns (label [n], score_a [n], score_b [n]) over the same subjects in the same order.
+def align_pair(a: PredictionScores, b: PredictionScores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (label [n], score_a [n], score_b [n]) over the same units in the same order.
 
-    Mismatched subject sets or disagreeing labels are errors: a paired comparison needs both
-    models to have scored exactly the same subjects on the same task.
+    Mismatched units or disagreeing labels are errors: a paired comparison needs both models to
+    have scored exactly the same predictions on the same task.
     """
-    if not np.array_equal(a.subject_id, b.subject_id):
-        only_a = np.setdiff1d(a.subject_id, b.subject_id)
-        only_b = np.setdiff1d(b.subject_id, a.subject_id)
+    same = (len(a.subject_id) == len(b.subject_id) and np.array_equal(a.subject_id, b.subject_id)
+            and np.array_equal(a.prediction_time, b.prediction_time) and np.array_equal(a.anchor_id, b.anchor_id))
+    if not same:
+        key_a = set(zip(a.subject_id.tolist(), a.prediction_time.tolist(), a.anchor_id.tolist()))
+        key_b = set(zip(b.subject_id.tolist(), b.prediction_time.tolist(), b.anchor_id.tolist()))
+        only_a, only_b = sorted(key_a - key_b), sorted(key_b - key_a)
         raise PredictionError(
-            f"model A ({a.source}) and model B ({b.source}) scored different subjects: "
-            f"{len(only_a)} only in A (e.g. {only_a[:3].tolist()}), {len(only_b)} only in B (e.g. {only_b[:3].tolist()})"
+            f"model A ({a.source}) and model B ({b.source}) scored different predictions (subject, time, anchor): "
+            f"{len(only_a)} only in A (e.g. {only_a[:2]}), {len(only_b)} only in B (e.g. {only_b[:2]})"
         )
     if not np.array_equal(a.label, b.label):
         i = int(np.flatnonzero(a.label != b.label)[0])
-        raise PredictionError(f"subject {a.subject_id[i]} has label {a.label[i]} in A but {b.label[i]} in B")
+        raise PredictionError(f"{a.unit(i)} has label {a.label[i]} in A but {b.label[i]} in B")
     return a.label, a.score, b.score

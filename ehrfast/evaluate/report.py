@@ -19,7 +19,7 @@ def write_report(result: EvaluationResult, comparisons: list[TaskComparison], ro
     names = result.model_names
     doc = Document(f"Model comparison: {_label('B', names[1])} vs {_label('A', names[0])}")
     doc.paragraph(
-        f"Paired bootstrap over subjects with {result.iterations:,} iterations (seed {result.seed}); Δ = metric(B) − metric(A), "
+        f"Paired bootstrap over predictions with {result.iterations:,} iterations (seed {result.seed}); Δ = metric(B) − metric(A), "
         f"so positive Δ favours B (for the Brier score, lower is better). Thresholded metrics use "
         f"{_threshold_text(threshold_rule, fixed_threshold)}, chosen once per model on the full data."
     )
@@ -53,7 +53,7 @@ def _fmt_p(d, boot: BootstrapSummary) -> str:
 def _task_section(doc: Document, root: Path, t: TaskComparison, task: TaskResult, model_names, alpha: float) -> None:
     ma, mb, boot = task.metrics_a, task.metrics_b, task.bootstrap
     doc.heading(f"Task: {t.name}")
-    doc.paragraph(f"{ma.n:,} subjects, {ma.n_positive:,} positive ({ma.n_positive / ma.n:.1%}). " + " ".join(task.notes))
+    doc.paragraph(f"{ma.n:,} predictions, {ma.n_positive:,} positive ({ma.n_positive / ma.n:.1%}). " + " ".join(task.notes))
     rows = [[m, getattr(ma, m), getattr(mb, m)] for m in (*BOOTSTRAP_METRICS, "threshold", "operating_points")]
     doc.table(["metric", _label("A", model_names[0]), _label("B", model_names[1])], rows)
     doc.paragraph("Paired bootstrap of the differences (the genomics paper's Table 2):")

@@ -64,3 +64,13 @@ def read_prs_matrix(path: str | os.PathLike) -> PRSMatrix:
 
 
 __all__ = ["PRSMatrix", "meta_path", "read_prs_matrix"]
+
+
+def model_prs_rows(modality: str, prs_path: str | os.PathLike | None, subject_ids) -> np.ndarray | None:
+    """[n, n_traits] PRS rows of ``subject_ids`` for a model of ``modality`` (None for a model
+    that reads no PRS, or no subjects); a PRS-reading model without ``prs_path`` is an error."""
+    if modality == "none":
+        return None
+    if prs_path is None:
+        raise InvalidInputError(f"the model reads PRS ({modality}); pass prs_path / --prs")
+    return read_prs_matrix(prs_path).rows_for(subject_ids) if len(subject_ids) else None

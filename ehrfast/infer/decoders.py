@@ -3,7 +3,8 @@ drives it):
 
 * ``begin(n_subjects, n_samples, longest_context) -> slots``: get ready; a batch decodes
   ``slots`` subjects × ``n_samples`` rows, slot-major (slot s owns rows s·n … s·n + n − 1);
-* ``fill(slot_ids, contexts, prs) -> logits [g·n, V]``: start subjects in the given slots;
+* ``fill(slot_ids, contexts, prs, prefix_lengths=None) -> logits [g·n, V]``: start subjects in
+  the given slots (``prefix_lengths``: each context's static prefix, kept when a window slides);
 * ``step(token [slots·n], alive [slots·n] bool) -> logits [slots·n, V]``: append one token to
   every row; rows not alive (finished) may get any logits.
 
@@ -25,7 +26,9 @@ from ehrfast.model import decoding
 class RecomputeDecoder:
     """Runs the whole (windowed) sequence every step — works for any
     ``model(idx [B, L], prs=[B, n_traits] | None) -> logits [B, L, V]``. One slot: one subject
-    at a time."""
+    at a time. When the sequence outgrows ``window`` the model sees the subject's static prefix
+    (``prefix_lengths`` given to ``fill``; none: 0) and the most recent tokens after it, at
+    positions 0 … window − 1, as the reference recomputes (ARES.md S4)."""
 
     def __init__(self, model: Callable, window: int | None, device: str):
         self.model, self.window, self.device = model, window, device
@@ -34,8 +37,12 @@ class RecomputeDecoder:
         self.n = n_samples
         return 1
 
-    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None) -> torch.Tensor:
+    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None,
+             prefix_lengths: Sequence[int] | None = None) -> torch.Tensor:
         (context,) = contexts
+        self.prefix = 0 if prefix_lengths is None else int(prefix_lengths[0])
+        if self.window is not None and self.prefix >= self.window:
+            raise InvalidInputError(f"a static prefix of {self.prefix} tokens leaves no room in a window of {self.window}")
         self.idx = torch.as_tensor(np.asarray(context, np.int64), device=self.device).repeat(self.n, 1)
         self.prs = None if prs is None else torch.as_tensor(prs, dtype=torch.float32, device=self.device).repeat(self.n, 1)
         return self._last_logits()
@@ -44,10 +51,16 @@ class RecomputeDecoder:
         self.idx = torch.cat([self.idx, token.unsqueeze(-1)], dim=1)
         return self._last_logits()
 
+    def view(self) -> torch.Tensor:
+        """[n, ≤ window] the tokens the model reads now: all of them, or the prefix + the tail."""
+        if self.window is None or self.idx.shape[1] <= self.window:
+            return self.idx
+        tail = self.window - self.prefix
+        return torch.cat([self.idx[:, : self.prefix], self.idx[:, -tail:]], dim=1)
+
     def _last_logits(self) -> torch.Tensor:
-        view = self.idx if self.window is None else self.idx[:, -self.window:]
         with torch.no_grad():
-            return self.model(view, prs=self.prs)[:, -1]
+            return self.model(self.view(), prs=self.prs)[:, -1]
 
 
 class CachedDecoder:
@@ -78,7 +91,9 @@ class CachedDecoder:
         self.graph, self.steps = None, 0
         return slots
 
-    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None) -> torch.Tensor:
+    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None,
+             prefix_lengths: Sequence[int] | None = None) -> torch.Tensor:
+        """``prefix_lengths`` is not needed: every context and its new tokens fit the window."""
         longest = max(len(ctx) for ctx in contexts)
         idx = np.zeros((len(contexts), longest), np.int64)
         for row, ctx in enumerate(contexts):
@@ -118,3 +133,16 @@ class CachedDecoder:
         self.static_token.copy_(token)
         self.graph.replay()
         return self.static_logits
+
+
+def decoder_for(model, contexts: Sequence[np.ndarray], max_new_tokens: int, device: str) -> CachedDecoder | RecomputeDecoder:
+    """The KV-cache decoder when every context leaves room for ``max_new_tokens`` in the model's
+    window; else full recomputation, whose window slides (keeping each static prefix)."""
+    cached = CachedDecoder(model, max_new_tokens, device)
+    if all(cached.fits(len(c)) for c in contexts):
+        return cached
+
+    def forward(idx, prs=None):
+        return model(idx, prs=prs) if prs is not None else model(idx)
+
+    return RecomputeDecoder(forward, model.config.token_window, device)

@@ -29,9 +29,18 @@ from ehrfast import backends
 from ehrfast.errors import BackendUnavailableError, InvalidInputError
 from ehrfast.infer import cuda_sampling
 from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
-from ehrfast.infer.sampling_step import SamplerState, StepSettings, reference_step
+from ehrfast.infer.sampling_step import (
+    EventRecord,
+    EventSettings,
+    SamplerState,
+    StepSettings,
+    event_step,
+    normalized,
+    reference_step,
+)
 
 AGGREGATIONS = ("mean", "median", "max")
+ESTIMATORS = ("path", "mc")
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,13 @@ class SamplingSettings:
     time reaches it), ``n_samples`` paths per subject, at most ``max_new_tokens`` tokens per
     path, ``temperature`` and ``top_p`` of the next-token distribution, ``stop_ids`` (tokens
     that end a path), ``aggregation`` of the path probabilities over the samples, and the
-    ``seed`` of the random stream."""
+    ``seed`` of the random stream.
+
+    With competing events (``sample_trajectories(..., event_class=...)``, ARES.md S1):
+    ``horizon_us`` is the time limit (a path stops once its elapsed time exceeds it),
+    ``time_edges_us`` the edges of the path estimate's time bins, ``survival_epsilon`` the
+    survival below which a path that has met an event stops, and ``estimator`` "path" (run on
+    for the path estimate) or "mc" (stop at the first drawn event, as the reference)."""
 
     horizon_us: float
     n_samples: int = 10
@@ -50,8 +65,19 @@ class SamplingSettings:
     stop_ids: tuple[int, ...] = ()
     aggregation: str = "mean"
     seed: int = 0
+    time_edges_us: tuple[float, ...] = ()
+    survival_epsilon: float = 1e-4
+    estimator: str = "path"
 
     def __post_init__(self):
+        edges = tuple(float(e) for e in self.time_edges_us)
+        object.__setattr__(self, "time_edges_us", edges)
+        if any(not b > a for a, b in zip(edges, edges[1:])) or not all(np.isfinite(edges)):
+            raise InvalidInputError(f"time_edges_us must increase strictly, got {list(edges)}")
+        if self.estimator not in ESTIMATORS:
+            raise InvalidInputError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if not 0 <= self.survival_epsilon < 1:
+            raise InvalidInputError(f"survival_epsilon must be in [0, 1), got {self.survival_epsilon}")
         if self.aggregation not in AGGREGATIONS:
             raise InvalidInputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not self.n_samples >= 1 or not self.max_new_tokens >= 1:
@@ -63,12 +89,36 @@ class SamplingSettings:
 
 
 @dataclass
+class EventSamples:
+    """Per sample, with competing events (all [n_subjects, N] unless noted): the first event the
+    Monte-Carlo draw met — ``mc_event`` int16 (class, −1: none), ``mc_token`` int64,
+    ``mc_step`` int32, ``mc_elapsed_us`` float64 (elapsed time before the event token; NaN
+    without one) —, ``end_reason`` int8 (``sampling_step.END_*``), ``end_elapsed_us``,
+    ``tokens`` int32 generated; and the path estimate: ``cif`` [n, N, E] (probability that event
+    e comes first), ``cif_time`` [n, N, E, B] (and within time bin b of ``time_edges_us``),
+    ``residual`` (probability of no event before the path ended). Σ_e cif + residual = 1."""
+
+    mc_event: np.ndarray
+    mc_token: np.ndarray
+    mc_step: np.ndarray
+    mc_elapsed_us: np.ndarray
+    end_reason: np.ndarray
+    end_elapsed_us: np.ndarray
+    tokens: np.ndarray
+    cif: np.ndarray
+    cif_time: np.ndarray
+    residual: np.ndarray
+    time_edges_us: np.ndarray
+
+
+@dataclass
 class SamplingResult:
     path_probability: np.ndarray  # [n_subjects] aggregated over samples
     mc_frequency: np.ndarray  # [n_subjects] share of samples that hit T before the horizon
     sample_path_probability: np.ndarray  # [n_subjects, N]
     sample_hit: np.ndarray  # [n_subjects, N] bool
     tokens_generated: np.ndarray  # [n_subjects] total over the N samples
+    events: EventSamples | None = None  # with competing events only
 
 
 def sample_trajectories(
@@ -85,6 +135,8 @@ def sample_trajectories(
     progress: Callable[[int], None] | None = None,
     step_backend: str | Callable | None = None,
     trajectory_sink: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    event_class: np.ndarray | None = None,
+    prefix_lengths: Sequence[int] | None = None,
 ) -> SamplingResult:
     """Samples ``settings.n_samples`` futures per context. ``model`` is a decoder (``CachedDecoder``,
     ``RecomputeDecoder``) or a callable ``model(idx [B, L], prs=[B, n_traits] | None)`` returning
@@ -105,16 +157,29 @@ def sample_trajectories(
     many entries —, and the step at which the path's Monte-Carlo draw first landed in the
     target set [g, N] int32, -1 if never). The tokens are the survival path the path
     probability follows: never a target token; a Monte-Carlo trajectory is that path up to its
-    hit step, then a target token."""
+    hit step, then a target token.
+
+    ``event_class`` [V] int (−1: not an event, else its class 0 … E−1) switches to competing
+    events (ARES.md S1): the events are the target set (``target_ids`` must be empty), there are
+    no stop tokens, and ``SamplingResult.events`` holds each sample's first event and the path
+    estimate per class (``EventSamples``), from the torch reference step or the CUDA kernel.
+
+    ``prefix_lengths`` [n_subjects]: each context's static prefix, which a decoder whose window
+    slides keeps (``RecomputeDecoder``)."""
     decoder = model if isinstance(model, (CachedDecoder, RecomputeDecoder)) else RecomputeDecoder(model, window, device)
     vocab = len(durations_us)
     n_samples, max_new_tokens = settings.n_samples, settings.max_new_tokens
+    events = None
+    if event_class is not None:
+        events = _event_settings(vocab, event_class, target_ids, settings, device)
+        target_ids = np.flatnonzero(np.asarray(event_class) >= 0)
     step = _step_settings(vocab, target_ids, durations_us, settings, device)
-    advance = choose_step(step_backend, device, vocab)
+    advance = choose_step(step_backend, device, vocab, events)
     keys = np.arange(len(contexts)) if subject_keys is None else np.asarray(subject_keys)
     prs = None if prs is None else np.asarray(prs)
     n = len(contexts)
-    run = _SlotRun(contexts, keys, prs, n_samples, device, trajectory_sink, max_new_tokens, progress)
+    run = _SlotRun(contexts, keys, prs, n_samples, device, trajectory_sink, max_new_tokens, progress, events)
+    run.prefix_lengths = None if prefix_lengths is None else np.asarray(prefix_lengths, np.int64)
     if n:
         slots = decoder.begin(n, n_samples, max(len(c) for c in contexts))
         run.start(decoder, slots)
@@ -130,7 +195,7 @@ def sample_trajectories(
                 break
             logits = run.fill(run.free_slots(), logits)
     agg = {"mean": np.mean, "median": np.median, "max": np.max}[settings.aggregation]
-    return SamplingResult(agg(run.paths, axis=1), run.hits.mean(axis=1), run.paths, run.hits, run.generated)
+    return SamplingResult(agg(run.paths, axis=1), run.hits.mean(axis=1), run.paths, run.hits, run.generated, run.event_samples())
 
 
 class _SlotRun:
@@ -138,19 +203,30 @@ class _SlotRun:
     holds, the sampler state of the slots' rows (slot-major, n_samples per slot), the subjects
     still waiting, and the results of those that finished."""
 
-    def __init__(self, contexts, keys, prs, n_samples, device, trajectory_sink, max_new_tokens, progress):
+    def __init__(self, contexts, keys, prs, n_samples, device, trajectory_sink, max_new_tokens, progress, events=None):
         n = len(contexts)
+        self.events = events
+        if events is not None:
+            e, b = events.n_events, events.n_bins
+            self.ev = {"mc_event": np.full((n, n_samples), -1, np.int16), "mc_token": np.full((n, n_samples), -1, np.int64),
+                       "mc_step": np.full((n, n_samples), -1, np.int32), "mc_elapsed_us": np.full((n, n_samples), np.nan),
+                       "end_reason": np.zeros((n, n_samples), np.int8), "end_elapsed_us": np.zeros((n, n_samples)),
+                       "tokens": np.zeros((n, n_samples), np.int32), "cif": np.zeros((n, n_samples, e)),
+                       "cif_time": np.zeros((n, n_samples, e, b)), "residual": np.ones((n, n_samples))}
         self.contexts, self.keys, self.prs, self.n_samples, self.device = contexts, keys, prs, n_samples, device
         self.sink, self.max_new_tokens, self.progress = trajectory_sink, max_new_tokens, progress
         self.paths = np.zeros((n, n_samples))
         self.hits = np.zeros((n, n_samples), bool)
         self.generated = np.zeros(n, np.int64)
         self.waiting = list(range(n - 1, -1, -1))  # subjects not started yet, the next one last
+        self.prefix_lengths: np.ndarray | None = None
 
     def start(self, decoder, slots: int) -> None:
         self.decoder = decoder
         self.occupant = np.full(slots, -1)  # the subject each slot holds, -1 when empty
         self.state = SamplerState.empty(slots * self.n_samples, self.device)
+        self.record = None if self.events is None else EventRecord.empty(slots * self.n_samples, self.events.n_events, self.events.n_bins,
+                                                                         self.device)
         self.recorder = _TrajectoryRecorder(slots * self.n_samples, self.max_new_tokens, self.device) if self.sink else None
 
     def busy(self) -> bool:
@@ -169,9 +245,12 @@ class _SlotRun:
         if not len(take):
             return logits
         subjects = np.array([self.waiting.pop() for _ in take], np.int64)
-        fresh = self.decoder.fill(take, [self.contexts[s] for s in subjects], None if self.prs is None else self.prs[subjects])
+        fresh = self.decoder.fill(take, [self.contexts[s] for s in subjects], None if self.prs is None else self.prs[subjects],
+                                  None if self.prefix_lengths is None else self.prefix_lengths[subjects])
         rows = self.rows(take)
         self.state.restart(rows, np.repeat(self.keys[subjects], self.n_samples), np.tile(np.arange(self.n_samples), len(take)))
+        if self.record is not None:
+            self.record.restart(rows)
         if self.recorder is not None:
             self.recorder.restart(rows)
         self.occupant[take] = subjects
@@ -183,7 +262,10 @@ class _SlotRun:
     def sample(self, advance: Callable, logits: torch.Tensor, settings: StepSettings) -> None:
         """One sampling step for every row (finished rows stay as they are)."""
         was_alive = self.state.alive.clone() if self.recorder is not None else None
-        advance(logits, self.state, settings)
+        if self.record is not None:
+            advance(logits, self.state, settings, self.events, self.record)
+        else:
+            advance(logits, self.state, settings)
         if self.recorder is not None:
             self.recorder.record(self.state, was_alive)
 
@@ -198,11 +280,31 @@ class _SlotRun:
         self.hits[subjects] = self.state.hit[rows].view(g, n).cpu().numpy()
         counts = self.state.generated[rows].view(g, n).cpu().numpy()
         self.generated[subjects] = counts.sum(1)
+        if self.record is not None:
+            self._harvest_events(subjects, rows, g, n, counts)
         if self.recorder is not None:
             self.sink(subjects, *self.recorder.paths(rows, counts))
         self.occupant[done] = -1
         if self.progress:
             self.progress(g)
+
+
+    def _harvest_events(self, subjects, rows, g: int, n: int, counts: np.ndarray) -> None:
+        r = self.record
+        cif, cif_time, residual = normalized(r.cif[rows], r.cif_time[rows], self.state.log_survival[rows])
+        e, b = self.events.n_events, self.events.n_bins
+        for name, t in (("mc_event", r.mc_event), ("mc_token", r.mc_token), ("mc_step", r.mc_step), ("mc_elapsed_us", r.mc_elapsed_us),
+                        ("end_reason", r.end_reason), ("end_elapsed_us", r.end_elapsed_us)):
+            self.ev[name][subjects] = t[rows].view(g, n).cpu().numpy()
+        self.ev["tokens"][subjects] = counts
+        self.ev["cif"][subjects] = cif.view(g, n, e).cpu().numpy()
+        self.ev["cif_time"][subjects] = cif_time.view(g, n, e, b).cpu().numpy()
+        self.ev["residual"][subjects] = residual.view(g, n).cpu().numpy()
+
+    def event_samples(self) -> EventSamples | None:
+        if self.events is None:
+            return None
+        return EventSamples(**self.ev, time_edges_us=self.events.time_edges_us.cpu().numpy())
 
 
 class _TrajectoryRecorder:
@@ -245,35 +347,41 @@ def _step_settings(vocab: int, target_ids, durations_us, settings: SamplingSetti
                         float(settings.temperature), float(settings.top_p), int(settings.seed))
 
 
-def choose_step(backend: str | Callable | None, device, vocab: int) -> Callable:
+def _event_settings(vocab: int, event_class, target_ids, settings: SamplingSettings, device) -> EventSettings:
+    classes = np.asarray(event_class)
+    if classes.shape != (vocab,) or not np.issubdtype(classes.dtype, np.integer) or (classes < -1).any():
+        raise InvalidInputError(f"event_class must be [{vocab}] integers >= -1 (one per token), got shape {classes.shape} {classes.dtype}")
+    if target_ids is not None and len(target_ids):
+        raise InvalidInputError("with event_class the events are the targets: pass no target_ids")
+    if settings.stop_ids:
+        raise InvalidInputError("with event_class a path ends at an event, the time limit or the token cap: pass no stop_ids")
+    n_events = int(classes.max()) + 1 if len(classes) else 0
+    if n_events == 0 or set(np.unique(classes[classes >= 0]).tolist()) != set(range(n_events)):
+        raise InvalidInputError(f"event_class must number its classes 0 … E-1 with every class present, got {sorted(set(classes.tolist()))}")
+    return EventSettings(torch.as_tensor(classes.astype(np.int16), device=device), n_events,
+                         torch.as_tensor(np.asarray(settings.time_edges_us, np.float64), device=device), float(settings.survival_epsilon),
+                         settings.estimator == "mc")
+
+
+def choose_step(backend: str | Callable | None, device, vocab: int, events: EventSettings | None = None) -> Callable:
     """The step function: "reference" (or "torch"), "fast" (or "cuda": the kernel; an error when
     it cannot run) or "auto" (the kernel on a CUDA device when ehrfast._cuda is built and holds
-    the vocabulary, else the reference, with one warning on a CUDA device). None: the process
-    setting (``ehrfast.backends``, ``EHRFAST_SAMPLING_STEP``)."""
+    the vocabulary — and, with competing ``events``, their classes —, else the reference, with one
+    warning on a CUDA device). None: the process setting (``ehrfast.backends``,
+    ``EHRFAST_SAMPLING_STEP``). With ``events`` the reference is ``event_step``."""
     if callable(backend):  # a step function itself (the tests pass the host build of the kernel)
         return backend
+    reference = reference_step if events is None else event_step
     choice = backends.choose("sampling_step", backend)
     if choice == "reference":
-        return reference_step
+        return reference
     why_not = cuda_sampling.unavailable_reason(device, vocab)
+    if why_not is None and events is not None and events.n_events > cuda_sampling.MAX_EVENTS:
+        why_not = f"{events.n_events} event classes exceed the kernel's {cuda_sampling.MAX_EVENTS}"
     if why_not is None:
         return cuda_sampling.kernel_step
     if choice == "fast":
         raise BackendUnavailableError(f"the CUDA sampling kernel cannot run: {why_not}")
     if str(device).startswith("cuda"):
         backends.warn_once(f"CUDA sampling kernel unavailable ({why_not}); using the torch reference step")
-    return reference_step
-
-
-def wilson_interval(successes: np.ndarray, n: int, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval for a binomial proportion, elementwise."""
-    p = np.asarray(successes, np.float64) / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-
-
-def risk_level(probability: np.ndarray, cuts: Sequence[float] = (0.05, 0.1, 0.2, 0.4)) -> np.ndarray:
-    """ETHOS-style risk levels 1–5 from probability cut points (the default cuts are ours)."""
-    return 1 + np.searchsorted(np.asarray(cuts), np.asarray(probability), side="right")
+    return reference

@@ -134,3 +134,128 @@ def reference_step(logits: torch.Tensor, state: SamplerState, settings: StepSett
     state.alive = alive & ~target_only & ~settings.stop_mask[token] & (state.elapsed_us < settings.horizon_us) & \
         (state.generated < settings.max_new_tokens)
     return p_target
+
+
+# ---- competing events (ARES.md S1) -------------------------------------------------------------
+# A row's end reason; 0 while it runs.
+END_RUNNING, END_EVENT, END_TIME_LIMIT, END_MAX_TOKENS, END_TARGET_ONLY = 0, 1, 2, 3, 4
+END_REASONS = {END_EVENT: "event", END_TIME_LIMIT: "time_limit", END_MAX_TOKENS: "max_tokens", END_TARGET_ONLY: "target_only"}
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """The competing events of a task: ``event_class`` [V] int64 (−1: not an event, else the
+    class 0 … n_events−1), ``time_edges_us`` [B−1] float64 increasing (the time bins of the
+    per-class path estimate: bin b holds elapsed times in [edge[b−1], edge[b])),
+    ``survival_epsilon`` (a row whose Monte-Carlo draw has met an event stops once its survival
+    falls below it) and ``stop_at_event`` (pure Monte Carlo: stop at the first drawn event)."""
+
+    event_class: torch.Tensor
+    n_events: int
+    time_edges_us: torch.Tensor
+    survival_epsilon: float = 1e-4
+    stop_at_event: bool = False
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.time_edges_us) + 1
+
+
+@dataclass
+class EventRecord:
+    """Per-row event outputs of a decode batch, updated in place by ``event_step``. [n_rows]:
+    mc_event int16 (the class of the first event the Monte-Carlo draw met, −1: none yet),
+    mc_token int64, mc_step int32 (the step of that draw), mc_elapsed_us float64 (elapsed time
+    before the event token), end_reason int8 (``END_*``), end_elapsed_us float64; and the path
+    estimate's accumulators cif [n_rows, E], cif_time [n_rows, E, B] float64 (Σ S_prev · p_e,
+    not yet normalized: see ``normalized``)."""
+
+    mc_event: torch.Tensor
+    mc_token: torch.Tensor
+    mc_step: torch.Tensor
+    mc_elapsed_us: torch.Tensor
+    end_reason: torch.Tensor
+    end_elapsed_us: torch.Tensor
+    cif: torch.Tensor
+    cif_time: torch.Tensor
+
+    @classmethod
+    def empty(cls, n_rows: int, n_events: int, n_bins: int, device) -> EventRecord:
+        def full(value, dtype, *shape):
+            return torch.full((n_rows, *shape), value, dtype=dtype, device=device)
+
+        return cls(full(-1, torch.int16), full(-1, torch.int64), full(-1, torch.int32), full(float("nan"), torch.float64),
+                   full(END_RUNNING, torch.int8), full(0.0, torch.float64), full(0.0, torch.float64, n_events),
+                   full(0.0, torch.float64, n_events, n_bins))
+
+    def restart(self, rows: torch.Tensor) -> None:
+        for t, value in ((self.mc_event, -1), (self.mc_token, -1), (self.mc_step, -1), (self.mc_elapsed_us, float("nan")),
+                         (self.end_reason, END_RUNNING), (self.end_elapsed_us, 0.0), (self.cif, 0.0), (self.cif_time, 0.0)):
+            t[rows] = value
+
+
+def normalized(cif: torch.Tensor, cif_time: torch.Tensor, log_survival: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cif [r, E], cif_time [r, E, B], residual [r]) of finished rows: the accumulators scaled so
+    that Σ_e cif[e] = 1 − S_end exactly, S_end = exp(log_survival) being the residual — with one
+    class, cif[0] is bit for bit the path probability 1 − S_end of a target-set run."""
+    residual = torch.exp(log_survival)
+    total = cif.sum(-1, keepdim=True)
+    share = torch.where(total > 0, cif / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(cif))
+    scale = torch.where(total > 0, (1.0 - residual).unsqueeze(-1) / torch.where(total > 0, total, torch.ones_like(total)),
+                        torch.zeros_like(total))
+    return (1.0 - residual).unsqueeze(-1) * share, cif_time * scale.unsqueeze(-1), residual
+
+
+def event_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings, events: EventSettings, record: EventRecord) -> torch.Tensor:
+    """One step with competing events (the torch reference): the same draws and survival path
+    as ``reference_step`` with the events as the target set, plus per row the first event the
+    Monte-Carlo draw meets (class, token, step, elapsed time before it), the path estimate per
+    class and time bin, and the end reason. A row stops when its elapsed time exceeds
+    ``settings.horizon_us`` (the time limit, ``>`` as the reference), at the token cap, when all
+    mass is on events, or once it has met an event and its survival is below
+    ``events.survival_epsilon`` (at once with ``events.stop_at_event``). Returns p_event
+    [n_rows] float64 (0 for finished rows)."""
+    keys, samples, steps = (t.cpu().numpy() for t in (state.subject_keys, state.sample_index, state.generated))
+    u1, u2 = (torch.as_tensor(u, device=logits.device) for u in uniform_pair(settings.seed, keys, samples, steps))
+    probs = nucleus(torch.softmax(logits.double() / settings.temperature, dim=-1), settings.top_p)
+    is_event = settings.target_mask
+    on_event = probs * is_event
+    p_event = on_event.sum(-1)
+    drawn = _inverse_cdf(probs, u1)
+    off_event = probs - on_event
+    target_only = off_event.sum(-1) <= 0
+    token = _inverse_cdf(torch.where(target_only.unsqueeze(-1), torch.ones_like(off_event), off_event), u2)
+
+    alive = state.alive
+    p_event = torch.where(alive, p_event, torch.zeros_like(p_event))
+    survival = torch.exp(state.log_survival)
+    classes = events.event_class
+    p_class = torch.stack([(probs * (classes == e)).sum(-1) for e in range(events.n_events)], -1) if events.n_events else probs[:, :0]
+    gain = torch.where(alive.unsqueeze(-1), survival.unsqueeze(-1) * p_class, torch.zeros_like(p_class))
+    record.cif += gain
+    time_bin = torch.searchsorted(events.time_edges_us, state.elapsed_us.contiguous(), right=True)
+    record.cif_time[torch.arange(len(time_bin), device=logits.device), :, time_bin] += gain
+
+    first = alive & is_event[drawn] & (record.mc_event < 0)
+    record.mc_event = torch.where(first, classes[drawn].to(torch.int16), record.mc_event)
+    record.mc_token = torch.where(first, drawn, record.mc_token)
+    record.mc_step = torch.where(first, state.generated, record.mc_step)
+    record.mc_elapsed_us = torch.where(first, state.elapsed_us, record.mc_elapsed_us)
+
+    state.log_survival += torch.log1p(-p_event.clamp(max=1.0))
+    state.hit |= alive & is_event[drawn]
+    state.generated += alive.to(torch.int32)
+    state.elapsed_us += torch.where(alive, settings.durations_us[token], torch.zeros_like(state.elapsed_us))
+    state.next_token = torch.where(alive, token, torch.zeros_like(token))
+
+    met = record.mc_event >= 0
+    event_done = met & (torch.exp(state.log_survival) < events.survival_epsilon) if not events.stop_at_event else met
+    reason = torch.full_like(record.end_reason, END_RUNNING)
+    for condition, code in ((state.generated >= settings.max_new_tokens, END_MAX_TOKENS), (state.elapsed_us > settings.horizon_us, END_TIME_LIMIT),
+                            (target_only, END_TARGET_ONLY), (event_done, END_EVENT)):  # the last that holds wins
+        reason = torch.where(condition, torch.full_like(reason, code), reason)
+    stopping = alive & (reason != END_RUNNING)
+    record.end_reason = torch.where(stopping, reason, record.end_reason)
+    record.end_elapsed_us = torch.where(stopping, state.elapsed_us, record.end_elapsed_us)
+    state.alive = alive & ~stopping
+    return p_event

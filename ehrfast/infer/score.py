@@ -19,14 +19,16 @@ from tqdm.auto import tqdm
 from ehrfast import distributed
 from ehrfast.data.meds import code_descriptions
 from ehrfast.errors import InvalidInputError
-from ehrfast.genomics.matrix import read_prs_matrix
-from ehrfast.infer.decoders import CachedDecoder, RecomputeDecoder
+from ehrfast.genomics.matrix import model_prs_rows
+from ehrfast.infer.decoders import decoder_for
 from ehrfast.infer.options import ScoreOptions
-from ehrfast.infer.sampler import SamplingResult, SamplingSettings, risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.risk import binomial_interval, risk_level
+from ehrfast.infer.sampler import SamplingResult, SamplingSettings, sample_trajectories
+from ehrfast.infer.score_events import EventScoreSummary, score_event_task
 from ehrfast.io import atomic_output, check_outputs
 from ehrfast.model.checkpoint import load_checkpoint
 from ehrfast.predictions import label_table, prediction_table, strict_path, write_predictions
-from ehrfast.task import Task, load_task
+from ehrfast.task import EventTask, Task, load_task
 from ehrfast.tokenize.dataset import TokenizedDataset
 
 TRAJECTORY_SCHEMA = pa.schema([
@@ -71,12 +73,15 @@ def sampling_settings(task: Task, stop_ids, seed: int) -> SamplingSettings:
 
 
 def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, labels_path: str | os.PathLike,
-                 task: Task | str | os.PathLike, out_path: str | os.PathLike, options: ScoreOptions | None = None, *,
+                 task: Task | EventTask | str | os.PathLike, out_path: str | os.PathLike, options: ScoreOptions | None = None, *,
                  meds_dir: str | os.PathLike | None = None, prs_path: str | os.PathLike | None = None,
-                 trajectories_path: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True) -> ScoreSummary:
-    """``data_dir`` is one split's TokenizedDataset; ``task`` a Task or a task file. Returns a
-    summary. ``trajectories_path``: also write every sampled future (``TRAJECTORY_SCHEMA``,
-    one row per generated token) for inspection.
+                 trajectories_path: str | os.PathLike | None = None, samples_path: str | os.PathLike | None = None,
+                 overwrite: bool = False, progress: bool = True) -> ScoreSummary | EventScoreSummary:
+    """``data_dir`` is one split's TokenizedDataset; ``task`` a task, a task file or a catalog
+    name. Returns a summary. ``trajectories_path`` (incidence tasks): also write every sampled
+    future (``TRAJECTORY_SCHEMA``, one row per generated token) for inspection. An event task
+    (ETHOS-ARES) is scored per anchor by ``score_events.score_event_task`` (predictions v2);
+    ``samples_path`` then also writes every sample's first event.
 
     Under ``torchrun`` (WORLD_SIZE > 1) each rank scores every world-th labelled subject on its
     own GPU (LOCAL_RANK); rank 0 gathers the predictions and writes ``out_path``, which equals a
@@ -84,14 +89,25 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     rank writes its own trajectories, to ``<stem>.rank<r>.parquet`` beside ``trajectories_path``."""
     t0 = time.perf_counter()
     options = options or ScoreOptions()
+    source = task if not isinstance(task, Task | EventTask) else None
+    check_outputs(files=[out_path, strict_path(out_path) if options.strict_copy else None, trajectories_path, samples_path],
+                  inputs=[checkpoint, data_dir, labels_path, source, meds_dir, prs_path], overwrite=overwrite)
+    task = load_task(task)
+    if isinstance(task, EventTask):
+        if trajectories_path is not None or options.strict_copy:
+            raise InvalidInputError(f"task {task.name!r} is an event task: it writes each sample's first event with samples_path "
+                                    "(--samples), not trajectories, and no strict copy (predictions v2 are per anchor)")
+        return score_event_task(checkpoint, data_dir, labels_path, task, out_path, options, prs_path=prs_path, samples_path=samples_path,
+                                overwrite=overwrite, progress=progress)
+    if samples_path is not None:
+        raise InvalidInputError(f"task {task.name!r} is an incidence task: samples_path (--samples) is for event tasks")
     ranks, device = distributed.join(options.device)
     if trajectories_path is not None and ranks.distributed:
         path = Path(trajectories_path)
         trajectories_path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
     check_outputs(files=[out_path, strict_path(out_path) if options.strict_copy else None, trajectories_path],
-                  inputs=[checkpoint, data_dir, labels_path, task if not isinstance(task, Task) else None, meds_dir, prs_path],
+                  inputs=[checkpoint, data_dir, labels_path, source, meds_dir, prs_path],
                   overwrite=overwrite)
-    task = load_task(task)
     model = load_checkpoint(checkpoint, map_location=device)
     ds = TokenizedDataset(data_dir)
     if len(ds.vocab) != model.config.vocab_size:
@@ -116,19 +132,10 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     sids, pts = sids[keep], pts[keep]
     mine = distributed.shard(np.arange(len(sids)), ranks)  # this rank's labelled rows
     contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_len, history_us=task.history_us)[0] for i in mine]
-    prs = None
-    if model.config.modality != "none":
-        if prs_path is None:
-            raise InvalidInputError(f"the model reads PRS ({model.config.modality}); pass prs_path / --prs")
-        prs = read_prs_matrix(prs_path).rows_for(sids[mine]) if len(mine) else None
+    prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
 
-    def forward(idx, prs=None):
-        return model(idx, prs=prs) if prs is not None else model(idx)
-
-    # the KV-cache decoder when every context leaves room for K new tokens (contexts are cut so
-    # that they do whenever K <= half the window); else recompute with a sliding window
-    cached = CachedDecoder(model, task.max_new_tokens, device)
-    decoder = cached if all(cached.fits(len(c)) for c in contexts) else RecomputeDecoder(forward, window, device)
+    # contexts are cut so that the KV cache fits whenever K <= half the window
+    decoder = decoder_for(model, contexts, task.max_new_tokens, device)
     bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress or not ranks.is_main)
     with contextlib.ExitStack() as stack:
         sink = None
@@ -143,7 +150,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     bar.close()
     res = _gathered(res, mine, len(sids), ranks)
     if ranks.is_main:
-        lo, hi = wilson_interval(res.sample_hit.sum(1), task.n_samples)
+        lo, hi = binomial_interval(res.sample_hit.sum(1), task.n_samples)  # exact (Clopper-Pearson), as reports use
         probability = res.path_probability.astype(np.float32)
         table = prediction_table(
             label_table(sids, pts, labels.column("boolean_value").filter(pa.array(keep))),
@@ -162,7 +169,8 @@ def _gathered(res: SamplingResult, mine: np.ndarray, n: int, ranks) -> SamplingR
     if not ranks.distributed:
         return res
     parts = distributed.gather((mine, res), ranks)
-    fields = {f: np.zeros((n, *getattr(res, f).shape[1:]), getattr(res, f).dtype) for f in SamplingResult.__dataclass_fields__}
+    names = [f for f in SamplingResult.__dataclass_fields__ if f != "events"]  # incidence tasks sample no events
+    fields = {f: np.zeros((n, *getattr(res, f).shape[1:]), getattr(res, f).dtype) for f in names}
     for rows, part in parts:
         for f, array in fields.items():
             array[rows] = getattr(part, f)

@@ -1,4 +1,4 @@
-"""``ehrfast label``: incidence labels in the MEDS label schema for users without ACES.
+"""Incidence labels in the MEDS label schema (the genomics paper's tasks).
 
 Per subject: prediction time = first event (birth excluded) + ``task.index_offset_days``;
 label True when a target code occurs in (prediction time, prediction time + horizon];
@@ -18,9 +18,8 @@ import numpy as np
 from ehrfast.data.meds import BIRTH_CODE, DEATH_CODE, code_descriptions, data_files
 from ehrfast.data.reader import STATIC_TIME, read_shard
 from ehrfast.errors import InvalidInputError
-from ehrfast.io import check_outputs
 from ehrfast.predictions import label_table, write_labels
-from ehrfast.task import Task, load_task
+from ehrfast.task import Task
 from ehrfast.units import US_PER_DAY
 
 
@@ -44,12 +43,10 @@ class LabelSummary:
         return f"labels for {self.task} -> {self.out_path}: " + ", ".join(f"{k} {v:,}" for k, v in self.counts().items())
 
 
-def make_labels(meds_dir: str | os.PathLike, task: Task | str | os.PathLike, out_path: str | os.PathLike, *,
-                splits: tuple[str, ...] | None = None, overwrite: bool = False) -> LabelSummary:
+def incidence_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.PathLike, *,
+                     splits: tuple[str, ...] | None = None, overwrite: bool = False) -> LabelSummary:
     """Writes one label row per subject of ``meds_dir`` (the given ``splits``, default all) that
-    the task's rule keeps, in the MEDS label schema. ``task``: a Task or a task file."""
-    check_outputs(files=[out_path], inputs=[meds_dir, task if not isinstance(task, Task) else None], overwrite=overwrite)
-    task = load_task(task)
+    the task's rule keeps, in the MEDS label schema."""
     descriptions = code_descriptions(meds_dir)
     files = data_files(meds_dir)
     if splits is not None and (not splits or set(splits) - set(files)):

@@ -97,7 +97,7 @@ def test_degenerate_inputs(tmp_path):
     y = np.arange(10) % 3 == 0
     good = _write_predictions(tmp_path / "good.parquet", sid, y, np.linspace(0, 1, 10))
     other = _write_predictions(tmp_path / "other.parquet", sid + 1, y, np.linspace(0, 1, 10))
-    with pytest.raises(PredictionError, match="different subjects"):
+    with pytest.raises(PredictionError, match="different predictions"):
         evaluate([(good, other)], tmp_path / "o1", progress=False)
     nan = _write_predictions(tmp_path / "nan.parquet", sid, y, np.r_[np.nan, np.linspace(0, 1, 9)])
     with pytest.raises(PredictionError, match="row 0: column 'predicted_boolean_probability' is nan"):

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from ehrfast.backends import cuda_host_module, cuda_module
-from ehrfast.infer.cuda_sampling import host_kernel_step, kernel_step
+from ehrfast.infer.cuda_sampling import MAX_EVENTS, host_kernel_step, kernel_step
 from ehrfast.infer.sampler import SamplingSettings, sample_trajectories
-from ehrfast.infer.sampling_step import SamplerState, StepSettings, reference_step
+from ehrfast.infer.sampling_step import EventRecord, EventSettings, SamplerState, StepSettings, event_step, reference_step
 
 
 def sample(model, contexts, target_ids, durations_us, **kw):
@@ -88,7 +88,7 @@ def _clone(state: SamplerState) -> SamplerState:
 def _assert_step_matches_reference(engine: Engine, logits, settings, state) -> None:
     expected_state = _clone(state)
     p_kernel = torch.zeros(len(logits), dtype=torch.float64, device=engine.device)
-    engine.step(logits, state, settings, p_kernel)
+    engine.step(logits, state, settings, p_target=p_kernel)
     p_reference = reference_step(logits.float(), expected_state, settings)
     torch.testing.assert_close(p_kernel, p_reference, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(state.next_token, expected_state.next_token, rtol=0, atol=0)
@@ -164,6 +164,105 @@ def test_kernel_engine_gives_the_reference_engine_paths(engine):
     np.testing.assert_allclose(kernel.sample_path_probability, reference.sample_path_probability, rtol=1e-5, atol=1e-9)
     np.testing.assert_array_equal(kernel.sample_hit, reference.sample_hit)
     np.testing.assert_array_equal(kernel.tokens_generated, reference.tokens_generated)
+
+
+# ---- competing events (ARES.md S1) -----------------------------------------------------------
+
+
+def _event_settings(vocab, rng, device, n_events, edges=(2.0, 5.0, 9.0), epsilon=1e-3, stop_at_event=False):
+    classes = np.full(vocab, -1, np.int16)
+    chosen = rng.choice(vocab, size=max(n_events, vocab // 8), replace=False)
+    classes[chosen] = np.arange(len(chosen)) % n_events
+    return EventSettings(torch.as_tensor(classes, device=device), n_events, torch.as_tensor(edges, dtype=torch.float64, device=device),
+                         epsilon, stop_at_event)
+
+
+def _clone_record(record: EventRecord) -> EventRecord:
+    return EventRecord(*(t.clone() for t in vars(record).values()))
+
+
+def _assert_event_step_matches_reference(engine, logits, settings, events, state, record):
+    want_state, want_record = _clone(state), _clone_record(record)
+    p_kernel = torch.zeros(len(logits), dtype=torch.float64, device=engine.device)
+    engine.step(logits, state, settings, events, record, p_target=p_kernel)
+    p_reference = event_step(logits.float(), want_state, settings, events, want_record)
+    torch.testing.assert_close(p_kernel, p_reference, rtol=1e-5, atol=1e-9)
+    for name in ("alive", "hit", "generated", "next_token"):
+        torch.testing.assert_close(getattr(state, name), getattr(want_state, name), rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(state.log_survival, want_state.log_survival, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(state.elapsed_us, want_state.elapsed_us, rtol=1e-12, atol=0)
+    for name in ("mc_event", "mc_token", "mc_step", "end_reason"):
+        torch.testing.assert_close(getattr(record, name), getattr(want_record, name), rtol=0, atol=0, msg=name)
+    for name in ("mc_elapsed_us", "end_elapsed_us"):
+        torch.testing.assert_close(getattr(record, name), getattr(want_record, name), rtol=1e-12, atol=0, equal_nan=True, msg=name)
+    torch.testing.assert_close(record.cif, want_record.cif, rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(record.cif_time, want_record.cif_time, rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("vocab, n_events", [(7, 1), (300, 3), (4096, MAX_EVENTS)])
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+@pytest.mark.parametrize("stop_at_event", [False, True])
+def test_kernel_event_step_matches_reference(engine, vocab, n_events, top_p, stop_at_event):
+    """Every event output, over several steps of rows at different steps, some finished, some
+    with an event already recorded, a token cap and a time limit that end rows."""
+    rng = np.random.default_rng(vocab + n_events)
+    n = engine.rows
+    logits = (torch.randn(n, vocab, generator=torch.Generator().manual_seed(vocab)) * 2).to(engine.device)
+    settings = dataclasses.replace(_settings(vocab, rng, engine.device, top_p, 1.0, horizon=12.0, max_new_tokens=56), target_mask=None)
+    events = _event_settings(vocab, rng, engine.device, n_events, stop_at_event=stop_at_event)
+    settings = dataclasses.replace(settings, target_mask=events.event_class >= 0)
+    state = _state(n, rng, engine.device)
+    record = EventRecord.empty(n, n_events, events.n_bins, engine.device)
+    for _ in range(4 if engine.name == "cuda" else 2):
+        _assert_event_step_matches_reference(engine, logits, settings, events, state, record)
+        logits = logits.roll(1, dims=1)
+
+
+def test_kernel_event_engine_gives_the_reference_engine_paths(engine):
+    """Whole competing-event runs on a Markov chain: the same first events and path estimates."""
+    rng = np.random.default_rng(4)
+    vocab = 40
+    transition = rng.dirichlet(np.ones(vocab) * 0.5, size=vocab)
+    log_p = torch.log(torch.as_tensor(transition, dtype=torch.float32, device=engine.device))
+
+    def model(idx, prs=None):
+        return log_p[idx]
+
+    durations = rng.exponential(1.0, vocab) * (rng.random(vocab) < 0.5)
+    classes = np.full(vocab, -1)
+    classes[[5, 6, 7, 20]] = [0, 1, 1, 2]
+    subjects, n_samples, steps = (20, 16, 96) if engine.name == "cuda" else (3, 4, 32)
+    contexts = [rng.integers(0, vocab, 3) for _ in range(subjects)]
+    kw = dict(horizon_us=25.0, n_samples=n_samples, max_new_tokens=steps, seed=6, top_p=0.9, device=engine.device,
+              subject_keys=np.arange(subjects) + 10**15, time_edges_us=(3.0, 10.0), survival_epsilon=1e-2, event_class=classes)
+    kernel = sample(model, contexts, np.array([], np.int64), durations, step_backend=engine.step, **kw).events
+    reference = sample(model, contexts, np.array([], np.int64), durations, step_backend="reference", **kw).events
+    for name in ("mc_event", "mc_token", "mc_step", "end_reason", "tokens"):
+        np.testing.assert_array_equal(getattr(kernel, name), getattr(reference, name), err_msg=name)
+    np.testing.assert_allclose(kernel.mc_elapsed_us, reference.mc_elapsed_us, rtol=1e-12)
+    for name in ("cif", "cif_time", "residual"):
+        np.testing.assert_allclose(getattr(kernel, name), getattr(reference, name), rtol=1e-5, atol=1e-12, err_msg=name)
+
+
+def test_kernel_rejects_bad_event_tensors(engine):
+    rng = np.random.default_rng(0)
+    device = engine.device
+    settings = _settings(10, rng, device, 1.0, 1.0)
+    events = _event_settings(10, rng, device, 2)
+    state = SamplerState.start(np.arange(4), np.zeros(4, np.int64), device)
+    record = EventRecord.empty(4, 2, events.n_bins, device)
+    with pytest.raises(ValueError, match="both"):
+        engine.step(torch.zeros(4, 10, device=device), state, settings, events, None)
+    with pytest.raises(ValueError, match="events.event_class"):
+        engine.step(torch.zeros(4, 10, device=device), state, settings, dataclasses.replace(events, event_class=events.event_class.long()), record)
+    with pytest.raises(ValueError, match="record.cif_time"):
+        engine.step(torch.zeros(4, 10, device=device), state, settings, events, EventRecord.empty(4, 2, events.n_bins + 1, device))
+    with pytest.raises(ValueError, match="event classes"):
+        engine.step(torch.zeros(4, 10, device=device), state, settings, dataclasses.replace(events, n_events=MAX_EVENTS + 1), record)
+
+
+def test_max_events_is_the_kernels():
+    assert cuda_host_module() is None or cuda_host_module().MAX_EVENTS == MAX_EVENTS
 
 
 def test_kernel_rejects_bad_tensors(engine):

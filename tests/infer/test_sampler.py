@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ehrfast.infer.rng import uniform_pair
-from ehrfast.infer.sampler import SamplingSettings, risk_level, sample_trajectories, wilson_interval
+from ehrfast.infer.sampler import SamplingSettings, sample_trajectories
 from ehrfast.infer.sampling_step import nucleus, sampling_step
 
 
@@ -120,12 +120,6 @@ def test_same_seed_same_output_regardless_of_batch():
     np.testing.assert_array_equal(many.sample_hit[1], one.sample_hit[0])
     again = sample(model, [np.array([TICK1])], np.array([TARGET]), DURATIONS, subject_keys=[11], **kw)
     np.testing.assert_array_equal(again.sample_path_probability, one.sample_path_probability)
-
-
-def test_wilson_and_risk_levels():
-    lo, hi = wilson_interval(np.array([0, 5, 10]), 10)
-    assert lo[0] == 0 and hi[2] == pytest.approx(1) and lo[1] < 0.5 < hi[1]
-    assert risk_level(np.array([0.01, 0.07, 0.15, 0.3, 0.9])).tolist() == [1, 2, 3, 4, 5]
 
 
 def _tiny_gpt(modality, vocab=30, seed=1):

@@ -12,7 +12,7 @@ import pytest
 from ehrfast.genomics.prs import compute_prs
 from ehrfast.infer import ScoreOptions
 from ehrfast.infer.score import score_cohort
-from ehrfast.labels.incidence import make_labels
+from ehrfast.labels import make_labels
 from ehrfast.task import Task
 from ehrfast.tokenize import tokenize_dataset
 from ehrfast.train import TrainConfig, train

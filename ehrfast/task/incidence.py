@@ -1,21 +1,18 @@
-"""Tasks: what to label and what to predict — a target code set chosen by patterns, a time
-horizon, where the prediction time sits, and the sampling settings. Read from a small YAML or
-JSON file; labels (``ehrfast label``) and zero-shot scoring (``ehrfast score``) share it."""
+"""Incidence tasks (the genomics paper's): a target code set chosen by patterns, a time horizon,
+where the prediction time sits, and the sampling settings."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import yaml
 
-from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.errors import InvalidInputError
+from ehrfast.task.files import read_task_mapping
 from ehrfast.units import US_PER_DAY, US_PER_YEAR
 
 
@@ -135,22 +132,5 @@ class Task:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Task:
-        """Reads a task file (``.yaml``/``.yml`` or JSON); its name defaults to the file stem."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputNotFoundError(f"{path}: no such task file")
-        text = path.read_text()
-        is_yaml = path.suffix in (".yaml", ".yml")
-        try:
-            data = yaml.safe_load(text) if is_yaml else json.loads(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise InvalidInputError(f"{path}: not valid {'YAML' if is_yaml else 'JSON'} ({exc})") from None
-        if not isinstance(data, dict):
-            raise InvalidInputError(f"{path}: a task file holds one mapping of task settings")
-        data.setdefault("name", path.stem)
-        return cls.from_dict(data, source=str(path))
-
-
-def load_task(task: Task | str | os.PathLike) -> Task:
-    """``task`` itself, or the task read from a file path."""
-    return task if isinstance(task, Task) else Task.load(task)
+        """Reads an incidence task file (``.yaml``/``.yml`` or JSON); its name defaults to the file stem."""
+        return cls.from_dict(read_task_mapping(path), source=str(path))
