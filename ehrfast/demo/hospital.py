@@ -110,7 +110,8 @@ def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
     if not pairs:
         return summary
     res = registry.EVALUATE.run(EvaluateStageOptions(tuple(pairs), out / "evaluation", EvaluateOptions(
-        names=tuple(names), model_names=tuple(MODELS.values()), seed=seed, iterations=500, meta_tasks=()), overwrite=True, progress=False))
+        names=tuple(names), model_names=tuple(MODELS.values()), seed=seed, iterations=500, meta_tasks=(), calibration_bins="uniform"),
+        overwrite=True, progress=False))
     for outcome, entry in summary["outcomes"].items():
         if TITLES[outcome] not in res.tasks:
             continue

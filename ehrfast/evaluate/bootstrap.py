@@ -39,7 +39,7 @@ def resample_counts(n: int, iterations: int, seed: int, memory_bytes: int = DEFA
         done += c
 
 
-def _metrics_for_weights(ranked: RankedScores, label, score, threshold, weights) -> dict[str, np.ndarray]:
+def metrics_for_weights(ranked: RankedScores, label, score, threshold, weights) -> dict[str, np.ndarray]:
     """Every bootstrap metric for each row of ``weights`` [b, n]."""
     auc, ap = ranked.auroc_auprc(weights)
     pred = score >= threshold
@@ -119,8 +119,8 @@ def paired_bootstrap(
     parts: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
     skipped = 0
     for w in resample_counts(len(y), iterations, seed, memory_bytes, clusters):
-        ma = _metrics_for_weights(ra, y, sa, ta, w)
-        mb = _metrics_for_weights(rb, y, sb, tb, w)
+        ma = metrics_for_weights(ra, y, sa, ta, w)
+        mb = metrics_for_weights(rb, y, sb, tb, w)
         valid = ~np.isnan(ma["auroc"])
         skipped += int((~valid).sum())
         for m in BOOTSTRAP_METRICS:

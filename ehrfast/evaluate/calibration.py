@@ -23,18 +23,39 @@ class Reliability:
     brier: float
 
 
+BIN_STRATEGIES = ("quantile", "uniform")
+BRIER_LABELS = ((0.05, "excellent"), (0.10, "good"), (0.20, "acceptable"))  # the ETHOS-ARES paper's reading; else "poor"
+
+
+def brier_label(brier_score: float) -> str:
+    """The paper's words for a Brier score: < 0.05 excellent, < 0.10 good, < 0.20 acceptable, else poor."""
+    return next((label for bound, label in BRIER_LABELS if brier_score < bound), "poor")
+
+
 def quantile_bins(score, n_bins: int) -> np.ndarray:
-    """Bin index per subject using quantile edges, as scikit-learn's calibration_curve does."""
+    """Bin index per prediction using quantile edges, as scikit-learn's calibration_curve does."""
     edges = np.percentile(score, np.linspace(0, 1, n_bins + 1) * 100)
     return np.searchsorted(edges[1:-1], score)
 
 
-def reliability_curve(label, score, n_bins: int = 10, iterations: int = 500, seed: int = 0, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Reliability:
+def uniform_bins(score, n_bins: int) -> np.ndarray:
+    """Bin index per prediction on equal-width bins of [0, 1] (the ETHOS-ARES calibration plots;
+    scikit-learn's ``strategy="uniform"``: a score on an inner edge falls in the bin below)."""
+    edges = np.linspace(0.0, 1.0 + 1e-8, n_bins + 1)
+    return np.searchsorted(edges[1:-1], score)
+
+
+def reliability_curve(label, score, n_bins: int = 10, iterations: int = 500, seed: int = 0, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                      strategy: str = "quantile", clusters: np.ndarray | None = None) -> Reliability:
+    """Reliability on ``n_bins`` quantile or uniform bins, with a 95 % bootstrap band (resampling
+    predictions, or whole subjects with ``clusters``) and the Brier score."""
     y = np.asarray(label, np.float64)
     s = np.asarray(score, np.float64)
     if len(y) == 0:
         raise MetricError("no subjects to calibrate")
-    bins = quantile_bins(s, n_bins)
+    if strategy not in BIN_STRATEGIES:
+        raise MetricError(f"calibration bins must be one of {BIN_STRATEGIES}, got {strategy!r}")
+    bins = quantile_bins(s, n_bins) if strategy == "quantile" else uniform_bins(s, n_bins)
     onehot = np.zeros((len(s), n_bins))
     onehot[np.arange(len(s)), bins] = 1.0
     total = onehot.sum(0)
@@ -42,7 +63,7 @@ def reliability_curve(label, score, n_bins: int = 10, iterations: int = 500, see
     predicted = (s @ onehot)[nonzero] / total[nonzero]
     observed = (y @ onehot)[nonzero] / total[nonzero]
     boot = []
-    for w in resample_counts(len(s), iterations, seed, memory_bytes):
+    for w in resample_counts(len(s), iterations, seed, memory_bytes, clusters):
         with np.errstate(invalid="ignore", divide="ignore"):
             boot.append(((w * y) @ onehot) / (w @ onehot))
     b = np.concatenate(boot)[:, nonzero]

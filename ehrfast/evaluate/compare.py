@@ -9,13 +9,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.bootstrap import paired_bootstrap, pr_difference
 from ehrfast.evaluate.calibration import reliability_curve, subgroup_auroc
+from ehrfast.evaluate.demographics import demographics, subgroup_variability_p
 from ehrfast.evaluate.meta import MetaAnalysis, meta_analysis
+from ehrfast.evaluate.methods import method_table, methods_latex
 from ehrfast.evaluate.metrics import ModelMetrics, model_metrics
 from ehrfast.evaluate.options import DEFAULT_SCORE, EvaluateOptions
 from ehrfast.evaluate.paired_tests import LossComparison, compare_losses, spearman_vs_traits
@@ -38,6 +41,8 @@ def compare_pair(
     fixed_threshold: float = 0.5,
     other_score_columns: tuple[str, ...] = (),
     cluster_by_subject: bool = False,
+    calibration_bins: str = "quantile",
+    model_names: tuple[str, str] = ("A", "B"),
 ) -> TaskComparison:
     a = load_prediction_scores(pred_a, score_column)
     b = load_prediction_scores(pred_b, score_column)
@@ -63,8 +68,9 @@ def compare_pair(
         metrics_b=model_metrics(label, sb, threshold_rule, fixed_threshold),
         bootstrap=boot,
         pr=pr_difference(label, sa, sb, iterations, seed, clusters=clusters),
-        calibration_a=reliability_curve(label, sa, seed=seed),
-        calibration_b=reliability_curve(label, sb, seed=seed),
+        calibration_a=reliability_curve(label, sa, seed=seed, strategy=calibration_bins, clusters=clusters),
+        calibration_b=reliability_curve(label, sb, seed=seed, strategy=calibration_bins, clusters=clusters),
+        methods=method_table(label, dict(zip(model_names, (sa, sb))), iterations, seed, clusters),
         notes=notes,
         other_scores={c: _other_score_metrics(pred_a, pred_b, c, threshold_rule, fixed_threshold) for c in other_score_columns},
     )
@@ -82,6 +88,7 @@ def evaluate(
     *,
     prs_path: str | os.PathLike | None = None,
     subgroups_path: str | os.PathLike | None = None,
+    demographics_from: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -89,7 +96,9 @@ def evaluate(
     report folder ``out_dir``; returns what its ``results.json`` holds. The meta-analysis pools
     ``options.meta_tasks`` (names; default every task) when there are at least two.
     ``options.other_score_columns`` (e.g. ``("mc_frequency",)``) are reported beside the main
-    score: AUROC and number of operating points of each model under each."""
+    score: AUROC and number of operating points of each model under each. ``demographics_from``
+    (a MEDS dataset) adds AUROC by gender and race (the reference's race groups), with
+    Bartlett's test of the two models' subgroup AUROCs."""
     opt = options or EvaluateOptions()
     if not pairs:
         raise InvalidInputError("no prediction files to evaluate")
@@ -98,10 +107,12 @@ def evaluate(
         raise InvalidInputError(f"need one distinct name per task, got {names}")
     if opt.meta_tasks is not None and (unknown := sorted(set(opt.meta_tasks) - set(names))):
         raise InvalidInputError(f"meta_tasks {unknown} are not among the tasks {names}")
-    check_outputs(directories=[out_dir], inputs=[*(p for pair in pairs for p in pair), prs_path, subgroups_path], overwrite=overwrite)
+    check_outputs(directories=[out_dir], inputs=[*(p for pair in pairs for p in pair), prs_path, subgroups_path, demographics_from],
+                  overwrite=overwrite)
+    demographic_table = demographics(demographics_from) if demographics_from is not None else None
     comparisons = [
         compare_pair(a, b, n, opt.score_column, opt.iterations, opt.seed, opt.threshold_rule, opt.fixed_threshold, opt.other_score_columns,
-                     opt.cluster_by_subject)
+                     opt.cluster_by_subject, opt.calibration_bins, tuple(opt.model_names))
         for (a, b), n in tqdm(list(zip(pairs, names)), desc="evaluate", unit="task", disable=not progress)
     ]
     tasks = {}
@@ -112,7 +123,12 @@ def evaluate(
         if prs_path and opt.traits:
             result.spearman = trait_spearman(t, prs_path, list(opt.traits))
         if subgroups_path and opt.subgroup_columns:
-            result.subgroups = subgroups(t, subgroups_path, opt.subgroup_columns, opt.model_names, opt.seed)
+            result.subgroups = subgroups(t, pq.read_table(subgroups_path), opt.subgroup_columns, opt.model_names, opt.seed, str(subgroups_path))
+        if demographic_table is not None:
+            result.subgroups = {**(result.subgroups or {}),
+                                **subgroups(t, demographic_table, ("gender", "race"), opt.model_names, opt.seed, str(demographics_from))}
+        if result.subgroups:
+            result.subgroup_variability = subgroup_variability(result.subgroups, opt.model_names)
         tasks[t.name] = result
     pooled = [t for t in comparisons if opt.meta_tasks is None or t.name in opt.meta_tasks]
     meta, left_out = pooled_delta_auroc(pooled) if len(pooled) >= 2 else (None, [])
@@ -123,6 +139,7 @@ def evaluate(
         (root / "report.md").write_text(doc.to_markdown(root) + "\n")
         (root / "report.html").write_text(doc.to_html())
         (root / "results.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        (root / "methods.tex").write_text(methods_latex({t.name: t.methods for t in comparisons}))
     return result
 
 
@@ -168,14 +185,21 @@ def trait_spearman(t: TaskComparison, prs_path, traits: list[str]) -> TraitSpear
                          np.asarray(control.p_value).tolist())
 
 
-def subgroups(t: TaskComparison, path, columns, model_names, seed) -> dict:
-    """AUROC of each model within each value of each subgroup column, with bootstrap CIs."""
-    table = pq.read_table(path)
+def subgroups(t: TaskComparison, table: pa.Table, columns, model_names, seed, source: str = "subgroups") -> dict:
+    """AUROC of each model within each value of each subgroup column of ``table`` (subject_id +
+    the columns), with bootstrap CIs."""
     out = {}
     for col in columns:
         if col not in table.column_names or "subject_id" not in table.column_names:
-            raise PredictionError(f"{path}: needs columns 'subject_id' and '{col}'")
+            raise PredictionError(f"{source}: needs columns 'subject_id' and '{col}'")
         lookup = dict(zip(table.column("subject_id").to_pylist(), table.column(col).to_pylist()))
         groups = np.array([str(lookup.get(s, "(unknown)")) for s in t.subject_id.tolist()])
         out[col] = {m: subgroup_auroc(t.label, s, groups, seed=seed) for m, s in ((model_names[0], t.score_a), (model_names[1], t.score_b))}
     return out
+
+
+def subgroup_variability(by_column: dict, model_names) -> dict[str, float | None]:
+    """Per subgroup column, Bartlett's p for the two models' AUROCs across its groups."""
+    return {col: subgroup_variability_p([g.auroc for g in by_model[model_names[0]] if g.group != "(all)"],
+                                        [g.auroc for g in by_model[model_names[1]] if g.group != "(all)"])
+            for col, by_model in by_column.items()}

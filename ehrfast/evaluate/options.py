@@ -33,6 +33,8 @@ class EvaluateOptions:
     other_score_columns: tuple[str, ...] = option("other score columns reported beside the main one (AUROC, operating points)", ())
     meta_tasks: tuple[str, ...] | None = option("tasks pooled by the meta-analysis (default: every task)", None)
     cluster_by_subject: bool = option("bootstrap whole subjects (each with all of its predictions) instead of single predictions", False)
+    calibration_bins: str = option("calibration bins: quantile, or uniform (equal-width, as the ETHOS-ARES plots)", "quantile",
+                                   choices=("quantile", "uniform"))
 
     def __post_init__(self):
         for name in ("names", "traits", "subgroup_columns", "other_score_columns", "meta_tasks", "model_names"):
@@ -52,5 +54,7 @@ class EvaluateStageOptions:
     prs_path: Path | None = option("PRS parquet (subject_id + trait columns) for the Spearman analysis", None, role="input",
                                    flag="--prs")
     subgroups_path: Path | None = option("parquet with subject_id and demographic columns", None, role="input", flag="--subgroups")
+    demographics_from: Path | None = option("MEDS dataset: also break AUROC down by gender and race (ETHOS-ARES race groups)", None,
+                                            role="input", flag="--demographics")
     overwrite: bool = overwrite_option("the report directory")
     progress: bool = progress_option()

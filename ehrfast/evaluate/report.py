@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ehrfast.evaluate import plots
+from ehrfast.evaluate.calibration import brier_label
 from ehrfast.evaluate.document import Document
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, roc_points
 from ehrfast.evaluate.result import BootstrapSummary, EvaluationResult, TaskComparison, TaskResult
@@ -68,6 +69,12 @@ def _task_section(doc: Document, root: Path, t: TaskComparison, task: TaskResult
         f"[{d.ci_low:.4f}, {d.ci_high:.4f}], p {_fmt_p(d, boot)}): the difference is {verdict} at {alpha}. "
         f"B offers {mb.operating_points:,} distinct operating points, A {ma.operating_points:,}."
     )
+    if task.methods:
+        doc.paragraph("Each model alone, with 95% bootstrap intervals; sensitivity and specificity at its ROC point closest to (0, 1):")
+        briers = (ma.brier, mb.brier)
+        doc.table(["model", "AUROC", "AUPRC", "sensitivity", "specificity", "threshold", "Brier"],
+                  [[r.method, *(f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]" for e in (r.auroc, r.auprc, r.sensitivity, r.specificity)),
+                    f"{r.threshold:.4g}", f"{b:.4f} ({brier_label(b)})"] for r, b in zip(task.methods, briers)])
     if task.other_scores:
         doc.paragraph("The same predictions scored by other columns (AUROC; distinct operating points):")
         doc.table(["score", f"AUROC {model_names[0]}", "points", f"AUROC {model_names[1]}", "points"],
@@ -139,3 +146,6 @@ def _subgroup_section(doc: Document, task: TaskResult, model_names) -> None:
             rows.append([ga.group, ga.n, ga.n_positive, f"{ga.auroc:.3f} [{ga.ci_low:.3f}, {ga.ci_high:.3f}]",
                          f"{gb.auroc:.3f} [{gb.ci_low:.3f}, {gb.ci_high:.3f}]"])
         doc.table([col, "n", "positives", _label("A", model_names[0]), _label("B", model_names[1])], rows)
+        p = (task.subgroup_variability or {}).get(col)
+        if p is not None:
+            doc.paragraph(f"Bartlett's test of equal variance of the two models' AUROCs across {col} groups: p {p:.3g}.")

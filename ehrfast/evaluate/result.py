@@ -11,6 +11,7 @@ import numpy as np
 from ehrfast.evaluate.bootstrap import Delta, PairedBootstrap, PRDifference
 from ehrfast.evaluate.calibration import Reliability, SubgroupAUROC
 from ehrfast.evaluate.meta import MetaAnalysis
+from ehrfast.evaluate.methods import MethodRow
 from ehrfast.evaluate.metrics import ModelMetrics
 from ehrfast.evaluate.paired_tests import LossComparison
 
@@ -63,9 +64,11 @@ class TaskResult:
     calibration_a: Reliability
     calibration_b: Reliability
     other_scores: dict[str, ScorePair] = field(default_factory=dict)
+    methods: list[MethodRow] = field(default_factory=list)  # per model: AUROC, AUPRC, sensitivity, specificity with CIs
     loss_tests: LossComparison | None = None
     spearman: TraitSpearman | None = None
     subgroups: dict[str, dict[str, list[SubgroupAUROC]]] | None = None  # column -> model -> groups
+    subgroup_variability: dict[str, float | None] | None = None  # column -> Bartlett p of the two models' subgroup AUROCs
 
 
 @dataclass
@@ -88,7 +91,7 @@ class EvaluationResult:
         d = dataclasses.asdict(self)
         d.pop("out_dir")
         for task in d["tasks"].values():
-            for key in ("loss_tests", "spearman", "subgroups"):
+            for key in ("loss_tests", "spearman", "subgroups", "subgroup_variability"):
                 if task[key] is None:
                     del task[key]
         if d["meta_analysis"] is None:
@@ -125,6 +128,7 @@ class TaskComparison:
     pr: PRDifference
     calibration_a: Reliability
     calibration_b: Reliability
+    methods: list[MethodRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # other score columns of the same predictions (e.g. mc_frequency): column -> (metrics A, metrics B)
     other_scores: dict[str, tuple[ModelMetrics, ModelMetrics]] = field(default_factory=dict)
@@ -138,7 +142,7 @@ class TaskComparison:
             bootstrap=BootstrapSummary(boot.iterations_used, boot.skipped_one_class, boot.p_floor, boot.threshold_a, boot.threshold_b,
                                        dict(boot.deltas)),
             pr_difference=self.pr, calibration_a=self.calibration_a, calibration_b=self.calibration_b,
-            other_scores={c: ScorePair(a, b) for c, (a, b) in self.other_scores.items()})
+            other_scores={c: ScorePair(a, b) for c, (a, b) in self.other_scores.items()}, methods=list(self.methods))
 
 
 def _jsonable(x):

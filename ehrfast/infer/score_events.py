@@ -6,8 +6,10 @@ Monte-Carlo estimate over the valid samples, its exact interval and risk level, 
 hit the token cap. Optionally every sample's first event (``samples_path``), from which other
 outcomes of the same events can be computed without sampling again.
 
-Contexts end at the anchor's time (every token at or before it: ARES's ``same_time``), are not
-shortened for the token cap (a long future slides the model's window, keeping the static
+Contexts end where the task's ``anchor.context`` puts them, token-exact (ARES.md S4): at the last
+token at the anchor's time (``same_time``), at the anchor's own code token (``anchor``) or k tokens
+after it — a label file's ``anchor_token_offset`` column, when present, says it directly; they are
+not shortened for the token cap (a long future slides the model's window, keeping the static
 prefix), and each prediction has its own random stream, keyed by (subject, anchor_id).
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -77,6 +80,18 @@ def event_token_classes(task: EventTask, tokens: list[str], source: str) -> np.n
     return classes
 
 
+def anchor_token_offsets(ds: TokenizedDataset, labels: pa.Table, task: EventTask) -> np.ndarray:
+    """[n] int64: where each label row's context ends in its subject's timeline — the labels'
+    ``anchor_token_offset`` when they carry one, else ``ds.anchor_token_index`` of the row's
+    anchor code and time under ``task.anchor.context``; −1: end at the anchor's time."""
+    if "anchor_token_offset" in labels.column_names:
+        return pc.fill_null(labels.column("anchor_token_offset").cast(pa.int64()), -1).to_numpy()
+    sids = labels.column("subject_id").to_pylist()
+    times = labels.column("prediction_time").cast(pa.int64()).to_pylist()
+    codes = labels.column("anchor_code").to_pylist()
+    return np.array([ds.anchor_token_index(int(s), int(t), c, task.anchor.context) for s, t, c in zip(sids, times, codes)], np.int64)
+
+
 def prediction_keys(subject_id: np.ndarray, anchor_id: np.ndarray) -> np.ndarray:
     """[n] int64 random-stream keys, one per (subject, anchor_id): two anchors of a subject get
     different streams (a splitmix64 mix; ARES.md S4)."""
@@ -118,7 +133,9 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     window = model.config.token_window
     context_tokens = min(window, options.context_tokens or window)
     mine = distributed.shard(np.arange(len(sids)), ranks)
-    contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_tokens)[0] for i in mine]
+    offsets = anchor_token_offsets(ds, labels, task)
+    contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_tokens)[0] if offsets[i] < 0
+                else ds.context_at(int(sids[i]), int(offsets[i]), max_tokens=context_tokens)[0] for i in mine]
     prefix = [int(ds.static_lengths[ds.row(int(sids[i]))]) for i in mine]
     prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
 

@@ -74,18 +74,58 @@ class TokenizedDataset:
         i = self.row(subject_id)
         tokens, times = self.timeline(i)
         n_static = int(self.static_lengths[i])
+        body_t, body_s = tokens[n_static:], times[n_static:]
+        end_id = self.vocab.get("TIMELINE_END", -1)
+        keep = (body_s <= prediction_time_us) & (body_t != end_id)
+        if history_us is not None:  # the window [prediction time − history, prediction time]; 0: none
+            keep &= (body_s >= prediction_time_us - history_us) if history_us > 0 else np.zeros_like(keep)
+        return self._assemble(i, prediction_time_us, body_t[keep], body_s[keep], max_tokens)
+
+    def context_at(self, subject_id: int, token_index: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The context that ends at the subject's token ``token_index`` (an index into its
+        timeline, after the static prefix; ARES.md S4): the static tokens, the age tokens at that
+        token's time, then the timeline's tokens up to and including it, left-truncated to
+        ``max_tokens``. Returns (tokens int32, times int64)."""
+        i = self.row(subject_id)
+        tokens, times = self.timeline(i)
+        n_static = int(self.static_lengths[i])
+        if not n_static <= token_index < len(tokens):
+            raise InvalidInputError(f"subject {subject_id}: token index {token_index} is outside its timeline "
+                                    f"(tokens {n_static} … {len(tokens) - 1} after the static prefix)")
+        body_t, body_s = tokens[n_static:token_index + 1], times[n_static:token_index + 1]
+        return self._assemble(i, int(times[token_index]), body_t, body_s, max_tokens)
+
+    def anchor_token_index(self, subject_id: int, time_us: int, code: str | None, context: str | int = "same_time") -> int:
+        """Where an anchor's context ends in the subject's timeline (ARES.md S4): ``same_time``
+        — the last token at or before ``time_us``; ``anchor`` — the anchor's own code token (the
+        first token at ``time_us`` that is ``code``), or k tokens after it for an int ``k``
+        (never past the last token at that time). −1 when no token qualifies. A code without a
+        token of its own (dropped or split by the tokenizer) falls back to ``same_time``."""
+        i = self.row(subject_id)
+        tokens, times = self.timeline(i)
+        n_static = int(self.static_lengths[i])
+        end_id = self.vocab.get("TIMELINE_END", -1)
+        body = np.flatnonzero((times[n_static:] <= time_us) & (tokens[n_static:] != end_id)) + n_static
+        last = int(body[-1]) if len(body) else -1
+        if context == "same_time" or code is None or code not in self.vocab:
+            return last
+        at = np.flatnonzero((times == time_us) & (tokens == self.vocab.id(code)))
+        at = at[at >= n_static]
+        if not len(at):
+            return last
+        return min(int(at[0]) + (0 if context == "anchor" else int(context)), last)
+
+    def _assemble(self, i: int, prediction_time_us: int, body_t: np.ndarray, body_s: np.ndarray,
+                  max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Static tokens + age tokens at ``prediction_time_us`` + the body, left-truncated."""
+        tokens, _ = self.timeline(i)
+        n_static = int(self.static_lengths[i])
         birth = int(self.birth_times[i])
         age_on = bool(self.config.get("age_tokens", True)) and birth != STATIC_TIME
         n_fixed = n_static - 2 if age_on else n_static
         head = list(tokens[:n_fixed])
         if age_on:
             head += self._age_tokens(prediction_time_us, birth)
-        body_t, body_s = tokens[n_static:], times[n_static:]
-        end_id = self.vocab.get("TIMELINE_END", -1)
-        keep = (body_s <= prediction_time_us) & (body_t != end_id)
-        if history_us is not None:  # the window [prediction time − history, prediction time]; 0: none
-            keep &= (body_s >= prediction_time_us - history_us) if history_us > 0 else np.zeros_like(keep)
-        body_t, body_s = body_t[keep], body_s[keep]
         if max_tokens is not None:
             room = max_tokens - len(head)
             if room < 0:

@@ -107,3 +107,55 @@ def test_cluster_bootstrap_of_duplicated_predictions_is_the_bootstrap_of_one_cop
     rows = paired_bootstrap(np.repeat(y, 2), np.repeat(sa, 2), np.repeat(sb, 2), iterations=300, seed=9)
     width = lambda b: b.deltas["auroc"].ci_high - b.deltas["auroc"].ci_low
     assert width(rows) < 0.85 * width(two)
+
+
+def test_method_table_matches_scikit_learn_at_the_closest_point():
+    from sklearn.metrics import confusion_matrix, roc_curve
+
+    from ehrfast.evaluate.methods import method_table
+
+    rng = np.random.default_rng(11)
+    n = 400
+    y = rng.random(n) < 0.2
+    scores = {"ares": rng.random(n) + 0.8 * y, "news": np.round(rng.random(n) * 6 + 2 * y)}  # NEWS-like integer scores tie a lot
+    rows = method_table(y, scores, iterations=300, seed=2)
+    for row in rows:
+        s = scores[row.method]
+        fpr, tpr, thr = roc_curve(y, s)
+        k = int(np.argmin(fpr**2 + (1 - tpr) ** 2))
+        tn, fp, fn, tp = confusion_matrix(y, s >= thr[k]).ravel()
+        assert row.threshold == thr[k]
+        assert row.sensitivity.value == pytest.approx(tp / (tp + fn), abs=1e-12)
+        assert row.specificity.value == pytest.approx(tn / (tn + fp), abs=1e-12)
+        assert row.auroc.value == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert row.auprc.value == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        for e in (row.auroc, row.auprc, row.sensitivity, row.specificity):
+            assert e.ci_low <= e.value <= e.ci_high
+    assert rows[0].iterations_used == 300
+
+
+def test_uniform_calibration_bins_match_scikit_learn():
+    from sklearn.calibration import calibration_curve
+
+    from ehrfast.evaluate.calibration import reliability_curve
+
+    rng = np.random.default_rng(12)
+    p = rng.random(800) ** 2
+    y = rng.random(800) < p
+    p[:5] = [0.1, 0.2, 0.5, 0.9, 1.0]  # scores on bin edges
+    for strategy in ("uniform", "quantile"):
+        ours = reliability_curve(y, p, n_bins=10, iterations=20, strategy=strategy)
+        observed, predicted = calibration_curve(y, p, n_bins=10, strategy=strategy)
+        np.testing.assert_allclose(ours.observed, observed, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.predicted, predicted, rtol=0, atol=1e-12)
+
+
+def test_methods_latex_table(tmp_path):
+    subject, time, anchor, y, pa_, pb_ = _admissions(n_subjects=60)
+    a = _anchored(tmp_path / "a.parquet", subject, time, anchor, y, pa_)
+    b = _anchored(tmp_path / "b.parquet", subject, time, anchor, y, pb_)
+    res = evaluate([(a, b)], tmp_path / "out", EvaluateOptions(iterations=50, model_names=("ARES_1", "NEWS")), progress=False)
+    tex = (tmp_path / "out" / "methods.tex").read_text()
+    assert tex.startswith(r"\begin{tabular}") and r"ARES\_1" in tex and tex.count(r"\\") == 3  # header + two methods
+    row = res.tasks["task"].methods[0]
+    assert f"{row.auroc.value:.3f} [{row.auroc.ci_low:.3f}, {row.auroc.ci_high:.3f}]" in tex

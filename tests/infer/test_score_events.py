@@ -142,3 +142,27 @@ def test_a_visit_token_works_as_an_event():
     assert event_token_classes(task, tokens, "t").tolist() == [-1, 0, 1, 2, -1]
     with pytest.raises(EhrfastError, match="event 'icu'"):
         event_token_classes(task, ["VISIT_START//INPATIENT", "VISIT_END//INPATIENT", "MEDS_DEATH"], "t")
+
+
+def test_contexts_end_at_the_anchor_token(hospital_run, tmp_path):
+    """icu_mortality's context is the ICU admission's own token (``context: anchor``); the
+    mortality task's ends with the last token at the admission's time."""
+    from ehrfast.infer.score_events import anchor_token_offsets
+    from ehrfast.tokenize import TokenizedDataset
+
+    root, d = hospital_run
+    ds = TokenizedDataset(d / "tok" / "held_out")
+    for name in ("icu_mortality", "hospital_mortality"):
+        task = _small(name)
+        make_labels(root, task, tmp_path / f"{name}.parquet", splits=("held_out",))
+        labels = pq.read_table(tmp_path / f"{name}.parquet")
+        offsets = anchor_token_offsets(ds, labels, task)
+        assert (offsets >= 0).all()
+        for s, t, code, k in zip(labels.column("subject_id").to_pylist(), labels.column("prediction_time").cast("int64").to_pylist(),
+                                 labels.column("anchor_code").to_pylist(), offsets.tolist()):
+            tokens, times = ds.timeline(ds.row(s))
+            assert times[k] == t
+            if task.anchor.context == "anchor":
+                assert ds.vocab.tokens[tokens[k]] == code
+            else:
+                assert k + 1 == len(times) or times[k + 1] > t
