@@ -64,11 +64,16 @@ class MedsSummary:
     rows_per_split: dict[str, int]
     subjects_per_split: dict[str, int]
     meds_dir: str = ""
+    events_after_death: int = 0  # subjects with a timed event after their first MEDS_DEATH (valid MEDS, but suspicious)
+    example_after_death: int | None = None  # one such subject
 
     def describe(self) -> str:
         lines = [f"{self.meds_dir}: valid MEDS — {self.n_subjects:,} subjects, {self.n_rows:,} rows, {self.n_codes:,} codes"]
         for split, rows in self.rows_per_split.items():
             lines.append(f"  {split:<10} {self.subjects_per_split[split]:>9,} subjects {rows:>12,} rows")
+        if self.events_after_death:
+            lines.append(f"  warning: {self.events_after_death:,} subject(s) have events after their {DEATH_CODE} row (e.g. subject "
+                         f"{self.example_after_death}); a death recorded as a date at 00:00 (MIMIC) does this, so does a generator bug")
         return "\n".join(lines)
 
 
@@ -219,6 +224,7 @@ def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
     seen_subjects: dict[int, Path] = {}
     all_codes: set[str] = set()
     rows_per_split, subjects_per_split = {}, {}
+    after_death: list[int] = []
     for split, files in shards.items():
         rows_per_split[split] = 0
         n_subj = 0
@@ -231,6 +237,7 @@ def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
                 raise MedsValidationError(f"{f}: subject {s} also appears in {seen_subjects[int(s)]}; a subject must live in one shard")
             seen_subjects.update(dict.fromkeys(uniq.tolist(), f))
             all_codes.update(pc.unique(t.column("code").combine_chunks()).to_pylist())
+            after_death.extend(subjects_with_events_after_death(t).tolist())
             rows_per_split[split] += t.num_rows
             n_subj += len(uniq)
         subjects_per_split[split] = n_subj
@@ -242,7 +249,23 @@ def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
         rows_per_split=rows_per_split,
         subjects_per_split=subjects_per_split,
         meds_dir=str(meds_dir),
+        events_after_death=len(after_death),
+        example_after_death=after_death[0] if after_death else None,
     )
+
+
+def subjects_with_events_after_death(table: pa.Table) -> np.ndarray:
+    """Sorted subject ids of a shard (subject_id, time, code; sorted by subject) with a timed row
+    later than their first MEDS_DEATH."""
+    sid = table.column("subject_id").to_numpy()
+    if not len(sid):
+        return sid
+    time = pc.fill_null(table.column("time").cast(pa.int64()), np.iinfo(np.int64).min).to_numpy()
+    is_death = pc.equal(table.column("code"), DEATH_CODE).fill_null(False).to_numpy(zero_copy_only=False)
+    new = np.r_[True, sid[1:] != sid[:-1]]
+    first_death = np.minimum.reduceat(np.where(is_death, time, np.iinfo(np.int64).max), np.flatnonzero(new))
+    after = time > first_death[np.cumsum(new) - 1]
+    return np.unique(sid[after])
 
 
 def _validate_metadata(root: Path, all_codes: set[str], subjects: dict[int, Path], shards: dict) -> None:

@@ -48,7 +48,10 @@ def uniform_bins(score, n_bins: int) -> np.ndarray:
 def reliability_curve(label, score, n_bins: int = 10, iterations: int = 500, seed: int = 0, memory_bytes: int = DEFAULT_MEMORY_BYTES,
                       strategy: str = "quantile", clusters: np.ndarray | None = None) -> Reliability:
     """Reliability on ``n_bins`` quantile or uniform bins, with a 95 % bootstrap band (resampling
-    predictions, or whole subjects with ``clusters``) and the Brier score."""
+    predictions, or whole subjects with ``clusters``) and the Brier score. With uniform bins the
+    band is the reference's (ETHOS-ARES): each resample's curve — its own mean prediction and
+    observed rate per non-empty bin — linearly interpolated onto the point estimate's mean
+    predictions; with quantile bins each bin's observed rate is resampled in place."""
     y = np.asarray(label, np.float64)
     s = np.asarray(score, np.float64)
     if len(y) == 0:
@@ -65,8 +68,19 @@ def reliability_curve(label, score, n_bins: int = 10, iterations: int = 500, see
     boot = []
     for w in resample_counts(len(s), iterations, seed, memory_bytes, clusters):
         with np.errstate(invalid="ignore", divide="ignore"):
-            boot.append(((w * y) @ onehot) / (w @ onehot))
-    b = np.concatenate(boot)[:, nonzero]
+            weight = w @ onehot
+            observed_w = ((w * y) @ onehot) / weight
+            if strategy == "uniform":
+                predicted_w = ((w * s) @ onehot) / weight
+                rows = np.full((len(w), int(nonzero.sum())), np.nan)
+                for r in range(len(w)):
+                    keep = weight[r] > 0
+                    if keep.any():
+                        rows[r] = np.interp(predicted, predicted_w[r, keep], observed_w[r, keep])
+                boot.append(rows)
+            else:
+                boot.append(observed_w[:, nonzero])
+    b = np.concatenate(boot)
     lo, hi = np.nanpercentile(b, [2.5, 97.5], axis=0)
     return Reliability(predicted, observed, lo, hi, total[nonzero].astype(int), brier(y, s))
 

@@ -127,3 +127,27 @@ def forest_plot(path: Path, meta, metric: str) -> Path:
     # a figure title, not an axes title: long task names push the axes right and would clip it
     fig.suptitle(f"Meta-analysis of Δ {metric} ({meta.emphasized} effects emphasized)", fontsize=10)
     return _save(fig, path)
+
+
+def methods_forest_plot(path: Path, tables: dict[str, list], metric: str = "auroc") -> Path:
+    """Each task's methods (``methods.MethodRow``) with ``metric`` and its 95 % bootstrap interval,
+    one row per (task, method) — the ETHOS-ARES paper's comparison figures."""
+    labels, est, lo, hi = [], [], [], []
+    for task, rows in tables.items():
+        for r in rows:
+            e = getattr(r, metric)
+            labels.append(f"{task}: {r.method}")
+            est.append(e.value)
+            lo.append(e.ci_low)
+            hi.append(e.ci_high)
+    write_csv(path.with_suffix(".csv"), ["task_method", metric, "ci_low", "ci_high"], [labels, est, lo, hi])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 0.35 * len(labels) + 1.2))
+    ypos = np.arange(len(labels))[::-1]
+    est, lo, hi = np.asarray(est), np.asarray(lo), np.asarray(hi)
+    ax.errorbar(est, ypos, xerr=[est - lo, hi - est], fmt="s", color="black", capsize=3, ms=4)
+    ax.axvline(0.5, color="black", lw=0.8, ls=":")
+    ax.set_yticks(ypos, labels)
+    ax.set(xlabel=f"{metric.upper()} (95% bootstrap CI)")
+    fig.suptitle(f"{metric.upper()} per task and model", fontsize=10)
+    return _save(fig, path)

@@ -33,6 +33,10 @@ def write_report(result: EvaluationResult, comparisons: list[TaskComparison], ro
             _spearman_section(doc, task, result.alpha)
         if task.subgroups is not None:
             _subgroup_section(doc, task, names)
+    if plots.matplotlib_available() and any(t.methods for t in comparisons):
+        doc.heading("Every task and model")
+        doc.figure(plots.methods_forest_plot(root / "plots" / "methods_auroc.png", {t.name: t.methods for t in comparisons}),
+                   "AUROC of each model on each task, with 95% bootstrap intervals")
     if meta_considered:
         _meta_section(doc, root, result, meta_left_out)
     return doc

@@ -165,6 +165,7 @@ class EventTask:
     temperature: float = 1.0
     top_p: float = 1.0
     death_before_discharge: bool = True  # MEDS_DEATH moved before a same-time discharge when rows are read
+    age_at: str = "prediction"  # a context's age tokens at the prediction time, or at its window start (the reference)
     label_outcome: str = ""
     description: str = ""
     extra: dict = field(default_factory=dict)
@@ -216,6 +217,8 @@ class EventTask:
             _compile(pattern, f"{where}: anchor.unless_between")
         if a.unless_between and a.first_since is None:
             raise InvalidInputError(f"{where}: anchor.unless_between needs anchor.first_since")
+        if self.age_at not in ("prediction", "window_start"):
+            raise InvalidInputError(f"{where}: age_at must be prediction or window_start, got {self.age_at!r}")
         if not self.label_outcome:
             object.__setattr__(self, "label_outcome", self.name if self.name in self.outcomes else next(iter(self.outcomes)))
         elif self.label_outcome not in self.outcomes:
@@ -257,7 +260,7 @@ class EventTask:
              "outcomes": {k: {"any_of": [c.to_dict() for c in o.any_of]} for k, o in self.outcomes.items()},
              "valid": {"exclude_events": list(self.valid.exclude_events), "exclude_time_limit": self.valid.exclude_time_limit},
              "temperature": self.temperature, "top_p": self.top_p, "order": {"death_before_discharge": self.death_before_discharge},
-             "label_outcome": self.label_outcome}
+             "age_at": self.age_at, "label_outcome": self.label_outcome}
         if self.max_new_tokens is not None:
             d["max_new_tokens"] = self.max_new_tokens
         if self.description:
@@ -272,7 +275,7 @@ class EventTask:
         the field."""
         d = dict(d)
         allowed = {"name", "description", "anchor", "events", "time_limit", "n_samples", "estimator", "outcomes", "valid",
-                   "max_new_tokens", "temperature", "top_p", "order", "label_outcome", "extra"}
+                   "max_new_tokens", "temperature", "top_p", "order", "age_at", "label_outcome", "extra"}
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise InvalidInputError(f"{source}: unknown key(s) {unknown}; an event task takes {sorted(allowed)}")
@@ -286,7 +289,8 @@ class EventTask:
                        estimator=_string(d.get("estimator", "mc"), "estimator"),
                        max_new_tokens=None if d.get("max_new_tokens") is None else _integer(d["max_new_tokens"], "max_new_tokens"),
                        temperature=_number(d.get("temperature", 1.0), "temperature"), top_p=_number(d.get("top_p", 1.0), "top_p"),
-                       death_before_discharge=_order(d.get("order", {})), label_outcome=_string(d.get("label_outcome", ""), "label_outcome"),
+                       death_before_discharge=_order(d.get("order", {})), age_at=_string(d.get("age_at", "prediction"), "age_at"),
+                       label_outcome=_string(d.get("label_outcome", ""), "label_outcome"),
                        description=_string(d.get("description", ""), "description"), extra=_mapping(d.get("extra", {}), "extra"))
         except InvalidInputError as exc:
             raise InvalidInputError(f"{source}: {exc}") from None

@@ -23,6 +23,7 @@ from ehrfast.tokenize.vocab import Vocabulary
 from ehrfast.units import US_PER_YEAR
 
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
+AGE_AT = ("prediction", "window_start")  # when a context's age tokens are taken
 
 
 class TokenizedDataset:
@@ -81,11 +82,15 @@ class TokenizedDataset:
             keep &= (body_s >= prediction_time_us - history_us) if history_us > 0 else np.zeros_like(keep)
         return self._assemble(i, prediction_time_us, body_t[keep], body_s[keep], max_tokens)
 
-    def context_at(self, subject_id: int, token_index: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def context_at(self, subject_id: int, token_index: int, max_tokens: int | None = None,
+                   age_at: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
         """The context that ends at the subject's token ``token_index`` (an index into its
-        timeline, after the static prefix; ARES.md S4): the static tokens, the age tokens at that
-        token's time, then the timeline's tokens up to and including it, left-truncated to
-        ``max_tokens``. Returns (tokens int32, times int64)."""
+        timeline, after the static prefix; ARES.md S4): the static tokens, the age tokens, then
+        the timeline's tokens up to and including it, left-truncated to ``max_tokens``. The age
+        is taken at that token's time (``age_at="prediction"``) or at the first timeline token the
+        context keeps (``"window_start"``, as the reference). Returns (tokens int32, times int64)."""
+        if age_at not in AGE_AT:
+            raise InvalidInputError(f"age_at must be one of {AGE_AT}, got {age_at!r}")
         i = self.row(subject_id)
         tokens, times = self.timeline(i)
         n_static = int(self.static_lengths[i])
@@ -93,7 +98,7 @@ class TokenizedDataset:
             raise InvalidInputError(f"subject {subject_id}: token index {token_index} is outside its timeline "
                                     f"(tokens {n_static} … {len(tokens) - 1} after the static prefix)")
         body_t, body_s = tokens[n_static:token_index + 1], times[n_static:token_index + 1]
-        return self._assemble(i, int(times[token_index]), body_t, body_s, max_tokens)
+        return self._assemble(i, int(times[token_index]), body_t, body_s, max_tokens, age_at == "window_start")
 
     def anchor_token_index(self, subject_id: int, time_us: int, code: str | None, context: str | int = "same_time") -> int:
         """Where an anchor's context ends in the subject's timeline (ARES.md S4): ``same_time``
@@ -116,21 +121,24 @@ class TokenizedDataset:
         return min(int(at[0]) + (0 if context == "anchor" else int(context)), last)
 
     def _assemble(self, i: int, prediction_time_us: int, body_t: np.ndarray, body_s: np.ndarray,
-                  max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Static tokens + age tokens at ``prediction_time_us`` + the body, left-truncated."""
+                  max_tokens: int | None, age_at_window_start: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Static tokens + age tokens (at ``prediction_time_us``, or at the first body token
+        kept) + the body, left-truncated."""
         tokens, _ = self.timeline(i)
         n_static = int(self.static_lengths[i])
         birth = int(self.birth_times[i])
         age_on = bool(self.config.get("age_tokens", True)) and birth != STATIC_TIME
         n_fixed = n_static - 2 if age_on else n_static
         head = list(tokens[:n_fixed])
-        if age_on:
-            head += self._age_tokens(prediction_time_us, birth)
+        n_head = n_fixed + (2 if age_on else 0)
         if max_tokens is not None:
-            room = max_tokens - len(head)
+            room = max_tokens - n_head
             if room < 0:
-                raise InvalidInputError(f"max_tokens={max_tokens} cannot hold the {len(head)} static tokens")
+                raise InvalidInputError(f"max_tokens={max_tokens} cannot hold the {n_head} static tokens")
             body_t, body_s = body_t[len(body_t) - room:] if room else body_t[:0], body_s[len(body_s) - room:] if room else body_s[:0]
+        if age_on:
+            age_time = int(body_s[0]) if age_at_window_start and len(body_s) else prediction_time_us
+            head += self._age_tokens(age_time, birth)
         head_t = np.full(len(head), prediction_time_us, np.int64)
         return np.r_[np.array(head, np.int32), body_t].astype(np.int32), np.r_[head_t, body_s].astype(np.int64)
 

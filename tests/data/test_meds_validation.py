@@ -102,3 +102,20 @@ def test_dictionary_code_and_extra_columns_accepted(tmp_path):
 def test_not_a_dataset(tmp_path):
     with pytest.raises(MedsValidationError, match="no data/ directory"):
         validate_meds_dataset(tmp_path)
+
+
+def test_validate_warns_about_events_after_death(shared_data, small_cohort, tmp_path):
+    """#22 item 7: the synthetic cohort has no event after a death; the MIMIC demo does (deaths
+    known only as a date sit at 00:00), and validate says so, naming a subject."""
+    import pyarrow as pa
+
+    from ehrfast.data.meds import subjects_with_events_after_death, validate_meds_dataset
+
+    root, _, _ = small_cohort
+    assert validate_meds_dataset(root).events_after_death == 0
+    mimic = validate_meds_dataset(shared_data / "mimic-iv-demo-meds")
+    assert mimic.events_after_death > 0 and f"subject {mimic.example_after_death}" in mimic.describe()
+    t = pa.table({"subject_id": pa.array([1, 1, 1, 2, 2, 3], pa.int64()),
+                  "time": pa.array([None, 10, 20, 5, 5, 7], pa.int64()).cast(pa.timestamp("us")),
+                  "code": ["GENDER//F", "MEDS_DEATH", "LAB//x", "LAB//y", "MEDS_DEATH", "LAB//z"]})
+    assert subjects_with_events_after_death(t).tolist() == [1]  # subject 2's same-time row is not after

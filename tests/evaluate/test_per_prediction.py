@@ -159,3 +159,29 @@ def test_methods_latex_table(tmp_path):
     assert tex.startswith(r"\begin{tabular}") and r"ARES\_1" in tex and tex.count(r"\\") == 3  # header + two methods
     row = res.tasks["task"].methods[0]
     assert f"{row.auroc.value:.3f} [{row.auroc.ci_low:.3f}, {row.auroc.ci_high:.3f}]" in tex
+    forest = (tmp_path / "out" / "plots" / "methods_auroc.csv").read_text().splitlines()
+    assert forest[0] == "task_method,auroc,ci_low,ci_high" and forest[1].startswith("task: ARES_1,")
+    assert (tmp_path / "out" / "plots" / "methods_auroc.png").exists()
+
+
+def test_uniform_calibration_band_interpolates_each_resampled_curve():
+    """The reference's band: per resample, sklearn's curve on the resampled rows, interpolated
+    onto the point estimate's mean predictions; percentiles over resamples."""
+    from sklearn.calibration import calibration_curve
+
+    from ehrfast.evaluate.bootstrap import resample_counts
+    from ehrfast.evaluate.calibration import reliability_curve
+
+    rng = np.random.default_rng(13)
+    p = rng.random(300) ** 1.5
+    y = rng.random(300) < p
+    ours = reliability_curve(y, p, n_bins=10, iterations=40, seed=3, strategy="uniform")
+    curves = []
+    for chunk in resample_counts(300, 40, 3):
+        for w in chunk:
+            rows = np.repeat(np.arange(300), w.astype(int))
+            true_b, pred_b = calibration_curve(y[rows], p[rows], n_bins=10, strategy="uniform")
+            curves.append(np.interp(ours.predicted, pred_b, true_b))
+    lo, hi = np.percentile(np.array(curves), [2.5, 97.5], axis=0)
+    np.testing.assert_allclose(ours.observed_low, lo, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours.observed_high, hi, rtol=0, atol=1e-9)

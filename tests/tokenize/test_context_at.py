@@ -73,3 +73,24 @@ def test_anchor_token_index_rules(mimic_tokens):
     assert ds.anchor_token_index(sid, t, code, 2) == min(p + 2, same_time)
     assert ds.anchor_token_index(sid, t, code, 10_000) == same_time  # never past the anchor's time
     assert ds.anchor_token_index(sid, t, "NOT_A_CODE", "anchor") == same_time  # no token of its own: the time rule
+
+
+def test_age_at_the_window_start(mimic_tokens):
+    """age_at="window_start" takes the age tokens at the first timeline token the context keeps
+    (the reference), "prediction" at the token the context ends with."""
+    ds = mimic_tokens
+    i = int(np.argmax(np.diff(ds.offsets)))  # the longest timeline: decades between its first and last tokens
+    sid = int(ds.subject_ids[i])
+    tokens, times = ds.timeline(i)
+    n_static = int(ds.static_lengths[i])
+    k = len(tokens) - 2
+    at_end, _ = ds.context_at(sid, k)
+    at_start, _ = ds.context_at(sid, k, age_at="window_start")
+    start_of_window = ds.context(sid, int(times[n_static]))[0]  # a context whose prediction time is the first token's
+    np.testing.assert_array_equal(at_start[n_static - 2:n_static], start_of_window[n_static - 2:n_static])
+    np.testing.assert_array_equal(at_start[n_static:], at_end[n_static:])
+    cut, _ = ds.context_at(sid, k, max_tokens=n_static + 5, age_at="window_start")
+    later = ds.context(sid, int(times[k - 4]))[0]
+    np.testing.assert_array_equal(cut[n_static - 2:n_static], later[n_static - 2:n_static])  # the kept window starts 4 tokens back
+    with pytest.raises(EhrfastError, match="age_at"):
+        ds.context_at(sid, k, age_at="birth")
