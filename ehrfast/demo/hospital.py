@@ -66,12 +66,13 @@ def outcome_predictions(pred_path: Path, labels: pa.Table, outcome: str, out: Pa
 
 def ceiling(cohort: Path, labels: pa.Table, outcome: str) -> float | None:
     """AUROC of the exact risk at admission against the real outcomes of the scored admissions."""
-    truth = pq.read_table(cohort / "ground_truth" / "hospital_anchors.parquet",
-                          columns=["subject_id", "hadm_id", "anchor", f"p_{outcome}"]).to_pandas()
-    truth = truth[truth.anchor == "HOSPITAL_ADMISSION"].set_index(["subject_id", "hadm_id"])[f"p_{outcome}"]
-    lab = labels.select(["subject_id", "hadm_id", f"label_{outcome}"]).to_pandas()
-    p = truth.reindex(list(zip(lab.subject_id, lab.hadm_id))).to_numpy()
-    y = lab[f"label_{outcome}"].to_numpy(bool)
+    truth = pq.read_table(cohort / "ground_truth" / "hospital_anchors.parquet", columns=["subject_id", "hadm_id", "anchor", f"p_{outcome}"])
+    admission = np.asarray(truth.column("anchor").to_pylist()) == "HOSPITAL_ADMISSION"
+    risk = dict(zip(zip(truth.column("subject_id").to_numpy()[admission].tolist(), truth.column("hadm_id").to_numpy()[admission].tolist()),
+                    truth.column(f"p_{outcome}").to_numpy()[admission].tolist()))
+    keys = zip(labels.column("subject_id").to_pylist(), labels.column("hadm_id").to_pylist())
+    p = np.array([risk.get(k, np.nan) for k in keys], np.float64)
+    y = labels.column(f"label_{outcome}").to_numpy(zero_copy_only=False).astype(bool)
     ok = np.isfinite(p)
     if not ok.any() or y[ok].all() or not y[ok].any():
         return None
