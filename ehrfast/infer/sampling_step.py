@@ -160,6 +160,14 @@ class EventSettings:
     def n_bins(self) -> int:
         return len(self.time_edges_us) + 1
 
+    def class_matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        """[V, E] one-hot of each token's event class (zero rows for non-events), built once."""
+        cached = self.__dict__.get("_class_matrix")
+        if cached is None or cached.dtype != dtype:
+            cached = torch.nn.functional.one_hot((self.event_class.long() + 1), self.n_events + 1)[:, 1:].to(dtype)
+            object.__setattr__(self, "_class_matrix", cached)
+        return cached
+
 
 @dataclass
 class EventRecord:
@@ -230,7 +238,7 @@ def event_step(logits: torch.Tensor, state: SamplerState, settings: StepSettings
     p_event = torch.where(alive, p_event, torch.zeros_like(p_event))
     survival = torch.exp(state.log_survival)
     classes = events.event_class
-    p_class = torch.stack([(probs * (classes == e)).sum(-1) for e in range(events.n_events)], -1) if events.n_events else probs[:, :0]
+    p_class = probs @ events.class_matrix(probs.dtype)  # [B, E]: one pass over the vocabulary, not one per class
     gain = torch.where(alive.unsqueeze(-1), survival.unsqueeze(-1) * p_class, torch.zeros_like(p_class))
     record.cif += gain
     time_bin = torch.searchsorted(events.time_edges_us, state.elapsed_us.contiguous(), right=True)
