@@ -7,6 +7,7 @@ from __future__ import annotations
 from ehrfast.data.options import ValidateOptions
 from ehrfast.evaluate.options import EvaluateStageOptions
 from ehrfast.genomics.options import PRSStageOptions
+from ehrfast.infer.ares.options import AresStageOptions, NextTokenStageOptions
 from ehrfast.infer.options import ScoreStageOptions
 from ehrfast.labels.options import LabelOptions
 from ehrfast.stages import Stage
@@ -32,11 +33,17 @@ SCORE = Stage("score", "zero-shot risk by sampling futures (path probabilities +
               "ehrfast.infer.score:score_cohort",
               description="Under torchrun (torchrun --nproc_per_node K -m ehrfast.cli score ...) the labelled subjects are split "
                           "over the ranks; rank 0 writes the predictions.")
+ARES = Stage("ares", "ETHOS-ARES risk trajectories over hospital stays, with explanations, figures and an HTML page", AresStageOptions,
+             "ehrfast.infer.ares.run:run_ares",
+             description="For every stay of an anchored label file (ehrfast label --task hospital_mortality): death, ICU admission, "
+                         "prolonged stay and the composite re-estimated at every position of the stay by sampling futures.")
+NEXT_TOKEN = Stage("next-token", "DRG / SOFA as exact next-token readouts (softmax over the candidate tokens)", NextTokenStageOptions,
+                   "ehrfast.infer.ares.run:run_next_token")
 EVALUATE = Stage("evaluate", "compare model A with model B: paired bootstrap, meta-analysis, plots, report", EvaluateStageOptions,
                  "ehrfast.evaluate.compare:evaluate")
 TRANSFER = Stage("transfer", "transfer learning: a head on the frozen EHR model, PRS-encoder embeddings as features",
                  TransferStageOptions, "ehrfast.transfer.experiment:run_transfer")
 
-STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, EVALUATE, TRANSFER)
+STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, ARES, NEXT_TOKEN, EVALUATE, TRANSFER)
 
-__all__ = ["EVALUATE", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]
+__all__ = ["ARES", "EVALUATE", "NEXT_TOKEN", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]

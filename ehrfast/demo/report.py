@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ehrfast.evaluate.document import Document
+from ehrfast.document import Document
 from ehrfast.evaluate.metrics import auroc
 
 ALPHA = 0.05

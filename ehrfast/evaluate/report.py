@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ehrfast.evaluate import plots
 from ehrfast.evaluate.calibration import brier_label
-from ehrfast.evaluate.document import Document
+from ehrfast.document import Document
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, roc_points
 from ehrfast.evaluate.result import BootstrapSummary, EvaluationResult, TaskComparison, TaskResult
 

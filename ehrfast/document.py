@@ -1,5 +1,6 @@
-"""A tiny report document: headings, paragraphs, tables and figures, rendered to Markdown
-and to a self-contained HTML page (figures embedded as base64)."""
+"""A tiny report document: headings, paragraphs, tables, figures and pre-rendered HTML
+fragments, rendered to Markdown and to a self-contained HTML page (figures embedded as base64).
+Shared by every stage that writes a report (evaluate, ares, the demo)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ class Document:
     def figure(self, path: Path, caption: str) -> None:
         self.blocks.append(("figure", Path(path), caption))
 
+    def fragment(self, html_text: str, markdown: str) -> None:
+        """A piece of HTML written as is (e.g. coloured cells), with its Markdown rendering."""
+        self.blocks.append(("fragment", html_text, markdown))
+
     def to_markdown(self, base: Path) -> str:
         out = [f"# {self.title}", ""]
         for b in self.blocks:
@@ -37,6 +42,8 @@ class Document:
                 out += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
                 out += ["| " + " | ".join(r) + " |" for r in b[2]]
                 out.append("")
+            elif b[0] == "fragment":
+                out += [b[2], ""]
             else:
                 out += [f"![{b[2]}]({b[1].relative_to(base).as_posix()})", f"*{b[2]}*", ""]
         return "\n".join(out)
@@ -60,6 +67,8 @@ class Document:
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
                 body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b[2])
                 parts.append(f"<table><tr>{head}</tr>{body}</table>")
+            elif b[0] == "fragment":
+                parts.append(b[1])
             else:
                 data = base64.b64encode(b[1].read_bytes()).decode()
                 parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(b[2])}'><figcaption>{html.escape(b[2])}</figcaption></figure>")
