@@ -15,3 +15,6 @@ python benchmarks/cross_attention.py --json "$OUT/cross_attention.json" 2>&1 | t
 python benchmarks/slot_attention.py --json "$OUT/slot_attention.json" 2>&1 | tail -5 | tee "$OUT/slot_attention.txt"
 python benchmarks/sampler_vs_hf.py --json "$OUT/sampler.json" 2>&1 | grep -v '^ \|^{\|^}' | tail -20 | tee "$OUT/sampler.txt"
 python benchmarks/train_vs_hf.py --json "$OUT/train.json" 2>&1 | grep -v '%|' | tail -20 | tee "$OUT/train.txt"
+# ARES: one stay's trajectory with the paper-sized model, 100 futures per position (ARES.md S7 cost)
+python benchmarks/ares_cost.py --preset paper --device cuda --samples 100 --max-new-tokens 512 --context-tokens 1024 --stays 2 \
+    --every-k 16 --baseline-positions 4 --json "$OUT/ares.json" 2>&1 | tail -5 | tee "$OUT/ares.txt"

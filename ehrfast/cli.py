@@ -162,7 +162,8 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ehrfast.demo import DemoOptions, run_demo
 
-    run_demo(args.out, _options(DemoOptions, args))
+    options = _options(DemoOptions, args)
+    run_demo(args.out or Path("ehrfast_ares_demo" if options.ares else "ehrfast_demo"), options)
     return 0
 
 
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=lambda args, stage=stage: _run_stage(stage, args))
 
     p = sub.add_parser("demo", help="run the pipeline end to end on a fresh synthetic cohort")
-    p.add_argument("--out", default=Path("ehrfast_demo"), type=Path, help="output directory (default: ./ehrfast_demo)")
+    p.add_argument("--out", default=None, type=Path, help="output directory (default: ./ehrfast_demo, with --ares ./ehrfast_ares_demo)")
     _add_arguments(p, DemoOptions)
     p.set_defaults(func=_cmd_demo)
     return parser

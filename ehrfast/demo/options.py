@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ehrfast.stages import option
 
@@ -13,3 +14,7 @@ class DemoOptions:
     seed: int = option("random seed of every stage", 0)
     force: bool = option("rerun stages that already finished", False)
     train_steps: int = option("training steps per model", 2_000)
+    ares: bool = option("run the ETHOS-ARES demo instead (ARES.md S15): the MIMIC-IV demo in MEDS and the synthetic hospital world — "
+                        "scoring at admission, trajectories with explanations, figures", False)
+    mimic: Path | None = option("--ares: the MIMIC-IV demo in MEDS (default: ../shared/data/mimic-iv-demo-meds)", None)
+    ares_train_steps: int = option("--ares: training steps per model", 400)

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ehrfast import registry
 from ehrfast.data.options import ValidateOptions
+from ehrfast.demo import ares as ares_demo
 from ehrfast.demo.hospital import hospital_step
 from ehrfast.demo.options import DemoOptions
 from ehrfast.demo.report import write_demo_report
@@ -259,16 +260,25 @@ def run_step(step: DemoStep, run_dir: Path, options: DemoOptions, force: bool) -
     return summary, True
 
 
+ARES_STEPS = (
+    DemoStep("mimic", "mimic", ares_demo.mimic_step),
+    DemoStep("synthetic_hospital", "synth", ares_demo.synthetic_step),
+    DemoStep("report", "report", ares_demo.report_step),
+)
+
+
 def run_demo(out_dir: str | os.PathLike, options: DemoOptions | None = None) -> dict[str, dict]:
-    """Runs every step on a fresh synthetic cohort into ``out_dir``; returns each step's summary
-    (also written to ``out_dir/results.json``)."""
+    """Runs every step on a fresh synthetic cohort into ``out_dir`` (with ``options.ares``: the
+    ETHOS-ARES demo, ``demo/ares.py``); returns each step's summary (also written to
+    ``out_dir/results.json``)."""
     options = options or DemoOptions()
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     upstream_ran = False  # a rerun step invalidates everything after it
-    for i, step in enumerate(STEPS, start=1):
-        print(f"== stage {i}/{len(STEPS)}: {step.name}")
+    steps = ARES_STEPS if options.ares else STEPS
+    for i, step in enumerate(steps, start=1):
+        print(f"== stage {i}/{len(steps)}: {step.name}")
         results[step.name], ran = run_step(step, run_dir, options, options.force or upstream_ran)
         upstream_ran |= ran
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

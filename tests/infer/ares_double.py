@@ -127,3 +127,14 @@ def mortality_risks(m: np.ndarray, last: int, days_left: float, max_steps: int) 
     valid = law[:2].sum()
     need = max(int(np.ceil(days_left)), 0)
     return float(law[0].sum() / valid), float(law[:2, need:].sum() / valid)
+
+
+def composite_risk(m: np.ndarray, last: int, days_left: float, max_steps: int, icu_active: bool) -> float:
+    """P(ICU or death, or a stay ≥ days_left more) among valid futures: from the ICU run's events
+    (ICU, death, discharge) while ICU is active, else from the mortality run's (death, discharge)."""
+    need = max(int(np.ceil(days_left)), 0)
+    if icu_active:
+        law = first_event_law(m, {ICU: 0, DEATH: 1, DISCHARGE: 2, END: 3}, 4, max_steps)[last]
+        return float((law[0].sum() + law[1].sum() + law[2, need:].sum()) / law[:3].sum())
+    law = first_event_law(m, {DEATH: 0, DISCHARGE: 1, END: 2}, 3, max_steps)[last]
+    return float((law[0].sum() + law[1, need:].sum()) / law[:2].sum())

@@ -38,7 +38,7 @@ def test_stay_in_token_coordinates(tmp_path):
     assert stay.hadm_id == 1 and stay.anchor_time_us == D.T0
 
 
-def test_components_switch_off_and_over_and_prolonged_stay_equals_the_dynamic_program(tmp_path):
+def test_components_switch_off_and_over_and_each_risk_equals_the_dynamic_program(tmp_path):
     ds, traj = _trajectory(tmp_path, n_samples=300, seed=3)
     (st,) = traj.stays
     icu_at = st.stay.icu
@@ -57,8 +57,9 @@ def test_components_switch_off_and_over_and_prolonged_stay_equals_the_dynamic_pr
     for row, (pos, tok) in enumerate(zip(st.positions, st.token_ids)):
         days_left = st.threshold_days[row] - st.elapsed_us[row] / US_PER_DAY
         death, ps = D.mortality_risks(m, int(tok), days_left, MAX_NEW)
-        n = st.n_valid["prolonged_stay"][row]
-        for name, p in (("hospital_mortality", death), ("prolonged_stay", ps)):
+        composite = D.composite_risk(m, int(tok), days_left, MAX_NEW, icu_active=bool(before[row]))
+        for name, p in (("hospital_mortality", death), ("prolonged_stay", ps), ("composite", composite)):
+            n = st.n_valid[name][row]
             sd = np.sqrt(max(p * (1 - p), 1e-4) / n)
             assert abs(st.risk[name][row] - p) < 4 * sd + 1e-9, (pos, name, st.risk[name][row], p)
     table = traj.table()

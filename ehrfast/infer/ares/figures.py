@@ -23,7 +23,8 @@ LEVEL_NAMES = {1: "0–20 %", 2: "20–40 %", 3: "40–60 %", 4: "60–80 %", 5:
 BAR_SYMBOLS = 10
 STYLE = ("<style>.ares-cell{display:inline-block;width:12px;height:14px;margin:0 1px;font-size:9px;line-height:14px;"
          "text-align:center;color:#222}.ares-off{background:#fff;border:1px dashed #ddd;width:10px;height:12px}"
-         ".ares td{text-align:left;padding:3px 5px}.ares td:nth-child(n+3){white-space:nowrap}</style>")
+         ".ares td,.ares th{text-align:left;padding:3px 5px;vertical-align:top}.ares-overview td:nth-child(n+3){white-space:nowrap}"
+         ".ares td{word-break:break-word}</style>")
 
 
 def _pyplot():
@@ -80,7 +81,7 @@ def stay_figure(path: Path, traj: RiskTrajectory, st: StayTrajectory, groups: li
         known = np.isfinite(risk)  # positions without a valid future are skipped; a deactivated ICU ends its curve
         for ax, x in ((ax_tok, x_tok), (ax_time, days)):
             ax.plot(x[known], risk[known], color=color, lw=1.5, label=label if ax is ax_tok else None, drawstyle="steps-post")
-            ax.fill_between(x[known], lo[known], hi[known], color=color, alpha=0.15, step="post", lw=0)
+            ax.fill_between(x[known], lo[known], hi[known], color=color, alpha=0.08, step="post", lw=0)
         if truth and component in truth:
             t_days, t_risk = truth[component]
             ax_time.plot(t_days, t_risk, color=color, lw=1.1, ls="--", drawstyle="steps-post")
@@ -180,7 +181,7 @@ def overview_html(traj: RiskTrajectory) -> str:
                     f"{cells}</tr>")
     legend = " ".join(f"<span class='ares-cell' style='background:{c};width:auto;padding:0 4px'>{k}: {LEVEL_NAMES[k]}</span>"
                       for k, c in LEVEL_COLORS.items())
-    return f"{STYLE}<table class='ares'><tr><th>subject / admission</th><th>outcome</th>{head}</tr>{''.join(rows)}</table><p>{legend}</p>"
+    return f"{STYLE}<table class='ares ares-overview'><tr><th>subject / admission</th><th>outcome</th>{head}</tr>{''.join(rows)}</table><p>{legend}</p>"
 
 
 def table_html(header: list[str], rows: list[list]) -> str:

@@ -192,8 +192,9 @@ def _settings_json(settings: TrajectorySettings) -> dict:
 
 def _page(traj: RiskTrajectory, settings: TrajectorySettings, n: int, skipped: int) -> Document:
     doc = Document("ETHOS-ARES: risk trajectories")
-    doc.paragraph(f"{n} stay(s); the risk of each component re-estimated at every {settings.positions.replace('_', ' ')} position of the "
-                  f"stay from {settings.n_samples} sampled futures (valid futures only: those that met the event set before the "
+    where = {"every_token": "after every token", "every_k": f"after every {settings.every_k}th token", "per_timestamp":
+             "at each distinct time", "per_group": "after each group of tokens"}[settings.positions]
+    doc.paragraph(f"{n} stay(s); the risk of each component re-estimated {where} of the stay from {settings.n_samples} sampled futures (valid futures only: those that met the event set before the "
                   f"token cap), with exact 95 % intervals and ARES's five levels. The ICU component switches off once the patient is "
                   f"in the ICU; the prolonged stay is a stay of {settings.thresholds_days[0]:g} days until day "
                   f"{settings.thresholds_days[0]:g}, then of {settings.thresholds_days[1]:g} days. {skipped} anchor(s) skipped.")
@@ -206,9 +207,17 @@ def _page(traj: RiskTrajectory, settings: TrajectorySettings, n: int, skipped: i
 
 def _stay_section(doc: Document, traj: RiskTrajectory, st: StayTrajectory, figure: Path, groups, with_truth: bool) -> None:
     doc.heading(stay_title(st))
-    last = {c: st.risk[c][np.isfinite(st.risk[c])] for c in SHOWN}
-    doc.paragraph(f"{len(st.positions)} positions over {st.elapsed_us[-1] / US_PER_DAY:.1f} days. Risk at admission → at the last "
-                  "position: " + "; ".join(f"{SHOWN[c][0].lower()} {v[0]:.0%} → {v[-1]:.0%}" for c, v in last.items() if len(v)) + ".")
+    moves = []
+    for c in SHOWN:
+        v = st.risk[c][np.isfinite(st.risk[c])]
+        if len(v):
+            until = " (until the ICU admission)" if c == "icu_admission" and st.deactivated.any() else ""
+            moves.append(f"{SHOWN[c][0].lower()} {v[0]:.0%} → {v[-1]:.0%}{until}")
+    n_valid = st.n_valid["hospital_mortality"]
+    doc.paragraph(f"{len(st.positions)} positions over {st.elapsed_us[-1] / US_PER_DAY:.1f} days. Risk at the first → at the last "
+                  f"position: {'; '.join(moves)}. Valid futures per position (mortality run): median {np.median(n_valid):.0f} of "
+                  f"{traj.settings.n_samples} (the others reached the token cap before any event; few valid futures make a jumpy curve "
+                  "and wide bands).")
     doc.figure(figure, "Top: the four components with 95 % bands, on tokens and on days since admission"
                + (" (dashed: the true risk)" if with_truth else "") + "; middle: the stay's tokens with the groups that moved the "
                "composite most; bottom: the ARES bar.")
