@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ehrfast.document import Document
 from ehrfast.evaluate import plots
 from ehrfast.evaluate.calibration import brier_label
-from ehrfast.document import Document
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, roc_points
 from ehrfast.evaluate.result import BootstrapSummary, EvaluationResult, TaskComparison, TaskResult
 
