@@ -82,12 +82,17 @@ def select_stays(stays: list[Stay], wanted: tuple[str, ...] | None, max_stays: i
     return stays[:max_stays] if max_stays else stays
 
 
-def true_risks(truth_path: Path, st: StayTrajectory) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """component -> (elapsed days, true risk) of the stay's hourly truth, or None if it has none."""
+def read_truth(truth_path: Path) -> pa.Table:
+    """A synthetic cohort's ``stay_trajectories.parquet``, its columns checked."""
     table = pq.read_table(truth_path)
     missing = [c for c in ("subject_id", "hadm_id", "elapsed_hours", *TRUTH_COLUMNS.values()) if c not in table.column_names]
     if missing:
         raise InvalidInputError(f"{truth_path}: not a stay_trajectories.parquet (missing {missing})")
+    return table
+
+
+def true_risks(table: pa.Table, st: StayTrajectory) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """component -> (elapsed days, true risk) of the stay's hourly truth (``read_truth``), or None if it has none."""
     if st.stay.hadm_id is None:
         return None
     sid = table.column("subject_id").to_numpy()
@@ -149,8 +154,9 @@ def run_ares(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, anchors
         pq.write_table(explanations, root / "explanations.parquet")
         (root / "figures").mkdir()
         doc = _page(traj, settings, len(chosen), skipped)
+        truth_table = read_truth(Path(truth_path)) if truth_path else None  # once, not per stay
         for i, st in enumerate(traj.stays):
-            truth = true_risks(Path(truth_path), st) if truth_path else None
+            truth = true_risks(truth_table, st) if truth_table is not None else None
             if truth:
                 for c, e in truth_errors(st, truth).items():
                     errors.setdefault(c, []).append(e)

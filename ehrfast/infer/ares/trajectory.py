@@ -111,8 +111,10 @@ class RiskTrajectory:
         """One row per (position, component) — the trajectory parquet (README, *ARES*)."""
         cols: dict[str, list] = {k: [] for k in ("subject_id", "anchor_id", "position", "token", "time", "elapsed_us", "component", "risk",
                                                  "n_valid", "ci_low", "ci_high", "risk_level", "deactivated", "threshold_days")}
+        names = np.array(self.tokens, dtype=object)
         for st in self.stays:
             p = len(st.positions)
+            token_names = names[st.token_ids]  # once per stay, shared by its components
             for component in COMPONENTS:
                 risk = st.risk[component]
                 off = (st.deactivated if component == "icu_admission" else np.zeros(p, bool)) | ~np.isfinite(risk)
@@ -123,7 +125,7 @@ class RiskTrajectory:
                 cols["subject_id"].append(np.full(p, st.stay.subject_id, np.int64))
                 cols["anchor_id"].append(np.full(p, st.stay.anchor_id, np.int64))
                 cols["position"].append(st.positions)
-                cols["token"].append(np.array(self.tokens, dtype=object)[st.token_ids])
+                cols["token"].append(token_names)
                 cols["time"].append(st.times_us)
                 cols["elapsed_us"].append(st.elapsed_us)
                 cols["component"].append(np.full(p, component, dtype=object))
