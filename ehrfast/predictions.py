@@ -10,6 +10,7 @@ columns, so a strict copy with only its columns can be written beside it.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -126,5 +127,47 @@ def write_labels(path: str | os.PathLike, table: pa.Table, *, overwrite: bool = 
         pq.write_table(table, tmp)
 
 
-__all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "PREDICTION_SCHEMA",
-           "label_table", "prediction_table", "read_anchored_labels", "strict_path", "write_labels", "write_predictions"]
+# A method-scores file: the MEDS label schema, ``anchor_id`` when the labels have it, then one
+# float64 column per method (higher = riskier; not necessarily a probability: NEWS, CART, −acuity).
+# The method columns are named in the file's schema metadata under this key.
+METHODS_METADATA_KEY = b"ehrfast.methods"
+
+
+def method_scores_table(labels: pa.Table, scores: dict[str, np.ndarray]) -> pa.Table:
+    """A method-scores table for the rows of ``labels``: ``scores`` {method: [n] float64}.
+    Refuses a non-finite score, naming the method and row."""
+    if not scores:
+        raise InvalidInputError("a method-scores file needs at least one method")
+    out = {c: labels.column(c) for c in LABEL_COLUMNS}
+    if "anchor_id" in labels.column_names:
+        out["anchor_id"] = labels.column("anchor_id")
+    for name, values in scores.items():
+        v = np.asarray(values, np.float64)
+        if v.shape != (labels.num_rows,):
+            raise InvalidInputError(f"method {name!r}: {len(v)} scores for {labels.num_rows} labels")
+        if not np.isfinite(v).all():
+            row = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise NonFiniteResultError(f"method {name!r}: row {row} (subject {labels.column('subject_id')[row].as_py()}) scored {v[row]}; "
+                                       "nothing was written")
+        if name in out:
+            raise InvalidInputError(f"method name {name!r} collides with a label column")
+        out[name] = pa.array(v, pa.float64())
+    table = pa.table(out)
+    return table.replace_schema_metadata({METHODS_METADATA_KEY: json.dumps(list(scores)).encode()})
+
+
+def read_method_names(path: str | os.PathLike) -> list[str]:
+    """The method columns of a method-scores file (``ehrfast baselines``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: no such method-scores file")
+    meta = pq.read_schema(path).metadata or {}
+    if METHODS_METADATA_KEY not in meta:
+        raise InvalidInputError(f"{path}: not a method-scores file (no {METHODS_METADATA_KEY.decode()} metadata); "
+                                "write one with 'ehrfast baselines'")
+    return list(json.loads(meta[METHODS_METADATA_KEY]))
+
+
+__all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "METHODS_METADATA_KEY",
+           "PREDICTION_SCHEMA", "label_table", "method_scores_table", "prediction_table", "read_anchored_labels", "read_method_names",
+           "strict_path", "write_labels", "write_predictions"]

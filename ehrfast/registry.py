@@ -4,6 +4,7 @@ demo runs these same stages, so a command, its demo step and its API function ca
 
 from __future__ import annotations
 
+from ehrfast.baselines.options import BaselinesStageOptions
 from ehrfast.data.options import ValidateOptions
 from ehrfast.evaluate.options import EvaluateStageOptions
 from ehrfast.genomics.options import PRSStageOptions
@@ -39,11 +40,15 @@ ARES = Stage("ares", "ETHOS-ARES risk trajectories over hospital stays, with exp
                          "prolonged stay and the composite re-estimated at every position of the stay by sampling futures.")
 NEXT_TOKEN = Stage("next-token", "DRG / SOFA as exact next-token readouts (softmax over the candidate tokens)", NextTokenStageOptions,
                    "ehrfast.infer.ares.run:run_next_token")
+BASELINES = Stage("baselines", "early-warning scores (NEWS, NEWS2, MEWS, REMS, CART, ESI) and tabular models for a task's label rows",
+                  BaselinesStageOptions, "ehrfast.baselines.run:run_baselines",
+                  description="The ETHOS-ARES paper's comparison methods, as the MIMIC-IV-ED benchmark computes them; one column per "
+                              "method (higher = riskier) for ehrfast evaluate --methods.")
 EVALUATE = Stage("evaluate", "compare model A with model B: paired bootstrap, meta-analysis, plots, report", EvaluateStageOptions,
                  "ehrfast.evaluate.compare:evaluate")
 TRANSFER = Stage("transfer", "transfer learning: a head on the frozen EHR model, PRS-encoder embeddings as features",
                  TransferStageOptions, "ehrfast.transfer.experiment:run_transfer")
 
-STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, ARES, NEXT_TOKEN, EVALUATE, TRANSFER)
+STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, ARES, NEXT_TOKEN, BASELINES, EVALUATE, TRANSFER)
 
-__all__ = ["ARES", "EVALUATE", "NEXT_TOKEN", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]
+__all__ = ["ARES", "BASELINES", "EVALUATE", "NEXT_TOKEN", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]
