@@ -20,6 +20,7 @@ from ehrfast.baselines.comorbidity import FLAG_NAMES, comorbidity_flags
 from ehrfast.baselines.rows import read_matching_rows
 from ehrfast.baselines.triage import FIELDS, TriageEvents, age_years, clean
 from ehrfast.data.meds import STATIC_TIME
+from ehrfast.stages import option
 from ehrfast.units import US_PER_DAY, US_PER_HOUR
 
 VISIT_WINDOWS_DAYS = (30, 90, 365)
@@ -31,13 +32,13 @@ class FeatureCodes:
     """Which MEDS codes are visits, diagnoses, gender and birth (regexes, searched; the ICD-10
     pattern's first group is the code itself)."""
 
-    ed: str = "^ED_REGISTRATION$"
-    hospital: str = "^HOSPITAL_ADMISSION//"
-    icu: str = "^ICU_ADMISSION"
-    icd10: str = "^DIAGNOSIS//ICD//10//(.+)$"
-    female: str = "^GENDER//F$"
-    male: str = "^GENDER//M$"
-    birth: str = "^MEDS_BIRTH$"
+    ed: str = option("code regex of an ED visit", "^ED_REGISTRATION$")
+    hospital: str = option("code regex of a hospital admission", "^HOSPITAL_ADMISSION//")
+    icu: str = option("code regex of an ICU admission", "^ICU_ADMISSION")
+    icd10: str = option("code regex of an ICD-10 diagnosis (group 1: the code)", "^DIAGNOSIS//ICD//10//(.+)$")
+    female: str = option("code regex of female gender", "^GENDER//F$")
+    male: str = option("code regex of male gender", "^GENDER//M$")
+    birth: str = option("code regex of the birth", "^MEDS_BIRTH$")
 
     def patterns(self) -> dict[str, str]:
         return asdict(self)

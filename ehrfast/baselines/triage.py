@@ -16,6 +16,7 @@ import numpy as np
 
 from ehrfast.baselines.rows import number, read_matching_rows
 from ehrfast.errors import InvalidInputError
+from ehrfast.stages import option
 from ehrfast.units import US_PER_YEAR
 
 FIELDS = ("temperature", "heart_rate", "resp_rate", "o2sat", "sbp", "dbp", "pain", "acuity")
@@ -33,14 +34,14 @@ class TriageCodes:
     """Which MEDS codes hold the triage values (regexes, searched). The defaults follow the
     ethos-ares ED event configuration (and the synthetic hospital world)."""
 
-    temperature: str = "^TEMPERATURE$"
-    heart_rate: str = "^HEART_RATE$"
-    resp_rate: str = "^RESPIRATORY_RATE$"
-    o2sat: str = "^O2_SATURATION$"
-    blood_pressure: str = "^Blood Pressure$"
-    pain: str = "^PAIN$"
-    acuity: str = "^ACUITY$"
-    temperature_unit: str = "F"  # "F" (MIMIC-IV-ED) or "C"
+    temperature: str = option("code regex of temperature", "^TEMPERATURE$")
+    heart_rate: str = option("code regex of heart rate", "^HEART_RATE$")
+    resp_rate: str = option("code regex of respiratory rate", "^RESPIRATORY_RATE$")
+    o2sat: str = option("code regex of oxygen saturation", "^O2_SATURATION$")
+    blood_pressure: str = option("code regex of blood pressure (number = systolic, text = diastolic or 'SBP/DBP')", "^Blood Pressure$")
+    pain: str = option("code regex of pain (text 0-10)", "^PAIN$")
+    acuity: str = option("code regex of acuity (ESI 1-5)", "^ACUITY$")
+    temperature_unit: str = option("unit of the recorded temperature: F (MIMIC-IV-ED) or C", "F", choices=("F", "C"))
 
     def __post_init__(self):
         if self.temperature_unit not in ("F", "C"):

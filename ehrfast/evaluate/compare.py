@@ -22,10 +22,11 @@ from ehrfast.evaluate.methods import method_table, methods_latex
 from ehrfast.evaluate.metrics import ModelMetrics, model_metrics
 from ehrfast.evaluate.options import DEFAULT_SCORE, EvaluateOptions
 from ehrfast.evaluate.paired_tests import LossComparison, compare_losses, spearman_vs_traits
-from ehrfast.evaluate.predictions import PredictionError, align_pair, load_prediction_scores, prediction_scores, read_predictions
+from ehrfast.evaluate.predictions import PredictionError, align_pair, load_prediction_scores, prediction_scores, read_predictions, scores_on_units
 from ehrfast.evaluate.report import write_report
 from ehrfast.evaluate.result import EvaluationResult, TaskComparison, TraitSpearman
 from ehrfast.io import atomic_directory, check_outputs
+from ehrfast.predictions import read_method_names
 
 ALPHA = 0.05
 
@@ -43,7 +44,10 @@ def compare_pair(
     cluster_by_subject: bool = False,
     calibration_bins: str = "quantile",
     model_names: tuple[str, str] = ("A", "B"),
+    method_files: tuple[Path, ...] = (),
 ) -> TaskComparison:
+    """One task: model A against model B, and in the methods table also every method of
+    ``method_files`` (method-scores files) on the same predictions."""
     a = load_prediction_scores(pred_a, score_column)
     b = load_prediction_scores(pred_b, score_column)
     label, sa, sb = align_pair(a, b)
@@ -70,10 +74,34 @@ def compare_pair(
         pr=pr_difference(label, sa, sb, iterations, seed, clusters=clusters),
         calibration_a=reliability_curve(label, sa, seed=seed, strategy=calibration_bins, clusters=clusters),
         calibration_b=reliability_curve(label, sb, seed=seed, strategy=calibration_bins, clusters=clusters),
-        methods=method_table(label, dict(zip(model_names, (sa, sb))), iterations, seed, clusters),
+        methods=method_table(label, {**dict(zip(model_names, (sa, sb))), **_method_scores(a, method_files, model_names)}, iterations, seed,
+                             clusters),
         notes=notes,
         other_scores={c: _other_score_metrics(pred_a, pred_b, c, threshold_rule, fixed_threshold) for c in other_score_columns},
     )
+
+
+def _method_scores(a, method_files: tuple[Path, ...], model_names) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for path in method_files:
+        for method in read_method_names(path):
+            if method in out or method in model_names:
+                raise InvalidInputError(f"{path}: method {method!r} appears twice in one task's methods table")
+            out[method] = scores_on_units(a, load_prediction_scores(path, method))
+    return out
+
+
+def parse_methods(entries: tuple[str, ...], names: list[str]) -> dict[str, tuple[Path, ...]]:
+    """``TASK=FILE`` entries -> {task: files}; an unknown task or a malformed entry is an error."""
+    out: dict[str, list[Path]] = {}
+    for entry in entries:
+        task, sep, file = entry.partition("=")
+        if not sep or not task or not file:
+            raise InvalidInputError(f"--methods {entry!r}: expected TASK=FILE")
+        if task not in names:
+            raise InvalidInputError(f"--methods {entry!r}: no task {task!r} among {names}")
+        out.setdefault(task, []).append(Path(file))
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _other_score_metrics(pred_a, pred_b, column: str, threshold_rule: str, fixed_threshold: float) -> tuple[ModelMetrics, ModelMetrics]:
@@ -89,6 +117,7 @@ def evaluate(
     prs_path: str | os.PathLike | None = None,
     subgroups_path: str | os.PathLike | None = None,
     demographics_from: str | os.PathLike | None = None,
+    methods: tuple[str, ...] = (),
     overwrite: bool = False,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -98,7 +127,8 @@ def evaluate(
     ``options.other_score_columns`` (e.g. ``("mc_frequency",)``) are reported beside the main
     score: AUROC and number of operating points of each model under each. ``demographics_from``
     (a MEDS dataset) adds AUROC by gender and race (the reference's race groups), with
-    Bartlett's test of the two models' subgroup AUROCs."""
+    Bartlett's test of the two models' subgroup AUROCs. ``methods`` (``TASK=FILE`` entries) adds
+    every method of a method-scores file (``ehrfast baselines``) to that task's methods table."""
     opt = options or EvaluateOptions()
     if not pairs:
         raise InvalidInputError("no prediction files to evaluate")
@@ -107,12 +137,13 @@ def evaluate(
         raise InvalidInputError(f"need one distinct name per task, got {names}")
     if opt.meta_tasks is not None and (unknown := sorted(set(opt.meta_tasks) - set(names))):
         raise InvalidInputError(f"meta_tasks {unknown} are not among the tasks {names}")
-    check_outputs(directories=[out_dir], inputs=[*(p for pair in pairs for p in pair), prs_path, subgroups_path, demographics_from],
-                  overwrite=overwrite)
+    method_files = parse_methods(tuple(methods), names)
+    check_outputs(directories=[out_dir], inputs=[*(p for pair in pairs for p in pair), prs_path, subgroups_path, demographics_from,
+                                                 *(f for files in method_files.values() for f in files)], overwrite=overwrite)
     demographic_table = demographics(demographics_from) if demographics_from is not None else None
     comparisons = [
         compare_pair(a, b, n, opt.score_column, opt.iterations, opt.seed, opt.threshold_rule, opt.fixed_threshold, opt.other_score_columns,
-                     opt.cluster_by_subject, opt.calibration_bins, tuple(opt.model_names))
+                     opt.cluster_by_subject, opt.calibration_bins, tuple(opt.model_names), method_files.get(n, ()))
         for (a, b), n in tqdm(list(zip(pairs, names)), desc="evaluate", unit="task", disable=not progress)
     ]
     tasks = {}

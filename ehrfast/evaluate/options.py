@@ -56,5 +56,7 @@ class EvaluateStageOptions:
     subgroups_path: Path | None = option("parquet with subject_id and demographic columns", None, role="input", flag="--subgroups")
     demographics_from: Path | None = option("MEDS dataset: also break AUROC down by gender and race (ETHOS-ARES race groups)", None,
                                             role="input", flag="--demographics")
+    methods: tuple[str, ...] = option("method-scores files set beside A and B in the methods table: TASK=FILE (from ehrfast baselines; "
+                                      "every method column of FILE), any number per task", (), metavar="TASK=FILE")
     overwrite: bool = overwrite_option("the report directory")
     progress: bool = progress_option()

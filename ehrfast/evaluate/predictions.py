@@ -133,3 +133,19 @@ def align_pair(a: PredictionScores, b: PredictionScores) -> tuple[np.ndarray, np
         i = int(np.flatnonzero(a.label != b.label)[0])
         raise PredictionError(f"{a.unit(i)} has label {a.label[i]} in A but {b.label[i]} in B")
     return a.label, a.score, b.score
+
+
+def scores_on_units(a: PredictionScores, other: PredictionScores) -> np.ndarray:
+    """[n] float64: ``other``'s score on each unit of ``a`` (in ``a``'s order), for a method file
+    that may cover more predictions than the models scored; a unit of ``a`` missing from
+    ``other``, or with another label there, is an error."""
+    index = {k: i for i, k in enumerate(zip(other.subject_id.tolist(), other.prediction_time.tolist(), other.anchor_id.tolist()))}
+    pos = np.array([index.get(k, -1) for k in zip(a.subject_id.tolist(), a.prediction_time.tolist(), a.anchor_id.tolist())], np.int64)
+    if (pos < 0).any():
+        i = int(np.flatnonzero(pos < 0)[0])
+        raise PredictionError(f"{other.source}: no score for {int((pos < 0).sum())} of the {len(pos)} predictions of {a.source} "
+                              f"(e.g. {a.unit(i)})")
+    if not np.array_equal(other.label[pos], a.label):
+        i = int(np.flatnonzero(other.label[pos] != a.label)[0])
+        raise PredictionError(f"{a.unit(i)} has label {a.label[i]} in {a.source} but {other.label[pos[i]]} in {other.source}")
+    return other.score[pos]

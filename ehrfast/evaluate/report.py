@@ -75,10 +75,10 @@ def _task_section(doc: Document, root: Path, t: TaskComparison, task: TaskResult
     )
     if task.methods:
         doc.paragraph("Each model alone, with 95% bootstrap intervals; sensitivity and specificity at its ROC point closest to (0, 1):")
-        briers = (ma.brier, mb.brier)
+        briers = (ma.brier, mb.brier) + (None,) * (len(task.methods) - 2)  # other methods' scores need not be probabilities
         doc.table(["model", "AUROC", "AUPRC", "sensitivity", "specificity", "threshold", "Brier"],
                   [[r.method, *(f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]" for e in (r.auroc, r.auprc, r.sensitivity, r.specificity)),
-                    f"{r.threshold:.4g}", f"{b:.4f} ({brier_label(b)})"] for r, b in zip(task.methods, briers)])
+                    f"{r.threshold:.4g}", "—" if b is None else f"{b:.4f} ({brier_label(b)})"] for r, b in zip(task.methods, briers)])
     if task.other_scores:
         doc.paragraph("The same predictions scored by other columns (AUROC; distinct operating points):")
         doc.table(["score", f"AUROC {model_names[0]}", "points", f"AUROC {model_names[1]}", "points"],
