@@ -86,9 +86,10 @@ def test_demo_runs_and_resumes(tmp_path):
     hospital = results["hospital"]["outcomes"]
     assert set(hospital) == {"hospital_mortality", "prolonged_stay", "icu_admission", "composite"}
     assert all(o["n"] > 0 for o in hospital.values()) and "In-hospital risk" in (out / "report.md").read_text()
+    assert set(results["triage"]["tasks"]) == {"ed_hospitalization", "ed_critical_outcome", "ed_representation"}
     _every_output_parses(out)
     second = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
-    assert second.stdout.count("skipping") == 13
+    assert second.stdout.count("skipping") == 14
 
 
 def _every_output_parses(root):

@@ -35,6 +35,7 @@ from ehrfast.demo import ares as ares_demo
 from ehrfast.demo.hospital import hospital_step
 from ehrfast.demo.options import DemoOptions
 from ehrfast.demo.report import write_demo_report
+from ehrfast.demo.triage import triage_step
 from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.options import EvaluateOptions, EvaluateStageOptions
 from ehrfast.genomics.options import PRSStageOptions
@@ -220,6 +221,10 @@ def _hospital(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     return hospital_step(run_dir, out, o.seed)
 
 
+def _triage(run_dir: Path, out: Path, o: DemoOptions) -> dict:
+    return triage_step(run_dir, out, o.seed)
+
+
 def _report(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     numbers = write_demo_report(run_dir, out, DEMO_TASKS)
     print(f"  report: {run_dir}/report.html (and report.md)")
@@ -239,6 +244,7 @@ STEPS = (
     DemoStep("evaluate", "evaluation", _evaluate),
     DemoStep("transfer", "transfer", _transfer),
     DemoStep("hospital", "hospital", _hospital),
+    DemoStep("triage", "triage", _triage),
     DemoStep("report", "report", _report),
 )
 
