@@ -64,7 +64,8 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
         hf = SimpleNamespace(**{"activation_function": "gelu_new", "add_cross_attention": False, "layer_norm_epsilon": 1e-5, **meta})
         state = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in state.items()}
         state.setdefault("lm_head.weight", state["transformer.wte.weight"])
-        return GPT.from_hf_state_dict(state, GPTConfig.from_hf(hf)).eval()
+        has_bias = "transformer.ln_f.bias" in state
+        return GPT.from_hf_state_dict(state, GPTConfig.from_hf(hf, bias=has_bias)).eval()
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{config_path}: format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r} or a GPT-2 config")
     try:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from ehrfast.errors import InvalidInputError
 
 MODALITIES = ("none", "cross", "prefix")
+PRESET_NAMES = ("tiny", "demo", "paper", "ethos_ares")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class GPTConfig:
     n_soft_tokens: int = 10
     prs_hidden: int = 256
     layer_norm_epsilon: float = 1e-5
+    bias: bool = True  # False: no bias in the linear layers and LayerNorms (nanoGPT's bias=False, the ETHOS-ARES model)
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -56,10 +58,13 @@ class GPTConfig:
 
     @classmethod
     def preset(cls, name: str, vocab_size: int, **overrides) -> GPTConfig:
-        """``paper`` (960 wide, 12 layers, 8 heads, 2048 window, 10 soft tokens, 4096 hidden),
-        ``demo`` (a small model that trains on 2 CPU cores in minutes) or ``tiny`` (tests)."""
+        """``paper`` (the genomics paper: 960 wide, 12 layers, 8 heads, 2048 window, 10 soft tokens,
+        4096 hidden), ``ethos_ares`` (the ETHOS-ARES model, ARES.md S14: 768 wide, 6 layers, 12
+        heads, 2048 window, dropout 0.3, no biases), ``demo`` (a small model that trains on 2 CPU
+        cores in minutes) or ``tiny`` (tests)."""
         presets = {
             "paper": dict(n_layer=12, n_head=8, n_embd=960, block_size=2048, n_soft_tokens=10, prs_hidden=4096),
+            "ethos_ares": dict(n_layer=6, n_head=12, n_embd=768, block_size=2048, dropout=0.3, bias=False),
             "demo": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, n_soft_tokens=4, prs_hidden=256),
             "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=64, n_soft_tokens=2, prs_hidden=32),
         }
@@ -69,7 +74,8 @@ class GPTConfig:
 
     @classmethod
     def from_hf(cls, hf_config, **overrides) -> GPTConfig:
-        """From a ``transformers.GPT2Config`` (``add_cross_attention`` → modality "cross")."""
+        """From a ``transformers.GPT2Config`` (``add_cross_attention`` → modality "cross"; a
+        checkpoint without bias tensors passes ``bias=False``)."""
         if getattr(hf_config, "activation_function", "gelu_new") != "gelu_new":
             raise InvalidInputError(f"only GPT-2's gelu_new activation is supported, got {hf_config.activation_function!r}")
         fields = dict(

@@ -28,16 +28,22 @@ from ehrfast.model.packed_attention import PackedMask, attend, packed_mask
 
 
 class Conv1D(nn.Module):
-    """GPT-2's linear layer: y = x @ weight + bias, weight [in, out]."""
+    """GPT-2's linear layer: y = x @ weight + bias, weight [in, out]; ``bias=False``: y = x @ weight."""
 
-    def __init__(self, n_in: int, n_out: int):
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_in, n_out))
-        self.bias = nn.Parameter(torch.zeros(n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
         nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(*x.shape[:-1], -1)
+        flat = x.reshape(-1, x.shape[-1])
+        y = flat @ self.weight if self.bias is None else torch.addmm(self.bias, flat, self.weight)
+        return y.reshape(*x.shape[:-1], -1)
+
+
+def layer_norm(cfg: GPTConfig) -> nn.LayerNorm:
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon, bias=cfg.bias)
 
 
 def _heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -50,8 +56,8 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.n_head = cfg.n_head
-        self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)
-        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd, cfg.bias)
+        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd, cfg.bias)
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | PackedMask | None = None,
@@ -76,9 +82,9 @@ class CrossAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.n_head = cfg.n_head
-        self.q_attn = Conv1D(cfg.n_embd, cfg.n_embd)
-        self.c_attn = Conv1D(cfg.n_embd, 2 * cfg.n_embd)
-        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.q_attn = Conv1D(cfg.n_embd, cfg.n_embd, cfg.bias)
+        self.c_attn = Conv1D(cfg.n_embd, 2 * cfg.n_embd, cfg.bias)
+        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd, cfg.bias)
         self.dropout = cfg.dropout
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,8 +109,8 @@ class CrossAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.c_fc = Conv1D(cfg.n_embd, 4 * cfg.n_embd)
-        self.c_proj = Conv1D(4 * cfg.n_embd, cfg.n_embd)
+        self.c_fc = Conv1D(cfg.n_embd, 4 * cfg.n_embd, cfg.bias)
+        self.c_proj = Conv1D(4 * cfg.n_embd, cfg.n_embd, cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,13 +120,13 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.ln_1 = layer_norm(cfg)
         self.attn = SelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.ln_2 = layer_norm(cfg)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.modality == "cross":
-            self.ln_cross_attn = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+            self.ln_cross_attn = layer_norm(cfg)
             self.crossattention = CrossAttention(cfg)
 
     def forward(self, x: torch.Tensor, memory=None, self_mask=None, segment_ids=None,
@@ -221,7 +227,7 @@ class GPT(nn.Module):
                 wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
                 drop=nn.Dropout(cfg.dropout),
                 h=nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
-                ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon),
+                ln_f=layer_norm(cfg),
             )
         )
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -345,9 +351,17 @@ class GPT(nn.Module):
     # ---- Hugging Face GPT2LMHeadModel state dicts -------------------------------
 
     def to_hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """GPT-2 names and layouts (the PRS encoder is not part of GPT-2 and is left out)."""
+        """GPT-2 names and layouts (the PRS encoder is not part of GPT-2 and is left out). GPT-2
+        always has biases: a model without them (``bias=False``) writes zero biases, which is the
+        same function."""
         sd = {k: v for k, v in self.state_dict().items() if not k.startswith("prs_encoder.")}
         sd["lm_head.weight"] = sd["transformer.wte.weight"]
+        if not self.config.bias:
+            for name, module in self.named_modules():
+                if name.startswith("prs_encoder") or not isinstance(module, Conv1D | nn.LayerNorm):
+                    continue
+                sd[f"{name}.bias"] = torch.zeros(module.weight.shape[-1] if isinstance(module, Conv1D) else module.weight.shape[0],
+                                                 dtype=module.weight.dtype, device=module.weight.device)
         return sd
 
     @classmethod
@@ -356,6 +370,11 @@ class GPT(nn.Module):
         own = model.state_dict()
         wanted = {k for k in own if not k.startswith("prs_encoder.")}
         given = {k: v for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        if not config.bias:  # zero biases (GPT-2's layout of a no-bias model) are dropped; any other bias does not fit
+            for k in [k for k in given if k.endswith(".bias") and k not in own]:
+                if torch.count_nonzero(given[k]):
+                    raise InvalidInputError(f"{k}: a non-zero bias, but the config has bias=False")
+                del given[k]
         missing = sorted(wanted - set(given))
         unexpected = sorted(set(given) - set(own))
         if missing or unexpected:

@@ -8,24 +8,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.model.config import MODALITIES, PRESET_NAMES
 from ehrfast.stages import option, overwrite_option, progress_option
 
-PRESETS = ("tiny", "demo", "paper")
-MODALITIES = ("none", "cross", "prefix")
+PRESETS = PRESET_NAMES
+SCHEDULES = ("linear", "cosine")
 
 
 @dataclass
 class TrainConfig:
-    preset: str = option("model size: tiny (tests), demo (2 CPU cores) or paper (the genomics paper's GPT)", "demo",
-                         choices=PRESETS)
+    preset: str = option("model: tiny (tests), demo (2 CPU cores), paper (the genomics paper's GPT) or ethos_ares (the ETHOS-ARES "
+                         "model: 6 layers, 12 heads, 768 wide, 2048 window, dropout 0.3, no biases)", "demo", choices=PRESETS)
     modality: str = option("how the model reads PRS: none, cross (cross-attention) or prefix (soft tokens prepended)", "cross",
                            choices=MODALITIES)
     steps: int = option("optimizer steps", 300)
     batch_size: int = option("rows per step (per rank under torchrun)", 16)
     seq_len: int = option("tokens per row", 256)
     lr: float = option("peak learning rate", 1e-3)
-    min_lr_ratio: float = option("final learning rate as a share of the peak (linear decay)", 0.1)
+    min_lr_ratio: float = option("final learning rate as a share of the peak", 0.1)
     warmup_steps: int = option("linear warm-up steps", 30)
+    schedule: str = option("after the warm-up: linear (decay to min_lr_ratio·lr at the last step) or cosine (nanoGPT / ETHOS: "
+                           "cosine to min_lr_ratio·lr at lr_decay_steps, then flat)", "linear", choices=SCHEDULES)
+    lr_decay_steps: int | None = option("cosine: the step where the decay ends (default: steps)", None)
+    beta2: float = option("AdamW β2 (ETHOS-ARES: 0.95)", 0.999)
     weight_decay: float = option("AdamW weight decay (matrices only)", 0.1)
     grad_clip: float = option("gradient-norm clip", 1.0)
     eval_every: int | None = option("steps between validation losses (default: 5 evaluations per run)", None)
@@ -53,6 +58,15 @@ class TrainConfig:
         for name in ("min_lr_ratio", "weight_decay"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise InvalidInputError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.lr_decay_steps is None:
+            self.lr_decay_steps = self.steps
+        if isinstance(self.lr_decay_steps, bool) or not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps <= self.warmup_steps:
+            if self.schedule == "cosine":
+                raise InvalidInputError(f"lr_decay_steps must be an integer > warmup_steps ({self.warmup_steps}), got {self.lr_decay_steps!r}")
+        if self.schedule not in SCHEDULES:
+            raise InvalidInputError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 < self.beta2 < 1:
+            raise InvalidInputError(f"beta2 must be in (0, 1), got {self.beta2}")
         if self.preset not in PRESETS:
             raise InvalidInputError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if self.modality not in MODALITIES:

@@ -1,9 +1,10 @@
-"""The training loop: AdamW, linear warm-up then linear decay, gradient clipping, bf16 autocast
+"""The training loop: AdamW, warm-up then linear or cosine decay, gradient clipping, bf16 autocast
 on CUDA, periodic validation loss, checkpoints that resume to the same next step."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -65,6 +66,19 @@ class TrainSummary:
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (0-based). ``linear``: warm-up to lr over
+    ``warmup_steps`` (step + 1 of them), then linear decay to ``min_lr_ratio``·lr at the last step.
+    ``cosine`` (the ETHOS-ARES reference's nanoGPT schedule, ARES.md S14): lr·step/warmup before
+    the warm-up ends, min_lr after ``lr_decay_steps``, and between them
+    min_lr + ½(1 + cos(π·(step − warmup)/(lr_decay_steps − warmup)))·(lr − min_lr)."""
+    if cfg.schedule == "cosine":
+        min_lr = cfg.lr * cfg.min_lr_ratio
+        if step < cfg.warmup_steps:
+            return cfg.lr * step / cfg.warmup_steps
+        if step > cfg.lr_decay_steps:
+            return min_lr
+        ratio = (step - cfg.warmup_steps) / (cfg.lr_decay_steps - cfg.warmup_steps)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - min_lr)
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
@@ -250,7 +264,8 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not biases, LayerNorms)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+                             betas=(0.9, cfg.beta2))
 
 
 def _save_state(model, opt, sampler, step, history, path: Path, data_dir: Path, ranks: distributed.Ranks) -> None:
