@@ -214,6 +214,7 @@ struct TimelineRules {
     std::int32_t n_quantiles = 1;
     std::int32_t timeline_end = -1;
     bool age_tokens = true;
+    std::int32_t age_rounding = tokenizer::kAgeHalfUp;
 };
 
 // The fitted code table and timeline rules, validated once, applied to many shards.
@@ -230,8 +231,11 @@ class TimelineProgram {
             if (lower_[i] <= lower_[i - 1]) throw std::invalid_argument("interval lower edges must be strictly increasing");
         if (!lower_.empty() && lower_[0] <= 0) throw std::invalid_argument("interval lower edges must be positive");
         if (r.n_quantiles < 1) throw std::invalid_argument("n_quantiles must be >= 1");
+        if (r.age_rounding != tokenizer::kAgeHalfUp && r.age_rounding != tokenizer::kAgeEthos)
+            throw std::invalid_argument("age_rounding must be 0 (half up) or 1 (ethos)");
         table_ = tokenizer::CodeTable{pre_off_.data(), pre_.data(), post_off_.data(), post_.data(), cut_off_.data(), cuts_.data(), n_entries_};
-        rules_ = tokenizer::Rules{lower_.data(), token_.data(), lower_.size(), r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens};
+        rules_ = tokenizer::Rules{lower_.data(), token_.data(), lower_.size(), r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens,
+                                r.age_rounding};
     }
 
     // Tokenizes the kept subjects in blocks of consecutive subjects, in parallel, passing the
@@ -566,8 +570,9 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init<Int64Array, Int32Array, Int64Array, Int32Array, Int64Array, Float64Array>(), py::arg("pre_off"), py::arg("pre"),
              py::arg("post_off"), py::arg("post"), py::arg("cut_off"), py::arg("cuts"));
     py::class_<TimelineRules>(m, "TimelineRules", "Interval bins, quantile tokens, TIMELINE_END and age tokens of a tokenizer.")
-        .def(py::init<Int64Array, Int32Array, std::int32_t, std::int32_t, std::int32_t, bool>(), py::arg("interval_lower"),
-             py::arg("interval_token"), py::arg("q_first"), py::arg("n_quantiles"), py::arg("timeline_end"), py::arg("age_tokens"));
+        .def(py::init<Int64Array, Int32Array, std::int32_t, std::int32_t, std::int32_t, bool, std::int32_t>(), py::arg("interval_lower"),
+             py::arg("interval_token"), py::arg("q_first"), py::arg("n_quantiles"), py::arg("timeline_end"), py::arg("age_tokens"),
+             py::arg("age_rounding") = 0);
     py::class_<TimelineProgram>(m, "TimelineProgram", "A fitted code table + timeline rules (see ehrfast/tokenize/reference.py).")
         .def(py::init<const CodeTableArrays&, const TimelineRules&>(), py::arg("table"), py::arg("rules"))
         .def("tokenize", &TimelineProgram::tokenize, py::arg("time"), py::arg("code"), py::arg("entry_of_code"), py::arg("value"),

@@ -25,10 +25,11 @@ class CodeTableArrays:
     ) -> None: ...
 
 class TimelineRules:
-    """Interval bins (lower edges µs, token ids), Q1's id, the number of quantiles, TIMELINE_END's id (-1: none), age tokens."""
+    """Interval bins (lower edges µs, token ids), Q1's id, the number of quantiles, TIMELINE_END's id (-1: none), age tokens,
+    age rounding (0: half up, 1: ethos)."""
 
     def __init__(self, interval_lower: npt.NDArray[np.int64], interval_token: npt.NDArray[np.int32], q_first: int, n_quantiles: int,
-                 timeline_end: int, age_tokens: bool) -> None: ...
+                 timeline_end: int, age_tokens: bool, age_rounding: int = 0) -> None: ...
 
 class TimelineProgram:
     """A fitted code table + timeline rules (ehrfast/tokenize/reference.py has the rules)."""

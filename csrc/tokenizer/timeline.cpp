@@ -115,10 +115,24 @@ class Emitter {
         }
     }
 
+    // The two age rules of ehrfast/tokenize/reference.py::age_digits_at (keep them in step).
     void emit_age(std::int64_t t0, std::int64_t birth) {
-        const double age = std::clamp(static_cast<double>(t0 - birth) / kMicrosPerYear, 0.0, 99.0);
-        const int tens = std::min(9, static_cast<int>(std::floor(age / 10.0)));
-        const int units = std::min(9, static_cast<int>(std::floor(std::fmod(age, 10.0) + 0.5)));
+        int tens = 0, units = 0;
+        if (rules_.age_rounding == kAgeEthos) {
+            const std::int64_t gap = t0 - birth;  // floor division, as Python's //
+            const double days = static_cast<double>(gap >= 0 ? gap / kMicrosPerDay : -((-gap + kMicrosPerDay - 1) / kMicrosPerDay));
+            const double age = std::clamp(days / 365.25, 0.0, 99.0);
+            tens = static_cast<int>(std::floor(age / 10.0));
+            units = static_cast<int>(std::nearbyint(std::fmod(age, 10.0)));  // round half to even, as Python's round()
+            if (units == 10) {
+                tens += 1;
+                units = 0;
+            }
+        } else {
+            const double age = std::clamp(static_cast<double>(t0 - birth) / kMicrosPerYear, 0.0, 99.0);
+            tens = std::min(9, static_cast<int>(std::floor(age / 10.0)));
+            units = std::min(9, static_cast<int>(std::floor(std::fmod(age, 10.0) + 0.5)));
+        }
         room(2);
         put(rules_.q_first + std::min(tens, rules_.n_quantiles - 1), t0);
         put(rules_.q_first + std::min(units, rules_.n_quantiles - 1), t0);

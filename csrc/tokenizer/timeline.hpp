@@ -17,7 +17,10 @@ namespace ehrfast::tokenizer {
 constexpr std::int64_t kStaticTime = std::numeric_limits<std::int64_t>::min();  // null time
 constexpr std::int32_t kDrop = -1;   // row emits nothing (dropped code)
 constexpr std::int32_t kBirth = -2;  // birth row: anchors age, emits nothing
+constexpr std::int32_t kAgeHalfUp = 0;  // age in years of 365.25 days; units rounded half up, each digit capped at 9
+constexpr std::int32_t kAgeEthos = 1;   // the ETHOS reference: whole days / 365.25, units rounded half to even, carried
 constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
+constexpr std::int64_t kMicrosPerDay = 86400LL * 1000000LL;
 
 struct Rows {
     const std::int64_t* time;           // [n] µs, kStaticTime for static rows
@@ -51,6 +54,7 @@ struct Rules {
     std::int32_t n_quantiles;   // Q1..Qk
     std::int32_t timeline_end;  // token id, or -1 for none
     bool age_tokens;
+    std::int32_t age_rounding;  // kAgeHalfUp or kAgeEthos (see emit_age)
 };
 
 struct SubjectSummary {

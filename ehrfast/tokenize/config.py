@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.tokenize.rules import PACKAGE_MAPS, CodeRule
 from ehrfast.units import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE
 
 MINUTE, HOUR, DAY = US_PER_MINUTE, US_PER_HOUR, US_PER_DAY
@@ -27,6 +28,7 @@ PRIMARY_CARE_INTERVALS = [
 ]
 INTERVAL_PRESETS = {"ethos": ETHOS_INTERVALS, "primary_care": PRIMARY_CARE_INTERVALS}
 TOKENIZER_FORMAT_VERSION = 1
+AGE_ROUNDINGS = ("half_up", "ethos")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TokenizerConfig:
     n_quantiles: int = 10  # Q1..Qk for numeric values (also the age digits)
     min_values_for_quantiles: int = 10  # codes with fewer training values emit only the code
     age_tokens: bool = True  # two Q tokens (tens, units of age) after the static tokens
+    age_rounding: str = "half_up"  # "half_up" (years of 365.25 days, units half up) or "ethos" (the reference: whole days, half to even, carry)
     birth_code: str = "MEDS_BIRTH"
     min_events: int = 1  # subjects with fewer timed events are dropped
     max_events: int | None = None  # ... or with more
@@ -60,6 +63,7 @@ class TokenizerConfig:
     visit_rules: tuple[VisitRule, ...] = ()
     hierarchical_prefixes: tuple[str, ...] = ()  # e.g. ("DIAGNOSIS//ICD//10//",)
     hierarchical_category_length: int = 3
+    code_rules: tuple[CodeRule, ...] = ()  # ehrfast/tokenize/rules.py: drop, map, rewrite, split, value_token, reorder
     train_split: str = "train"
     extra: dict = field(default_factory=dict)  # free-form notes kept with the output
 
@@ -68,10 +72,13 @@ class TokenizerConfig:
             raise InvalidInputError(f"intervals must be one of {sorted(INTERVAL_PRESETS)}, got {self.intervals!r}")
         if not 1 <= self.n_quantiles <= 100:
             raise InvalidInputError(f"n_quantiles must be in 1..100, got {self.n_quantiles}")
+        if self.age_rounding not in AGE_ROUNDINGS:
+            raise InvalidInputError(f"age_rounding must be one of {AGE_ROUNDINGS}, got {self.age_rounding!r}")
         if self.rare_codes not in ("unk", "drop"):
             raise InvalidInputError(f"rare_codes must be 'unk' or 'drop', got {self.rare_codes!r}")
         if self.min_events < 0 or (self.max_events is not None and self.max_events < self.min_events):
             raise InvalidInputError("need 0 <= min_events <= max_events")
+        object.__setattr__(self, "code_rules", tuple(self.code_rules))
         for rule in self.visit_rules:
             for pattern in (rule.start, rule.end):
                 try:
@@ -89,6 +96,7 @@ class TokenizerConfig:
         d = asdict(self)
         d["visit_rules"] = [asdict(r) for r in self.visit_rules]
         d["hierarchical_prefixes"] = list(self.hierarchical_prefixes)
+        d["code_rules"] = [r.to_dict() for r in self.code_rules]
         return d
 
     @classmethod
@@ -100,10 +108,19 @@ class TokenizerConfig:
         d = dict(d)
         d["visit_rules"] = tuple(VisitRule(**r) for r in d.get("visit_rules", ()))
         d["hierarchical_prefixes"] = tuple(d.get("hierarchical_prefixes", ()))
+        d["code_rules"] = tuple(r if isinstance(r, CodeRule) else CodeRule.from_dict(r) for r in d.get("code_rules", ()))
         return cls(**d)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TokenizerConfig:
         """Reads a config file: either a bare config or a saved ``tokenizer.json``."""
         d = json.loads(Path(path).read_text())
-        return cls.from_dict(d.get("config", d))
+        d = dict(d.get("config", d))
+        rules = []
+        for r in d.get("code_rules", ()):  # a map's CSV path is relative to the config file
+            r = dict(r)
+            if r.get("csv") and not r["csv"].startswith(PACKAGE_MAPS) and not Path(r["csv"]).is_absolute():
+                r["csv"] = str(Path(path).resolve().parent / r["csv"])
+            rules.append(r)
+        d["code_rules"] = rules
+        return cls.from_dict(d)

@@ -18,9 +18,8 @@ import numpy as np
 
 from ehrfast.data.reader import STATIC_TIME
 from ehrfast.errors import InputNotFoundError, InvalidInputError
-from ehrfast.tokenize.reference import age_digits
+from ehrfast.tokenize.reference import age_digits_at
 from ehrfast.tokenize.vocab import Vocabulary
-from ehrfast.units import US_PER_YEAR
 
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
 AGE_AT = ("prediction", "window_start")  # when a context's age tokens are taken
@@ -144,4 +143,4 @@ class TokenizedDataset:
 
     def _age_tokens(self, t_us: int, birth_us: int) -> list[int]:
         q1 = self.vocab.id("Q1")
-        return [q1 + d for d in age_digits((t_us - birth_us) / US_PER_YEAR, int(self.config.get("n_quantiles", 10)))]
+        return [q1 + d for d in age_digits_at(t_us, birth_us, int(self.config.get("n_quantiles", 10)), self.config.get("age_rounding", "half_up"))]

@@ -7,7 +7,8 @@ Rules for one subject (rows sorted, static rows first):
 1. t0 = time of the first timed row that emits tokens (else the last timed row, else birth, else 0).
 2. Static rows emit their tokens at t0; then, if the subject has a birth row and age tokens
    are on, two quantile tokens for the age at t0 (tens digit, then units digit rounded half
-   up, each capped at 9; age clamped to [0, 99] years of 365.25 days).
+   up, each capped at 9; age clamped to [0, 99] years of 365.25 days — or, with
+   ``age_rounding="ethos"``, the reference's rule: ``ethos_age_digits``).
 3. Each timed row that emits (not birth, not dropped) is preceded, when the gap from the
    previous emitting row is at least the smallest interval edge, by the token of the largest
    edge not above the gap — the top bin repeated round(gap / edge) times, halves up.
@@ -24,7 +25,7 @@ import math
 import numpy as np
 
 from ehrfast.data.reader import STATIC_TIME
-from ehrfast.units import US_PER_YEAR
+from ehrfast.units import US_PER_DAY, US_PER_YEAR
 
 DROP, BIRTH = -1, -2
 
@@ -36,6 +37,32 @@ def age_digits(age_years: float, n_quantiles: int) -> tuple[int, int]:
     tens = min(9, math.floor(age / 10), n_quantiles - 1)
     units = min(9, math.floor(math.fmod(age, 10.0) + 0.5), n_quantiles - 1)
     return tens, units
+
+
+def ethos_age_digits(days: int, n_quantiles: int) -> tuple[int, int]:
+    """The reference's age tokens (ethos-ares ``datasets/base.py::_age_to_tokens``) as Q-offsets:
+    age = whole days / 365.25 capped at 99; tens = floor(age / 10); units = Python's round (half
+    to even) of age mod 10, carried into the tens at 10; each capped at n_quantiles - 1."""
+    return ethos_digits_of_age(days / 365.25, n_quantiles)
+
+
+def ethos_digits_of_age(age_years: float, n_quantiles: int) -> tuple[int, int]:
+    """``ethos_age_digits`` for an age in years (ARES.md S13's table: 46.0 → Q5 Q7, 46.5 → Q5 Q7,
+    49.7 → Q6 Q1, 89.5 → Q10 Q1, 99.9 → Q10 Q10)."""
+    age = min(max(age_years, 0.0), 99.0)
+    tens = math.floor(age / 10)
+    units = round(math.fmod(age, 10.0))
+    if units == 10:
+        tens, units = tens + 1, 0
+    return min(tens, n_quantiles - 1), min(units, n_quantiles - 1)
+
+
+def age_digits_at(t_us: int, birth_us: int, n_quantiles: int, rounding: str = "half_up") -> tuple[int, int]:
+    """The age tokens' Q-offsets at ``t_us`` for a birth at ``birth_us`` under ``rounding``
+    (TokenizerConfig.age_rounding); the C++ core's emit_age has the same two rules."""
+    if rounding == "ethos":
+        return ethos_age_digits((int(t_us) - int(birth_us)) // US_PER_DAY, n_quantiles)
+    return age_digits((t_us - birth_us) / US_PER_YEAR, n_quantiles)
 
 
 def tokenize_subject(time, entry, value, table, rules, want_share=False):
@@ -76,7 +103,7 @@ def tokenize_subject(time, entry, value, table, rules, want_share=False):
         if time[r] == STATIC_TIME and entry[r] >= 0:
             emit_entry(r, t0)
     if rules.age_tokens and birth != STATIC_TIME:
-        for digit in age_digits((t0 - birth) / US_PER_YEAR, rules.n_quantiles):
+        for digit in age_digits_at(t0, birth, rules.n_quantiles, rules.age_rounding):
             put(rules.q_first + digit, t0)
     static_length = len(tokens)
 

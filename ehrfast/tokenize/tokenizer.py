@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.io import NpyAppender
 from ehrfast.tokenize import reference
 from ehrfast.tokenize.config import TOKENIZER_FORMAT_VERSION, TokenizerConfig
+from ehrfast.tokenize.rules import CodeRules, reorder_permutation
 from ehrfast.tokenize.vocab import RESERVED, TIMELINE_END, UNK, IntervalDuration, Vocabulary
 
 DROP, BIRTH = reference.DROP, reference.BIRTH
@@ -63,6 +64,11 @@ class TimelineRules:
     n_quantiles: int
     timeline_end: int
     age_tokens: bool
+    age_rounding: str = "half_up"
+
+    def age_rounding_code(self) -> int:
+        """The C++ core's code of ``age_rounding`` (kAgeHalfUp 0, kAgeEthos 1)."""
+        return {"half_up": 0, "ethos": 1}[self.age_rounding]
 
 
 @dataclass
@@ -78,14 +84,26 @@ class ShardTokens:
     n_filtered: dict = field(default_factory=dict)
 
 
-def code_tokens(config: TokenizerConfig, code: str) -> list[str]:
-    """The token strings one source code emits (before any value token). With hierarchical
-    prefixes, e.g. DIAGNOSIS//ICD//10//E119 -> DIAGNOSIS//ICD//10//E11, DIAGNOSIS//ICD//10//REST//9."""
+def code_tokens(config: TokenizerConfig, code: str, rules: CodeRules | None = None) -> list[str]:
+    """The token strings one source code emits (before any value token): what the config's code
+    rules make of it (``rules``: the compiled ``config.code_rules``; an empty list for a dropped
+    code), else, with hierarchical prefixes, e.g. DIAGNOSIS//ICD//10//E119 ->
+    DIAGNOSIS//ICD//10//E11, DIAGNOSIS//ICD//10//REST//9, else the code itself."""
+    if config.code_rules:
+        resolved = (rules or CodeRules(config.code_rules)).resolve(code)
+        if isinstance(resolved, list):
+            return list(resolved)
+        code = resolved
     for prefix in config.hierarchical_prefixes:
         cut = len(prefix) + config.hierarchical_category_length
         if code.startswith(prefix) and len(code) > cut:
             return [code[:cut], f"{prefix}REST//{code[cut:]}"]
     return [code]
+
+
+def value_token_cuts(n_quantiles: int) -> list[float]:
+    """Cut points that make a value its own quantile index: Q(1 + #cuts < v) = Qv for v = 1..n."""
+    return [k + 0.5 for k in range(1, n_quantiles)]
 
 
 def _event_counts(shard: ShardRows, entry_of_code: np.ndarray, birth_entry: int, backend: str | None) -> np.ndarray:
@@ -103,12 +121,17 @@ def _keep_mask(config: TokenizerConfig, events: np.ndarray) -> tuple[np.ndarray,
 
 
 class Tokenizer:
-    def __init__(self, config: TokenizerConfig, vocab: Vocabulary, codes: list[str], cuts: dict[str, list[float]], report: dict | None = None):
+    def __init__(self, config: TokenizerConfig, vocab: Vocabulary, codes: list[str], cuts: dict[str, list[float]], report: dict | None = None,
+                 resolved: dict[str, list[str]] | None = None):
         self.config = config
         self.vocab = vocab
         self.codes = list(codes)  # kept source codes, entry order
         self.cuts = cuts  # source code -> ascending cut points
         self.report = report or {}
+        self.code_rules = CodeRules(config.code_rules)
+        # with code rules, each kept code's tokens as fitted (saved with the tokenizer, so that
+        # loading it needs no map files); codes seen later are resolved on first sight
+        self.resolved = dict(resolved or {}) if config.code_rules else {}
         self.table = self._build_table()
         self._csr = self.table.csr()
         self.rules = self._build_rules()
@@ -118,7 +141,15 @@ class Tokenizer:
     # ---- construction -------------------------------------------------------------
 
     def code_tokens(self, code: str) -> list[str]:
-        return code_tokens(self.config, code)
+        if not self.config.code_rules:
+            return code_tokens(self.config, code)
+        if code not in self.resolved:
+            self.resolved[code] = code_tokens(self.config, code, self.code_rules)
+        return self.resolved[code]
+
+    def dropped_by_rules(self, code: str) -> bool:
+        """A code the rules drop: its rows emit nothing, not even an interval token before them."""
+        return bool(self.config.code_rules) and not self.code_tokens(code)
 
     def _build_table(self) -> CodeTable:
         v = self.vocab
@@ -147,6 +178,7 @@ class Tokenizer:
             self.config.n_quantiles,
             self.vocab.id(TIMELINE_END) if self.config.timeline_end else -1,
             self.config.age_tokens,
+            self.config.age_rounding,
         )
 
     # ---- applying -----------------------------------------------------------------
@@ -155,10 +187,15 @@ class Tokenizer:
         """[n dictionary codes] int32: the code-table entry of each distinct code of the shard
         (BIRTH, DROP, or the unknown-code entry for codes not in the vocabulary)."""
         fallback = self.table.unknown_entry if self.table.unknown_entry is not None else DROP
-        return np.array(
-            [BIRTH if c == self.config.birth_code else self._entry_of.get(c, fallback) for c in shard.code_dictionary] or [0],
-            np.int32,
-        )
+
+        def entry(c: str) -> int:
+            if c == self.config.birth_code:
+                return BIRTH
+            if c in self._entry_of:
+                return self._entry_of[c]
+            return DROP if self.dropped_by_rules(c) else fallback
+
+        return np.array([entry(c) for c in shard.code_dictionary] or [0], np.int32)
 
     def keep_subjects(self, shard: ShardRows, entry_of_code: np.ndarray, backend: str | None = None) -> tuple[np.ndarray, dict]:
         """[m] bool subjects passing the event-count filters, and how many failed each."""
@@ -171,7 +208,8 @@ class Tokenizer:
             core = require_core()
             self._program = core.TimelineProgram(
                 core.CodeTableArrays(**c),
-                core.TimelineRules(r.interval_lower, r.interval_token, r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens),
+                core.TimelineRules(r.interval_lower, r.interval_token, r.q_first, r.n_quantiles, r.timeline_end, r.age_tokens,
+                                   r.age_rounding_code()),
             )
         return self._program
 
@@ -180,6 +218,7 @@ class Tokenizer:
         """Tokenizes one shard's subjects that pass the event filters. With ``gaps`` (from
         ``new_gaps``), every interval token's gap share is added to it; with ``files``
         (tokens, times), the tokens stream to them instead of being returned."""
+        shard = self.reordered(shard)
         entry_of_code = self.entry_of_code(shard)
         keep, filtered = self.keep_subjects(shard, entry_of_code, backend)
         rows = (shard.time, shard.code_index, entry_of_code, shard.value, shard.seg, keep.astype(np.uint8))
@@ -200,6 +239,13 @@ class Tokenizer:
                 files[1].append(times)
                 tokens = times = None
         return ShardTokens(tokens, times, n_tokens, shard.subject_ids[keep], static_lengths, births, filtered)
+
+    def reordered(self, shard: ShardRows) -> ShardRows:
+        """The shard with the ``reorder`` rules applied to its rows (the same object when none moves)."""
+        perm = reorder_permutation(shard.time, list(shard.code_dictionary), shard.code_index, shard.seg, self.code_rules.reorders)
+        if perm is None:
+            return shard
+        return replace(shard, time=shard.time[perm], code_index=shard.code_index[perm], value=shard.value[perm])
 
     def new_gaps(self, backend: str | None = None):
         """An empty accumulator of interval-token gaps, for ``tokenize_shard`` and ``fit_durations``."""
@@ -232,6 +278,8 @@ class Tokenizer:
             "codes": self.codes,
             "report": self.report,
         }
+        if self.config.code_rules:
+            payload["code_tokens"] = {c: self.code_tokens(c) for c in self.codes}
         (d / "tokenizer.json").write_text(json.dumps(payload, indent=1) + "\n")
         q_codes = [c for c in self.codes if self.cuts.get(c)]
         pq.write_table(
@@ -250,7 +298,8 @@ class Tokenizer:
             raise InvalidInputError(f"{d / 'tokenizer.json'}: format version {meta.get('format_version')}, expected {TOKENIZER_FORMAT_VERSION}")
         q = pq.read_table(d / "quantiles.parquet")
         cuts = dict(zip(q.column("code").to_pylist(), q.column("cuts").to_pylist()))
-        return cls(TokenizerConfig.from_dict(meta["config"]), Vocabulary.load(d / "vocab.json"), meta["codes"], cuts, meta.get("report", {}))
+        return cls(TokenizerConfig.from_dict(meta["config"]), Vocabulary.load(d / "vocab.json"), meta["codes"], cuts, meta.get("report", {}),
+                   meta.get("code_tokens"))
 
 
 class _TrainStatistics:
@@ -287,10 +336,16 @@ class _TrainStatistics:
             raise InvalidInputError(f"no training subjects left after the event filters ({self.filtered}); empty cohort")
         subject_counts, static_ids, off, cuts = self._code_statistics()
         names = sorted(self.raw, key=self.raw.get)
-        kept = sorted(c for c in names if c != cfg.birth_code and subject_counts[self.raw[c]] >= cfg.min_subjects)
-        rare = [c for c in names if c != cfg.birth_code and subject_counts[self.raw[c]] < cfg.min_subjects]
+        rules = CodeRules(cfg.code_rules)
+        resolved = {c: code_tokens(cfg, c, rules) for c in names if c != cfg.birth_code} if cfg.code_rules else {}
+        dropped = {c for c, t in resolved.items() if not t}
+        kept = sorted(c for c in names if c != cfg.birth_code and c not in dropped and subject_counts[self.raw[c]] >= cfg.min_subjects)
+        rare = [c for c in names if c != cfg.birth_code and c not in dropped and subject_counts[self.raw[c]] < cfg.min_subjects]
         cut_map = {c: cuts[off[self.raw[c]]: off[self.raw[c] + 1]].tolist() for c in kept if off[self.raw[c] + 1] > off[self.raw[c]]}
-        vocab = _build_vocab(cfg, kept, {names[i] for i in static_ids})
+        for c in kept:
+            if cfg.code_rules and rules.value_token(c):
+                cut_map[c] = value_token_cuts(cfg.n_quantiles)
+        vocab = _build_vocab(cfg, kept, {names[i] for i in static_ids}, resolved)
         report = {
             "train_subjects": self.n_subjects,
             "train_subjects_filtered": self.filtered,
@@ -298,11 +353,12 @@ class _TrainStatistics:
             "codes_rare": len(rare),
             "rare_codes_policy": cfg.rare_codes,
             "codes_with_quantiles": len(cut_map),
+            "codes_dropped_by_rules": len(dropped),
         }
-        return Tokenizer(cfg, vocab, kept, cut_map, report)
+        return Tokenizer(cfg, vocab, kept, cut_map, report, {c: resolved[c] for c in kept} if cfg.code_rules else None)
 
 
-def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str]) -> Vocabulary:
+def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str], resolved: dict[str, list[str]]) -> Vocabulary:
     tokens, kinds = list(RESERVED), ["special"] * len(RESERVED)
     tokens += [f"Q{i}" for i in range(1, config.n_quantiles + 1)]
     kinds += ["quantile"] * config.n_quantiles
@@ -314,7 +370,7 @@ def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str]) -> 
         kinds += ["visit", "visit"]
     code_kind: dict[str, str] = {}
     for c in kept:
-        for t in code_tokens(config, c):
+        for t in resolved[c] if c in resolved else code_tokens(config, c):
             if t not in code_kind or code_kind[t] == "static":
                 code_kind[t] = "static" if c in static else "code"
     for t in sorted(code_kind):

@@ -49,6 +49,7 @@ def configs(draw):
         n_quantiles=draw(st.sampled_from([2, 5, 10])),
         min_values_for_quantiles=draw(st.integers(1, 4)),
         age_tokens=draw(st.booleans()),
+        age_rounding=draw(st.sampled_from(["half_up", "ethos"])),
         min_events=draw(st.integers(0, 3)),
         max_events=draw(st.sampled_from([None, 15])),
         min_subjects=draw(st.integers(1, 2)),
