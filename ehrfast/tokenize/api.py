@@ -76,13 +76,19 @@ def tokenize_dataset(
     *,
     backend: str | None = None,
     vocab_from: str | os.PathLike | None = None,
+    preset: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> TokenizeSummary:
     """Fits a tokenizer on the training split (or loads one from ``vocab_from``) and writes
     ``out_dir/<split>/`` TokenizedDatasets for every split, plus the fitted tokenizer files at
-    ``out_dir/``. ``config``: a TokenizerConfig or a config file. Inputs are validated as they
-    are read; the output directory appears only when everything succeeded."""
+    ``out_dir/``. ``config``: a TokenizerConfig or a config file; ``preset``: a shipped config
+    (``TokenizerConfig.preset``) instead. Inputs are validated as they are read; the output
+    directory appears only when everything succeeded."""
+    if preset is not None:
+        if config is not None:
+            raise InvalidInputError("give either a config or a preset, not both")
+        config = TokenizerConfig.preset(preset)
     check_outputs(directories=[out_dir], inputs=[meds_dir, vocab_from, config if not isinstance(config, TokenizerConfig) else None],
                   overwrite=overwrite)
     if config is not None and not isinstance(config, TokenizerConfig):

@@ -29,6 +29,8 @@ PRIMARY_CARE_INTERVALS = [
 INTERVAL_PRESETS = {"ethos": ETHOS_INTERVALS, "primary_care": PRIMARY_CARE_INTERVALS}
 TOKENIZER_FORMAT_VERSION = 1
 AGE_ROUNDINGS = ("half_up", "ethos")
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+TOKENIZER_PRESETS = ("ethos_mimic",)
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,19 @@ class TokenizerConfig:
         return cls(**d)
 
     @classmethod
+    def preset(cls, name: str) -> TokenizerConfig:
+        """A shipped configuration (``ehrfast/tokenize/presets/<name>.json``): ``ethos_mimic``,
+        the ETHOS-ARES reference's MIMIC-IV tokenization (ARES.md S13)."""
+        path = PRESETS_DIR / f"{name}.json"
+        if name not in TOKENIZER_PRESETS or not path.is_file():
+            raise InvalidInputError(f"unknown tokenizer preset {name!r}; choose from {list(TOKENIZER_PRESETS)}")
+        return cls.load(path)
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> TokenizerConfig:
         """Reads a config file: either a bare config or a saved ``tokenizer.json``."""
         d = json.loads(Path(path).read_text())
-        d = dict(d.get("config", d))
+        d = {k: v for k, v in d.get("config", d).items() if not k.startswith("_")}  # "_about": a comment
         rules = []
         for r in d.get("code_rules", ()):  # a map's CSV path is relative to the config file
             r = dict(r)

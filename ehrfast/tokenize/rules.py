@@ -8,12 +8,14 @@ identical; only ``reorder`` changes the rows themselves (before either backend s
 * ``map``: a code matching ``pattern`` (named group ``code``) is looked up in a CSV map
   (``key`` → ``value`` columns) and rewritten to ``into`` (a template over ``code``); codes
   without an entry are dropped. ``choose`` settles several candidates: ``first`` (in file order),
-  ``first_sorted``, or ``category_if_several`` (the reference's ICD-9 → 10 CM rule: the 3-character
-  category of the sorted first when there are several, else the one code). Later rules see the
-  rewritten code.
+  ``first_sorted``, ``category_if_several`` (the reference's ICD-9 → 10 CM rule: the 3-character
+  category of the sorted first when there are several, else the one code), or ``all`` (each
+  candidate in file order, its tokens one after the other: a drug with k ATC codes gives k
+  triples). ``lower`` looks the code up stripped and lower-cased. Later rules see the rewritten
+  code(s).
 * ``rewrite``: a code matching ``pattern`` becomes ``tokens`` (templates over its named groups;
   ``maps`` {group: {value: replacement, "*": default}} translate a group first; ``integers``
-  groups lose leading zeros).
+  groups lose leading zeros; in ``first_space`` groups the first space becomes "_").
 * ``split``: a code matching ``pattern`` (named group ``code``) becomes the hierarchical tokens
   of ``scheme`` under ``out``: ``icd10cm`` → out//<3 chars>, out//3-6//<chars 4–6>,
   out//SFX//<7+>; ``icd10pcs`` → one out//<c> per character (7 for a full code); ``atc`` →
@@ -43,7 +45,7 @@ from ehrfast.errors import InputNotFoundError, InvalidInputError
 
 KINDS = ("drop", "map", "rewrite", "split", "value_token", "reorder")
 SCHEMES = ("icd10cm", "icd10pcs", "atc")
-CHOICES = ("first", "first_sorted", "category_if_several")
+CHOICES = ("first", "first_sorted", "category_if_several", "all")
 DROPPED: list[str] = []  # the tokens of a dropped code (a shared empty list: compare with `is`)
 
 
@@ -67,6 +69,7 @@ class CodeRule:
     tokens: tuple[str, ...] = ()
     maps: dict = field(default_factory=dict)
     integers: tuple[str, ...] = ()
+    first_space: tuple[str, ...] = ()  # rewrite: groups whose first space becomes "_" (the reference's polars str.replace)
     scheme: str = ""
     out: str = ""
     csv: str = ""
@@ -74,12 +77,14 @@ class CodeRule:
     value: str = ""
     into: str = ""
     choose: str = "first"
+    lower: bool = False  # map: look the code up stripped and lower-cased (drug names)
     first: str = ""
     before: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "tokens", tuple(self.tokens))
         object.__setattr__(self, "integers", tuple(self.integers))
+        object.__setattr__(self, "first_space", tuple(self.first_space))
         if self.kind not in KINDS:
             raise InvalidInputError(f"code rule kind must be one of {KINDS}, got {self.kind!r}")
         k = self.kind
@@ -135,7 +140,7 @@ def map_path(name: str, base_dir: Path | None) -> Path:
     return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
-def _read_map(path: Path, key: str, value: str) -> dict[str, list[str]]:
+def _read_map(path: Path, key: str, value: str, lower: bool = False) -> dict[str, list[str]]:
     if not path.is_file():
         raise InputNotFoundError(f"map rule: no such CSV {path}")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -146,8 +151,8 @@ def _read_map(path: Path, key: str, value: str) -> dict[str, list[str]]:
             raise InvalidInputError(f"{path}: needs columns {key!r} and {value!r}, has {reader.fieldnames}")
         for row in reader:
             k, v = row[key], row[value]
-            if k and v and v not in ("NoDx", "NoPCS"):
-                out.setdefault(k, []).append(v)
+            if k and v and v not in ("NoDx", "NoPCS"):  # the reference's null markers
+                out.setdefault(k.strip().lower() if lower else k, []).append(v.strip())
     return out
 
 
@@ -162,7 +167,7 @@ class CodeRules:
 
     def _map(self, i: int, rule: CodeRule) -> dict[str, list[str]]:
         if i not in self._maps:
-            self._maps[i] = _read_map(map_path(rule.csv, self.base_dir), rule.key, rule.value)
+            self._maps[i] = _read_map(map_path(rule.csv, self.base_dir), rule.key, rule.value, rule.lower)
         return self._maps[i]
 
     @cached_property
@@ -173,13 +178,24 @@ class CodeRules:
         """What the rules make of ``code``: its token strings when a rule decided them
         (``DROPPED``, an empty list, for a dropped code), else the code itself after the ``map``
         rules — for the tokenizer's default (the code's own name, hierarchical prefixes)."""
-        for i, (rule, pattern) in enumerate(self._compiled):
+        return self._resolve_from(0, code)
+
+    def _resolve_from(self, start: int, code: str) -> list[str] | str:
+        for i in range(start, len(self._compiled)):
+            rule, pattern = self._compiled[i]
             if rule.kind == "drop" and code.startswith(rule.prefix):
                 return DROPPED
             if rule.kind == "map" and (m := pattern.search(code)):
-                candidates = self._map(i, rule).get(m.group("code"))
+                key = m.group("code").strip().lower() if rule.lower else m.group("code")
+                candidates = self._map(i, rule).get(key)
                 if not candidates:
                     return DROPPED
+                if rule.choose == "all":
+                    out: list[str] = []
+                    for c in dict.fromkeys(candidates):  # distinct, in file order
+                        r = self._resolve_from(i + 1, rule.into.format(code=c))
+                        out += r if isinstance(r, list) else [r]
+                    return out
                 if rule.choose == "first_sorted":
                     chosen = sorted(candidates)[0]
                 elif rule.choose == "category_if_several":
@@ -195,6 +211,8 @@ class CodeRules:
                         v = table.get(v, table.get("*", v))
                     if name in rule.integers and v.strip().isdigit():
                         v = str(int(v))
+                    if name in rule.first_space:
+                        v = v.replace(" ", "_", 1)
                     groups[name] = v
                 return [t.format(**groups) for t in rule.tokens]
             elif rule.kind == "split" and (m := pattern.search(code)):
