@@ -1,8 +1,9 @@
 """The demo's in-hospital step (ETHOS-ARES): on the synthetic hospital world's held-out
 admissions, the catalog's mortality and ICU-admission tasks — one sampling run each, which also
 give prolonged stay (from the mortality run) and the composite (from the ICU run) — scored by
-both demo models, evaluated per prediction, with the AUROC of the generator's exact risk at
-admission (``ground_truth/hospital_anchors.parquet``) as the ceiling.
+both demo models, evaluated per prediction beside the four tabular models (fitted on the
+training admissions) and the generator's exact risk at admission
+(``ground_truth/hospital_anchors.parquet``) as the ceiling, in one methods table per outcome.
 
 CPU budget: a seeded sample of ``ANCHORS`` admissions, ``SAMPLES`` futures each with the path
 estimator (lower variance than Monte Carlo at few samples), at most ``MAX_NEW_TOKENS`` tokens,
@@ -21,11 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ehrfast import registry
+from ehrfast.baselines.options import BaselinesSettings, BaselinesStageOptions
 from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.metrics import auroc
 from ehrfast.evaluate.options import EvaluateOptions, EvaluateStageOptions
 from ehrfast.infer.options import ScoreOptions, ScoreStageOptions
 from ehrfast.labels.options import LabelOptions
+from ehrfast.predictions import method_scores_table
 from ehrfast.task import EventTask, catalog_task
 
 # event set (catalog task) -> the outcomes its one sampling run gives
@@ -79,11 +82,45 @@ def ceiling(cohort: Path, labels: pa.Table, outcome: str) -> float | None:
     return auroc(y[ok], p[ok])
 
 
+def _outcome_labels(labels: pa.Table, outcome: str) -> pa.Table:
+    """The label rows with ``boolean_value`` = the outcome's own label column."""
+    return labels.set_column(labels.schema.get_field_index("boolean_value"), "boolean_value", labels.column(f"label_{outcome}"))
+
+
+def baseline_methods(run_dir: Path, out: Path, task: EventTask, outcome: str, labels: pa.Table, seed: int) -> list[Path]:
+    """Method-scores files for one outcome at admission: the four tabular models fitted on the
+    training admissions (no early-warning score: admissions carry no triage of their own), and
+    the world's exact risk as the ceiling. None when the training admissions hold one class only."""
+    cohort = run_dir / "cohort"
+    train_all = out / f"labels_{task.name}_train_held_out.parquet"
+    if not train_all.exists():
+        registry.LABEL.run(LabelOptions(cohort, task, train_all, splits=("train", "held_out"), overwrite=True))
+    both = _outcome_labels(pq.read_table(train_all), outcome)
+    pq.write_table(both, out / f"labels_{outcome}_train_held_out.parquet")
+    files = []
+    y = both.column("boolean_value").to_numpy(zero_copy_only=False)
+    if 0 < int(y.sum()) < len(y):
+        b = registry.BASELINES.run(BaselinesStageOptions(cohort, out / f"labels_{outcome}_train_held_out.parquet",
+                                                         out / f"baselines_{outcome}.parquet",
+                                                         BaselinesSettings(scores=False, tabular=True, seed=seed), overwrite=True, progress=False))
+        print(f"  {b.describe()}")
+        files.append(out / f"baselines_{outcome}.parquet")
+    truth = pq.read_table(cohort / "ground_truth" / "hospital_anchors.parquet", columns=["subject_id", "hadm_id", "anchor", f"p_{outcome}"])
+    admission = np.asarray(truth.column("anchor").to_pylist()) == "HOSPITAL_ADMISSION"
+    risk = dict(zip(zip(truth.column("subject_id").to_numpy()[admission].tolist(), truth.column("hadm_id").to_numpy()[admission].tolist()),
+                    truth.column(f"p_{outcome}").to_numpy()[admission].tolist()))
+    scored = _outcome_labels(labels, outcome)
+    p = np.array([risk.get(k, np.nan) for k in zip(scored.column("subject_id").to_pylist(), scored.column("hadm_id").to_pylist())])
+    known = np.isfinite(p)
+    pq.write_table(method_scores_table(scored.filter(pa.array(known)), {"true risk (ceiling)": p[known]}), out / f"truth_{outcome}.parquet")
+    return [*files, out / f"truth_{outcome}.parquet"]
+
+
 def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cohort = run_dir / "cohort"
     summary: dict = {"anchors": ANCHORS, "samples": SAMPLES, "max_new_tokens": MAX_NEW_TOKENS, "outcomes": {}}
-    pairs, names = [], []
+    pairs, names, methods = [], [], []
     for run, outcomes in RUNS.items():
         task = demo_event_task(run)
         registry.LABEL.run(LabelOptions(cohort, task, out / f"labels_{run}_all.parquet", splits=("held_out",), overwrite=True))
@@ -108,15 +145,18 @@ def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
             pairs.append(tuple(outcome_predictions(out / f"run_{m}_{run}.parquet", labels, outcome, out / f"pred_{m}_{outcome}.parquet")
                                for m in MODELS))
             names.append(TITLES[outcome])
+            methods += [f"{TITLES[outcome]}={f}" for f in baseline_methods(run_dir, out, task, outcome, labels, seed)]
     if not pairs:
         return summary
     res = registry.EVALUATE.run(EvaluateStageOptions(tuple(pairs), out / "evaluation", EvaluateOptions(
         names=tuple(names), model_names=tuple(MODELS.values()), seed=seed, iterations=500, meta_tasks=(), calibration_bins="uniform"),
-        overwrite=True, progress=False))
+        methods=tuple(methods), overwrite=True, progress=False))
     for outcome, entry in summary["outcomes"].items():
         if TITLES[outcome] not in res.tasks:
             continue
         t = res.tasks[TITLES[outcome]]
+        entry["methods"] = {r.method: {k: [getattr(r, k).value, getattr(r, k).ci_low, getattr(r, k).ci_high]
+                                       for k in ("auroc", "auprc", "sensitivity", "specificity")} for r in t.methods}
         entry.update({"auroc_ehr": t.metrics_a.auroc, "auroc_prs": t.metrics_b.auroc, "auprc_ehr": t.metrics_a.auprc,
                       "auprc_prs": t.metrics_b.auprc, "brier_ehr": t.metrics_a.brier, "brier_prs": t.metrics_b.brier,
                       "scored": t.n, "delta_auroc": t.bootstrap.deltas["auroc"].mean, "p_value": t.bootstrap.deltas["auroc"].p_value})

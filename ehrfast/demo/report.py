@@ -117,6 +117,19 @@ def _hospital_section(doc: Document, hospital: dict) -> None:
         "The ceiling is the AUROC of the synthetic world's exact risk at admission (a dynamic program over its latent severity), "
         "which no model sees. Futures longer than the token cap are out of reach: a stay of 10 days or more runs to several hundred "
         "tokens here, so prolonged stay needs the GPU engine and longer generations. Calibration plots: hospital/evaluation/report.html.")
+    for o in hospital["outcomes"].values():
+        if o.get("methods"):
+            doc.paragraph(f"{o['title']}: the demo models beside the tabular models (lr, rf, gb, mlp: scikit-learn on age, gender, "
+                          "prior visits, the stay's triage vitals and Charlson/Elixhauser flags, fitted on the training admissions) and "
+                          "the exact risk, with 95% bootstrap intervals:")
+            _methods_table(doc, o["methods"])
+
+
+def _methods_table(doc: Document, methods: dict) -> None:
+    """One task's methods (from a stage summary): each metric with its 95 % bootstrap interval."""
+    doc.table(["method", "AUROC", "AUPRC", "sensitivity", "specificity"],
+              [[m, *(f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in (e["auroc"], e["auprc"], e["sensitivity"], e["specificity"]))]
+               for m, e in methods.items()])
 
 
 def _triage_section(doc: Document, run_dir: Path, out: Path, triage: dict) -> None:
@@ -127,9 +140,7 @@ def _triage_section(doc: Document, run_dir: Path, out: Path, triage: dict) -> No
             continue
         doc.paragraph(f"{t['title']}: {t['positive']} of {t['n']} scored anchors positive; tabular models fitted on "
                       f"{t['train_anchors']:,} training anchors.")
-        doc.table(["method", "AUROC", "AUPRC", "sensitivity", "specificity"],
-                  [[m, *(f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in (e["auroc"], e["auprc"], e["sensitivity"], e["specificity"]))]
-                   for m, e in t["methods"].items()])
+        _methods_table(doc, t["methods"])
     doc.paragraph("EHR and EHR+PRS: the demo models' zero-shot risk (path estimate over sampled futures with competing events). "
                   "news_edbench … cart: the early-warning scores as the MIMIC-IV-ED benchmark computes them from the triage vitals "
                   "(no supplemental O2, AVPU or GCS); esi: minus the triage acuity; lr, rf, gb, mlp: scikit-learn models on the "

@@ -136,7 +136,7 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     offsets = anchor_token_offsets(ds, labels, task)
     contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_tokens)[0] if offsets[i] < 0
                 else ds.context_at(int(sids[i]), int(offsets[i]), max_tokens=context_tokens, age_at=task.age_at)[0] for i in mine]
-    prefix = [int(ds.static_lengths[ds.row(int(sids[i]))]) for i in mine]
+    prefix = [ds.head_length(ds.row(int(sids[i]))) for i in mine]
     prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
 
     max_new_tokens = task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS

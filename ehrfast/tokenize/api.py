@@ -50,6 +50,7 @@ def write_split(tok: Tokenizer, directory: Path, paths: list[Path], cached: dict
     directory.mkdir()
     per_subject: dict[str, list[np.ndarray]] = {"n_tokens": [], "subject_ids": [], "static_lengths": [], "births": []}
     filtered = {"too_few_events": 0, "too_many_events": 0}
+    latest: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     with NpyAppender(directory / "tokens.npy", np.int32) as tokens, NpyAppender(directory / "times.npy", np.int64) as times:
         for _, shard, fresh in tqdm(shards_in_order(paths, backend, cached), total=len(paths), desc=desc, unit="shard",
                                     disable=not progress, leave=False):
@@ -60,12 +61,19 @@ def write_split(tok: Tokenizer, directory: Path, paths: list[Path], cached: dict
                 arrays.append(getattr(out, name))
             for k in filtered:
                 filtered[k] += out.n_filtered[k]
+            if out.latest is not None:
+                latest.append(out.latest)
         n_tokens = tokens.length
     joined = {name: np.concatenate(arrays) if arrays else np.zeros(0) for name, arrays in per_subject.items()}
     np.save(directory / "offsets.npy", np.r_[0, np.cumsum(joined["n_tokens"])].astype(np.int64))
     np.save(directory / "subject_ids.npy", joined["subject_ids"].astype(np.int64))
     np.save(directory / "static_lengths.npy", joined["static_lengths"].astype(np.int32))
     np.save(directory / "birth_times.npy", joined["births"].astype(np.int64))
+    if tok.has_latest:  # static_latest rows per subject (TokenizedDataset.head)
+        counts = np.concatenate([c for c, _, _ in latest]) if latest else np.zeros(0, np.int64)
+        np.save(directory / "latest_offsets.npy", np.r_[0, np.cumsum(counts)].astype(np.int64))
+        np.save(directory / "latest_times.npy", np.concatenate([t for _, t, _ in latest]) if latest else np.zeros(0, np.int64))
+        np.save(directory / "latest_tokens.npy", np.concatenate([k for _, _, k in latest]) if latest else np.zeros(0, np.int32))
     return {"subjects": len(joined["subject_ids"]), "tokens": int(n_tokens), "filtered": filtered}
 
 

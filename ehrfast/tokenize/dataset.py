@@ -5,7 +5,10 @@ Files (all ``.npy`` memory-mappable):
 ``times`` int64 [T] µs (time of the event that emitted each token; static and age tokens
 carry the timeline start); ``static_lengths`` int32 [n] (static + age tokens at the start of
 each timeline); ``birth_times`` int64 [n] µs (int64 min when unknown); plus ``vocab.json``,
-``quantiles.parquet`` and ``tokenizer.json``.
+``quantiles.parquet`` and ``tokenizer.json``. A tokenizer with ``static_latest`` rules also
+writes ``latest_offsets`` int64 [n + 1], ``latest_times`` int64 [K] µs (int64 min: a static row)
+and ``latest_tokens`` int32 [K]: each subject's time-varying static tokens (marital status, race)
+in time order, read by ``head`` at a window's start.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ehrfast.tokenize.vocab import Vocabulary
 
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
 AGE_AT = ("prediction", "window_start")  # when a context's age tokens are taken
+LATEST_ARRAYS = ("latest_offsets", "latest_times", "latest_tokens")  # with static_latest rules only
 
 
 class TokenizedDataset:
@@ -42,6 +46,21 @@ class TokenizedDataset:
         if len(self.offsets) != n + 1 or self.offsets[-1] != len(self.tokens) or len(self.times) != len(self.tokens):
             raise InvalidInputError(f"{d}: arrays are inconsistent (offsets/tokens/times lengths differ)")
         self._row_of = None
+        # static_latest categories (ehrfast/tokenize/rules.py): each token's category, each category's UNKNOWN
+        self.latest_prefixes = [r["prefix"] for r in self.config.get("code_rules", ()) if r.get("kind") == "static_latest"]
+        if self.latest_prefixes:
+            for name in LATEST_ARRAYS:
+                if not (d / f"{name}.npy").exists():
+                    raise InputNotFoundError(f"{d}: a tokenizer with static_latest rules needs {name}.npy")
+                setattr(self, name, np.load(d / f"{name}.npy", mmap_mode=mode))
+            if len(self.latest_offsets) != n + 1 or self.latest_offsets[-1] != len(self.latest_tokens):
+                raise InvalidInputError(f"{d}: latest_* arrays are inconsistent")
+            self._category_of = np.full(len(self.vocab), -1, np.int32)
+            for t, name in enumerate(self.vocab.tokens):
+                for k, prefix in enumerate(self.latest_prefixes):
+                    if name.startswith(prefix):
+                        self._category_of[t] = k
+            self._unknown = [self.vocab.id(f"{p}UNKNOWN") for p in self.latest_prefixes]
 
     def __len__(self) -> int:
         return len(self.subject_ids)
@@ -123,23 +142,53 @@ class TokenizedDataset:
                   max_tokens: int | None, age_at_window_start: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Static tokens + age tokens (at ``prediction_time_us``, or at the first body token
         kept) + the body, left-truncated."""
-        tokens, _ = self.timeline(i)
-        n_static = int(self.static_lengths[i])
-        birth = int(self.birth_times[i])
-        age_on = bool(self.config.get("age_tokens", True)) and birth != STATIC_TIME
-        n_fixed = n_static - 2 if age_on else n_static
-        head = list(tokens[:n_fixed])
-        n_head = n_fixed + (2 if age_on else 0)
+        n_head = self.head_length(i)
         if max_tokens is not None:
             room = max_tokens - n_head
             if room < 0:
                 raise InvalidInputError(f"max_tokens={max_tokens} cannot hold the {n_head} static tokens")
             body_t, body_s = body_t[len(body_t) - room:] if room else body_t[:0], body_s[len(body_s) - room:] if room else body_s[:0]
-        if age_on:
-            age_time = int(body_s[0]) if age_at_window_start and len(body_s) else prediction_time_us
-            head += self._age_tokens(age_time, birth)
+        start = int(body_s[0]) if len(body_s) else prediction_time_us  # the window's first timeline token
+        age_time = start if age_at_window_start else prediction_time_us
+        head = self.head(i, start if self.has_window_head else prediction_time_us, age_time)
         head_t = np.full(len(head), prediction_time_us, np.int64)
-        return np.r_[np.array(head, np.int32), body_t].astype(np.int32), np.r_[head_t, body_s].astype(np.int64)
+        return np.r_[head, body_t].astype(np.int32), np.r_[head_t, body_s].astype(np.int64)
+
+    @property
+    def has_window_head(self) -> bool:
+        """Whether a window's head depends on when it starts (static_latest categories): then
+        contexts and training windows read ``head`` at their first timeline token."""
+        return bool(self.latest_prefixes)
+
+    def head_length(self, i: int) -> int:
+        """Tokens before the timeline in a context of the i-th subject: its static prefix (static
+        and age tokens) plus one token per static_latest category."""
+        return int(self.static_lengths[i]) + len(self.latest_prefixes)
+
+    def latest_tokens_at(self, i: int, t_us: int) -> list[int]:
+        """Per static_latest category, the i-th subject's latest token with time ≤ ``t_us``
+        (static rows count as always), else the category's UNKNOWN."""
+        out = list(self._unknown)
+        a, b = int(self.latest_offsets[i]), int(self.latest_offsets[i + 1])
+        times, tokens = np.asarray(self.latest_times[a:b]), np.asarray(self.latest_tokens[a:b])
+        for tok in tokens[times <= t_us].tolist():  # in time order: the last of a category wins
+            out[int(self._category_of[tok])] = int(tok)
+        return out
+
+    def head(self, i: int, start_us: int, age_us: int | None = None) -> np.ndarray:
+        """[head_length(i)] int32: the static tokens, the static_latest tokens at ``start_us`` and
+        the age tokens at ``age_us`` (default ``start_us``) — what precedes a window that starts at
+        ``start_us`` (the reference's patient context)."""
+        tokens, _ = self.timeline(i)
+        n_static = int(self.static_lengths[i])
+        birth = int(self.birth_times[i])
+        age_on = bool(self.config.get("age_tokens", True)) and birth != STATIC_TIME
+        head = list(tokens[: n_static - 2 if age_on else n_static])
+        if self.latest_prefixes:
+            head += self.latest_tokens_at(i, start_us)
+        if age_on:
+            head += self._age_tokens(start_us if age_us is None else age_us, birth)
+        return np.array(head, np.int32)
 
     def _age_tokens(self, t_us: int, birth_us: int) -> list[int]:
         q1 = self.vocab.id("Q1")

@@ -24,6 +24,10 @@ identical; only ``reorder`` changes the rows themselves (before either backend s
   3 → Q3), clamped to 1..n_quantiles, instead of fitted cut points.
 * ``reorder``: at one time, rows matching ``first`` move before the first row matching ``before``
   (MEDS_DEATH before a same-time HOSPITAL_DISCHARGE//…).
+* ``static_latest``: a code whose one token starts with ``prefix`` (a category such as
+  ``MARITAL//``) leaves the timeline and becomes a time-varying static token: a context or a
+  training window starts with the category's latest token at its start, or ``MARITAL//UNKNOWN``
+  when none came before (the reference's patient context; ``TokenizedDataset.head``).
 
 The first ``drop``/``rewrite``/``split`` that applies decides a code's tokens; a code no rule
 decides keeps its own name (and the tokenizer's hierarchical prefixes still apply).
@@ -43,7 +47,7 @@ import numpy as np
 
 from ehrfast.errors import InputNotFoundError, InvalidInputError
 
-KINDS = ("drop", "map", "rewrite", "split", "value_token", "reorder")
+KINDS = ("drop", "map", "rewrite", "split", "value_token", "reorder", "static_latest")
 SCHEMES = ("icd10cm", "icd10pcs", "atc")
 CHOICES = ("first", "first_sorted", "category_if_several", "all")
 DROPPED: list[str] = []  # the tokens of a dropped code (a shared empty list: compare with `is`)
@@ -88,8 +92,10 @@ class CodeRule:
         if self.kind not in KINDS:
             raise InvalidInputError(f"code rule kind must be one of {KINDS}, got {self.kind!r}")
         k = self.kind
-        if k == "drop" and not self.prefix:
-            raise InvalidInputError("drop rule: needs a prefix")
+        if k in ("drop", "static_latest") and not self.prefix:
+            raise InvalidInputError(f"{k} rule: needs a prefix")
+        if k == "static_latest" and not self.prefix.endswith("//"):
+            raise InvalidInputError(f"static_latest rule: the prefix {self.prefix!r} must end with '//' (a category: MARITAL//)")
         if k in ("map", "split"):
             _regex(k, self.pattern, "code")
         if k in ("rewrite", "value_token"):
@@ -224,11 +230,30 @@ class CodeRules:
         return any(r.kind == "value_token" and p.search(code) for r, p in self._compiled)
 
     @property
+    def latest_prefixes(self) -> list[str]:
+        """The ``static_latest`` categories' token prefixes, in rule order."""
+        return [r.prefix for r in self.rules if r.kind == "static_latest"]
+
+    def latest_category(self, tokens: list[str]) -> int:
+        """The ``static_latest`` category of a code's tokens (−1: none): a code with one token
+        under a category's prefix."""
+        if len(tokens) == 1:
+            for k, prefix in enumerate(self.latest_prefixes):
+                if tokens[0].startswith(prefix):
+                    return k
+        return -1
+
+    @property
     def reorders(self) -> list[tuple[re.Pattern, re.Pattern]]:
         return [(re.compile(r.first), re.compile(r.before)) for r in self.rules if r.kind == "reorder"]
 
     def to_list(self) -> list[dict]:
         return [r.to_dict() for r in self.rules]
+
+
+def unknown_token(prefix: str) -> str:
+    """A ``static_latest`` category's token when no value came before: ``MARITAL//UNKNOWN``."""
+    return f"{prefix}UNKNOWN"
 
 
 def split_code(code: str, scheme: str, out: str) -> list[str]:

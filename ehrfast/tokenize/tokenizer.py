@@ -26,7 +26,7 @@ from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.io import NpyAppender
 from ehrfast.tokenize import reference
 from ehrfast.tokenize.config import TOKENIZER_FORMAT_VERSION, TokenizerConfig
-from ehrfast.tokenize.rules import CodeRules, reorder_permutation
+from ehrfast.tokenize.rules import CodeRules, reorder_permutation, unknown_token
 from ehrfast.tokenize.vocab import RESERVED, TIMELINE_END, UNK, IntervalDuration, Vocabulary
 
 DROP, BIRTH = reference.DROP, reference.BIRTH
@@ -82,6 +82,8 @@ class ShardTokens:
     static_lengths: np.ndarray  # [kept subjects] int32
     births: np.ndarray  # [kept subjects] int64 µs, STATIC_TIME when unknown
     n_filtered: dict = field(default_factory=dict)
+    # static_latest rows of the kept subjects: (count per subject [kept] int64, times [k] int64 µs, token ids [k] int32)
+    latest: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def code_tokens(config: TokenizerConfig, code: str, rules: CodeRules | None = None) -> list[str]:
@@ -122,7 +124,7 @@ def _keep_mask(config: TokenizerConfig, events: np.ndarray) -> tuple[np.ndarray,
 
 class Tokenizer:
     def __init__(self, config: TokenizerConfig, vocab: Vocabulary, codes: list[str], cuts: dict[str, list[float]], report: dict | None = None,
-                 resolved: dict[str, list[str]] | None = None):
+                 resolved: dict[str, list[str]] | None = None, latest_codes: dict[str, str] | None = None):
         self.config = config
         self.vocab = vocab
         self.codes = list(codes)  # kept source codes, entry order
@@ -132,6 +134,8 @@ class Tokenizer:
         # with code rules, each kept code's tokens as fitted (saved with the tokenizer, so that
         # loading it needs no map files); codes seen later are resolved on first sight
         self.resolved = dict(resolved or {}) if config.code_rules else {}
+        # static_latest codes (out of the timeline): source code -> its token
+        self.latest_codes = dict(latest_codes or {})
         self.table = self._build_table()
         self._csr = self.table.csr()
         self.rules = self._build_rules()
@@ -148,8 +152,37 @@ class Tokenizer:
         return self.resolved[code]
 
     def dropped_by_rules(self, code: str) -> bool:
-        """A code the rules drop: its rows emit nothing, not even an interval token before them."""
-        return bool(self.config.code_rules) and not self.code_tokens(code)
+        """A code the rules drop, or one of a static_latest category: its rows emit nothing in the
+        timeline, not even an interval token before them."""
+        return bool(self.config.code_rules) and (not self.code_tokens(code) or self.latest_token(code) >= 0)
+
+    @property
+    def has_latest(self) -> bool:
+        return bool(self.code_rules.latest_prefixes)
+
+    def latest_token(self, code: str) -> int:
+        """The vocabulary id of a static_latest code's token (its category's UNKNOWN when the value
+        was never seen in training), −1 for other codes."""
+        if not self.has_latest:
+            return -1
+        if code in self.latest_codes:
+            return self.vocab.id(self.latest_codes[code])
+        k = self.code_rules.latest_category(self.code_tokens(code))
+        if k < 0:
+            return -1
+        token = self.code_tokens(code)[0]
+        return self.vocab.id(token) if token in self.vocab else self.vocab.id(unknown_token(self.code_rules.latest_prefixes[k]))
+
+    def latest_rows(self, shard: ShardRows, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The static_latest rows of the kept subjects, in row order (by subject, static rows
+        first, then time): (count per kept subject, times µs, token ids)."""
+        token_of_code = np.array([self.latest_token(c) for c in shard.code_dictionary] or [-1], np.int32)
+        row_token = token_of_code[shard.code_index] if len(shard.code_index) else np.zeros(0, np.int32)
+        subject = np.repeat(np.arange(len(shard.seg) - 1), np.diff(shard.seg))
+        rows = np.flatnonzero((row_token >= 0) & keep[subject])
+        kept_index = np.cumsum(keep) - 1
+        counts = np.bincount(kept_index[subject[rows]], minlength=int(keep.sum())).astype(np.int64)
+        return counts, shard.time[rows].astype(np.int64), row_token[rows].astype(np.int32)
 
     def _build_table(self) -> CodeTable:
         v = self.vocab
@@ -238,7 +271,8 @@ class Tokenizer:
                 files[0].append(tokens)
                 files[1].append(times)
                 tokens = times = None
-        return ShardTokens(tokens, times, n_tokens, shard.subject_ids[keep], static_lengths, births, filtered)
+        latest = self.latest_rows(shard, keep) if self.has_latest else None
+        return ShardTokens(tokens, times, n_tokens, shard.subject_ids[keep], static_lengths, births, filtered, latest)
 
     def reordered(self, shard: ShardRows) -> ShardRows:
         """The shard with the ``reorder`` rules applied to its rows (the same object when none moves)."""
@@ -280,6 +314,7 @@ class Tokenizer:
         }
         if self.config.code_rules:
             payload["code_tokens"] = {c: self.code_tokens(c) for c in self.codes}
+            payload["latest_codes"] = self.latest_codes
         (d / "tokenizer.json").write_text(json.dumps(payload, indent=1) + "\n")
         q_codes = [c for c in self.codes if self.cuts.get(c)]
         pq.write_table(
@@ -299,7 +334,7 @@ class Tokenizer:
         q = pq.read_table(d / "quantiles.parquet")
         cuts = dict(zip(q.column("code").to_pylist(), q.column("cuts").to_pylist()))
         return cls(TokenizerConfig.from_dict(meta["config"]), Vocabulary.load(d / "vocab.json"), meta["codes"], cuts, meta.get("report", {}),
-                   meta.get("code_tokens"))
+                   meta.get("code_tokens"), meta.get("latest_codes"))
 
 
 class _TrainStatistics:
@@ -339,13 +374,16 @@ class _TrainStatistics:
         rules = CodeRules(cfg.code_rules)
         resolved = {c: code_tokens(cfg, c, rules) for c in names if c != cfg.birth_code} if cfg.code_rules else {}
         dropped = {c for c, t in resolved.items() if not t}
-        kept = sorted(c for c in names if c != cfg.birth_code and c not in dropped and subject_counts[self.raw[c]] >= cfg.min_subjects)
-        rare = [c for c in names if c != cfg.birth_code and c not in dropped and subject_counts[self.raw[c]] < cfg.min_subjects]
+        latest = {c: t[0] for c, t in resolved.items() if rules.latest_category(t) >= 0}
+        out = dropped | set(latest)  # neither kind is a timeline entry
+        kept = sorted(c for c in names if c != cfg.birth_code and c not in out and subject_counts[self.raw[c]] >= cfg.min_subjects)
+        rare = [c for c in names if c != cfg.birth_code and c not in out and subject_counts[self.raw[c]] < cfg.min_subjects]
         cut_map = {c: cuts[off[self.raw[c]]: off[self.raw[c] + 1]].tolist() for c in kept if off[self.raw[c] + 1] > off[self.raw[c]]}
         for c in kept:
             if cfg.code_rules and rules.value_token(c):
                 cut_map[c] = value_token_cuts(cfg.n_quantiles)
-        vocab = _build_vocab(cfg, kept, {names[i] for i in static_ids}, resolved)
+        latest_tokens = sorted(set(latest.values()) | {unknown_token(p) for p in rules.latest_prefixes})
+        vocab = _build_vocab(cfg, kept, {names[i] for i in static_ids}, resolved, latest_tokens)
         report = {
             "train_subjects": self.n_subjects,
             "train_subjects_filtered": self.filtered,
@@ -354,11 +392,13 @@ class _TrainStatistics:
             "rare_codes_policy": cfg.rare_codes,
             "codes_with_quantiles": len(cut_map),
             "codes_dropped_by_rules": len(dropped),
+            "static_latest_codes": len(latest),
         }
-        return Tokenizer(cfg, vocab, kept, cut_map, report, {c: resolved[c] for c in kept} if cfg.code_rules else None)
+        return Tokenizer(cfg, vocab, kept, cut_map, report, {c: resolved[c] for c in kept} if cfg.code_rules else None, latest)
 
 
-def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str], resolved: dict[str, list[str]]) -> Vocabulary:
+def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str], resolved: dict[str, list[str]],
+                 latest_tokens: list[str] = ()) -> Vocabulary:
     tokens, kinds = list(RESERVED), ["special"] * len(RESERVED)
     tokens += [f"Q{i}" for i in range(1, config.n_quantiles + 1)]
     kinds += ["quantile"] * config.n_quantiles
@@ -373,6 +413,8 @@ def _build_vocab(config: TokenizerConfig, kept: list[str], static: set[str], res
         for t in resolved[c] if c in resolved else code_tokens(config, c):
             if t not in code_kind or code_kind[t] == "static":
                 code_kind[t] = "static" if c in static else "code"
+    for t in latest_tokens:  # time-varying static tokens (static_latest)
+        code_kind[t] = "static"
     for t in sorted(code_kind):
         if t in tokens:
             raise InvalidInputError(f"code {t!r} collides with a reserved or generated token name")

@@ -23,17 +23,25 @@ class Batch:
 
 
 def subject_window(ds: TokenizedDataset, i: int, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Static prefix + a random contiguous chunk of the rest, at most ``length`` tokens."""
-    tokens, _ = ds.timeline(i)
+    """Static prefix + a random contiguous chunk of the rest, at most ``length`` tokens. With
+    static_latest categories (``ds.has_window_head``) the prefix is the head at the chunk's start
+    — its latest category tokens and the age then, as the reference's patient context."""
+    tokens, times = ds.timeline(i)
     n_static = int(ds.static_lengths[i])
-    if len(tokens) <= length:
+    if not ds.has_window_head and len(tokens) <= length:
         return tokens
-    head = tokens[:n_static][: max(1, length // 4)]
-    room = length - len(head)
+    n_head = ds.head_length(i)
+    head_len = min(n_head, max(1, length // 4)) if len(tokens) - n_static + n_head > length else n_head
+    room = length - head_len
     last_start = len(tokens) - room  # a chunk starting here ends at the timeline's end
     # the static part was cut to fit: the body may be shorter than the room left
     start = n_static if last_start <= n_static else int(rng.integers(n_static, last_start + 1))
-    return np.concatenate([head, tokens[start : start + room]])
+    if ds.has_window_head:
+        start_us = int(times[start]) if start < len(times) else int(times[-1])
+        head = ds.head(i, start_us)[:head_len]
+    else:
+        head = tokens[:n_static][:head_len]
+    return np.concatenate([head, tokens[start : start + room]]).astype(tokens.dtype)
 
 
 class BatchSampler:

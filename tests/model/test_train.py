@@ -88,7 +88,9 @@ def test_per_subject_loss_and_prs_join(prepared, tmp_path):
 
 
 class _Timelines:
-    """The two things subject_window reads from a TokenizedDataset."""
+    """What subject_window reads from a TokenizedDataset without static_latest categories."""
+
+    has_window_head = False
 
     def __init__(self, n_static: int, n_body: int):
         self.tokens = np.arange(n_static + n_body, dtype=np.int32)
@@ -96,6 +98,9 @@ class _Timelines:
 
     def timeline(self, i):
         return self.tokens, None
+
+    def head_length(self, i):
+        return int(self.static_lengths[i])
 
 
 @settings(max_examples=200, deadline=None)

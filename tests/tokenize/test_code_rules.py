@@ -120,3 +120,52 @@ def test_bad_rules_are_clear_errors(tmp_path):
     with pytest.raises(Exception, match="no such CSV"):
         CodeRules((CodeRule("map", pattern="^(?P<code>.+)$", csv=str(tmp_path / "missing.csv"), key="a", value="b", into="{code}"),)).resolve("x")
     assert TokenizerConfig.from_dict(TokenizerConfig(code_rules=(CodeRule("drop", prefix="A"),)).to_dict()).code_rules == (CodeRule("drop", prefix="A"),)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_static_latest(tmp_path, backend):
+    rules = [CodeRule("rewrite", pattern=r"^MARITAL_STATUS//(?P<s>.+)$", tokens=("MARITAL//{s}",)), CodeRule("static_latest", prefix="MARITAL//")]
+    rows = [(1, None, "GENDER//F", None), (1, at(), "A", None), (1, at(days=1), "MARITAL_STATUS//SINGLE", None), (1, at(days=2), "B", None),
+            (1, at(days=30), "MARITAL_STATUS//MARRIED", None), (1, at(days=31), "C", None),
+            *[(1, at(days=32 + k), f"D{k}", None) for k in range(5)],
+            (2, at(), "A", None), (2, at(days=3), "B", None)]  # never recorded: UNKNOWN
+    meds = write_meds(tmp_path / "meds", {"train": rows})
+    config = TokenizerConfig(age_tokens=False, timeline_end=False, code_rules=tuple(rules))
+    tokenize_dataset(meds, tmp_path / "out", config, backend=backend, progress=False)
+    ds = TokenizedDataset(tmp_path / "out" / "train")
+    r1, r2 = ds.row(1), ds.row(2)
+    # out of the timeline, with no interval token of its own: A (1d gap to SINGLE is not emitted) 2d-4d B ...
+    later = [t for k in range(5) for t in ("1d-2d", f"D{k}")]
+    assert ds.decode(ds.timeline(r1)[0]) == ["GENDER//F", "A", "2d-4d", "B", "20d-30d", "C", *later]
+    assert ds.head_length(r1) == 2 and ds.has_window_head
+
+    def us(days):
+        return int((at(days=days) - at()).total_seconds() * 1e6) + ds.timeline(r1)[1][1]
+
+    assert ds.decode(ds.head(r1, us(0))) == ["GENDER//F", "MARITAL//UNKNOWN"]
+    assert ds.decode(ds.head(r1, us(1))) == ["GENDER//F", "MARITAL//SINGLE"]
+    assert ds.decode(ds.head(r1, us(29))) == ["GENDER//F", "MARITAL//SINGLE"]
+    assert ds.decode(ds.head(r1, us(30))) == ["GENDER//F", "MARITAL//MARRIED"]
+    assert ds.decode(ds.head(r2, us(5))) == ["MARITAL//UNKNOWN"]
+    # a context reads the category at its window's first timeline token
+    full, _ = ds.context(1, us(31))
+    assert ds.decode(full) == ["GENDER//F", "MARITAL//UNKNOWN", "A", "2d-4d", "B", "20d-30d", "C"]
+    tail, _ = ds.context(1, us(31), max_tokens=5)  # the window starts at B (day 2): SINGLE by then
+    assert ds.decode(tail) == ["GENDER//F", "MARITAL//SINGLE", "B", "20d-30d", "C"]
+    # training windows carry the head at their start
+    import numpy as np
+
+    from ehrfast.train.batches import subject_window
+
+    seen = set()
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        w = subject_window(ds, r1, 8, rng)  # a 2-token head and a 6-token chunk
+        first = int(np.flatnonzero(ds.timeline(r1)[0] == w[2])[0]) if w[2] != ds.vocab.id("1d-2d") else None
+        names = ds.decode(w)
+        assert len(w) == 8 and names[0] == "GENDER//F" and names[1].startswith("MARITAL//")
+        if first is not None:  # the head is the one at the chunk's first token
+            assert names[1] == ds.decode(ds.head(r1, int(ds.timeline(r1)[1][first])))[1]
+        seen.add(names[1])
+    assert {"MARITAL//SINGLE", "MARITAL//MARRIED"} <= seen
+    assert "MARITAL//SINGLE" in ds.vocab and ds.vocab.kinds[ds.vocab.id("MARITAL//UNKNOWN")] == "static"

@@ -95,3 +95,20 @@ def test_maps_and_rewrites(ethos_mimic):
     assert tok.code_tokens("MEDICATION//Acetaminophen//Not Given") == []
     assert tok.code_tokens("INFUSION_START//225158//mL") == [] and tok.code_tokens("Weight (Lbs)") == []
     assert tok.config.age_rounding == "ethos"
+
+
+def test_marital_status_and_race_are_time_varying_static_tokens(ethos_mimic):
+    _, root, backends = ethos_mimic
+    ds = TokenizedDataset(root / backends[0] / "train")
+    names = ds.vocab.tokens
+    assert "MARITAL//UNKNOWN" in names and "RACE//UNKNOWN" in names
+    is_category = np.array([t.startswith(("MARITAL//", "RACE//")) for t in names])
+    recorded = 0
+    for i in range(len(ds)):
+        tokens, times = ds.timeline(i)
+        assert not is_category[tokens].any()  # out of the timeline
+        head_start = ds.decode(ds.head(i, int(times[0]) - 1))  # before the first event nothing is known
+        head_end = ds.decode(ds.head(i, int(times[-1])))
+        assert len(head_start) == ds.head_length(i) and "MARITAL//UNKNOWN" in head_start
+        recorded += any(t.startswith("MARITAL//") and t != "MARITAL//UNKNOWN" for t in head_end)
+    assert recorded > len(ds) // 2  # by the end of the record most patients' status is known

@@ -252,7 +252,7 @@ def risk_trajectory(model, ds: TokenizedDataset, stays: Sequence[Stay], settings
     for s, p in jobs:
         stay = stays[s]
         contexts.append(ds.context_at(stay.subject_id, p, max_tokens=context_tokens, age_at=mortality.age_at)[0])
-        prefix.append(int(ds.static_lengths[ds.row(stay.subject_id)]))
+        prefix.append(ds.head_length(ds.row(stay.subject_id)))
         keys.append(p)
     sids = np.array([stays[s].subject_id for s, _ in jobs], np.int64)
     aids = np.array([stays[s].anchor_id for s, _ in jobs], np.int64)
