@@ -112,3 +112,21 @@ def test_marital_status_and_race_are_time_varying_static_tokens(ethos_mimic):
         assert len(head_start) == ds.head_length(i) and "MARITAL//UNKNOWN" in head_start
         recorded += any(t.startswith("MARITAL//") and t != "MARITAL//UNKNOWN" for t in head_end)
     assert recorded > len(ds) // 2  # by the end of the record most patients' status is known
+
+
+def test_triage_rows_of_the_synthetic_hospital_world(small_cohort, tmp_path):
+    """The ED triage codes (absent from the MIMIC demo, present in the synthetic world, which uses
+    the same MEDS names): VITAL//… with fitted quantiles, ED_ACUITY with the acuity as its Q."""
+    cohort = small_cohort[0]
+    tokenize_dataset(cohort, tmp_path / "tok", preset="ethos_mimic", progress=False)
+    tok = Tokenizer.load(tmp_path / "tok")
+    assert tok.code_tokens("HEART_RATE") == ["VITAL//HEART_RATE"] and tok.cuts.get("HEART_RATE")
+    assert tok.code_tokens("ACUITY") == ["ED_ACUITY"] and tok.cuts["ACUITY"] == [k + 0.5 for k in range(1, 10)]
+    table = pq.read_table(cohort / "data" / "train", columns=["subject_id", "time", "code", "numeric_value"])
+    acuity = table.filter(pc.equal(table.column("code"), "ACUITY")).slice(0, 50)
+    ds = TokenizedDataset(tmp_path / "tok" / "train")
+    for sid, when, value in zip(acuity.column("subject_id").to_pylist(), acuity.column("time").to_pylist(),
+                                acuity.column("numeric_value").to_pylist()):
+        tokens, times = ds.timeline(ds.row(sid))
+        names = ds.decode(tokens[times == int(np.datetime64(when, "us").astype(np.int64))])
+        assert names[names.index("ED_ACUITY") + 1] == f"Q{int(value)}"
