@@ -92,15 +92,18 @@ def _method_scores(a, method_files: tuple[Path, ...], model_names) -> dict[str, 
 
 
 def parse_methods(entries: tuple[str, ...], names: list[str]) -> dict[str, tuple[Path, ...]]:
-    """``TASK=FILE`` entries -> {task: files}; an unknown task or a malformed entry is an error."""
+    """``TASK=FILE`` entries -> {task: files}. The task is the longest task name the entry starts
+    with followed by "=" (task names may hold "=" themselves: "Prolonged stay (>= 10 d)"); an
+    entry that names no task is an error."""
     out: dict[str, list[Path]] = {}
     for entry in entries:
-        task, sep, file = entry.partition("=")
-        if not sep or not task or not file:
-            raise InvalidInputError(f"--methods {entry!r}: expected TASK=FILE")
-        if task not in names:
-            raise InvalidInputError(f"--methods {entry!r}: no task {task!r} among {names}")
-        out.setdefault(task, []).append(Path(file))
+        matches = [n for n in names if entry.startswith(n + "=") and len(entry) > len(n) + 1]
+        if not matches:
+            task = entry.partition("=")[0]
+            raise InvalidInputError(f"--methods {entry!r}: expected TASK=FILE with TASK one of {names}"
+                                    + (f"; no task {task!r}" if "=" in entry else ""))
+        task = max(matches, key=len)
+        out.setdefault(task, []).append(Path(entry[len(task) + 1:]))
     return {k: tuple(v) for k, v in out.items()}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -172,6 +173,10 @@ def test_synthetic_hospital_world_with_tabular_models_and_evaluate(small_cohort,
     with pytest.raises(InvalidInputError, match="no task 'other'"):
         evaluate([(tmp_path / "A.parquet", tmp_path / "B.parquet")], tmp_path / "ev2", EvaluateOptions(names=("ed",), iterations=50),
                  methods=(f"other={tmp_path / 'bl.parquet'}",), progress=False)
+    from ehrfast.evaluate.compare import parse_methods
+
+    assert parse_methods(("Stay (>= 10 d)=a=b.parquet", "x=c.parquet"), ["Stay (>= 10 d)", "x"]) == {
+        "Stay (>= 10 d)": (Path("a=b.parquet"),), "x": (Path("c.parquet"),)}
     # a method file that lacks some of the models' predictions
     pq.write_table(bl.slice(0, 10).replace_schema_metadata(bl.schema.metadata), tmp_path / "short.parquet")
     with pytest.raises(InvalidInputError, match="no score for"):
