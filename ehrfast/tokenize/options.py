@@ -18,10 +18,10 @@ class TokenizeOptions:
                            positional=True)
     config: TokenizerConfig | Path | None = option("tokenizer config JSON (a TokenizerConfig, or a saved tokenizer.json)", None,
                                                    role="input", parse=Path)
-    preset: str | None = option("a shipped tokenizer config instead of --config: ethos_mimic (the ETHOS-ARES MIMIC-IV rules)", None,
-                                choices=TOKENIZER_PRESETS)
     backend: str | None = option("auto, fast (the C++ core) or reference (Python); default: the process setting", None)
     vocab_from: Path | None = option("reuse the tokenizer fitted in this directory instead of fitting", None, role="input",
                                      flag="--vocab", metavar="FROM_DIR")
+    preset: str | None = option("a shipped tokenizer config instead of --config: ethos_mimic (the ETHOS-ARES MIMIC-IV rules)", None,
+                                choices=TOKENIZER_PRESETS)
     overwrite: bool = overwrite_option("the output directory")
     progress: bool = progress_option()
