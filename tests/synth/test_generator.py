@@ -14,6 +14,7 @@ import pytest
 
 from ehrfast.data.meds import validate_meds_dataset
 from ehrfast.genomics.bed import BedFile
+from ehrfast.io import OUTPUT_MARKER
 from ehrfast.synth import codes as vocab
 from ehrfast.synth.generator import SyntheticConfig, generate_cohort
 
@@ -157,7 +158,8 @@ def test_deterministic_by_seed(tmp_path):
     generate_cohort(tmp_path / "a", cfg, progress=False)
     generate_cohort(tmp_path / "b", cfg, progress=False)
     generate_cohort(tmp_path / "c", SyntheticConfig(**{**cfg.__dict__, "seed": 4}), progress=False)
-    files = [p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name != "cohort.json"]
+    # the output marker records when it was written (to the second): not part of the cohort
+    files = [p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name not in ("cohort.json", OUTPUT_MARKER)]
     assert len(files) > 10
     for rel in files:
         assert filecmp.cmp(tmp_path / "a" / rel, tmp_path / "b" / rel, shallow=False), rel
