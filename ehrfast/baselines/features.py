@@ -48,14 +48,19 @@ def feature_names() -> list[str]:
     return ["age", "female", *(f"n_{k}_{w}d" for k in VISIT_KINDS for w in VISIT_WINDOWS_DAYS), *FIELDS, *FLAG_NAMES]
 
 
-def births(meds_dir: str | os.PathLike, pattern: str = "^MEDS_BIRTH$") -> dict[int, int]:
-    """{subject_id: birth time µs} (the first birth row of each subject)."""
-    rows = read_matching_rows(meds_dir, {"birth": pattern})
+def _first_times(subject_id: np.ndarray, time: np.ndarray) -> dict[int, int]:
+    """{subject_id: its first timed row's time µs} (rows in MEDS order)."""
     out: dict[int, int] = {}
-    for s, t in zip(rows.subject_id.tolist(), rows.time.tolist()):
+    for s, t in zip(subject_id.tolist(), time.tolist()):
         if t != STATIC_TIME:
             out.setdefault(s, t)
     return out
+
+
+def births(meds_dir: str | os.PathLike, pattern: str = "^MEDS_BIRTH$") -> dict[int, int]:
+    """{subject_id: birth time µs} (the first birth row of each subject)."""
+    rows = read_matching_rows(meds_dir, {"birth": pattern})
+    return _first_times(rows.subject_id, rows.time)
 
 
 def _by_subject(subject_id: np.ndarray, time: np.ndarray) -> dict[int, np.ndarray]:
@@ -76,10 +81,8 @@ def tabular_features(meds_dir: str | os.PathLike, subject_id: np.ndarray, time: 
     n = len(subject_id)
     out = np.full((n, len(feature_names())), np.nan)
     birth = np.full(n, STATIC_TIME, np.int64)
-    is_birth = (rows.key == names.index("birth")) & (rows.time != STATIC_TIME)
-    first_birth: dict[int, int] = {}
-    for s, t in zip(rows.subject_id[is_birth].tolist(), rows.time[is_birth].tolist()):
-        first_birth.setdefault(s, t)
+    is_birth = rows.key == names.index("birth")
+    first_birth = _first_times(rows.subject_id[is_birth], rows.time[is_birth])
     female: dict[int, float] = {}
     for k, value in (("male", 0.0), ("female", 1.0)):
         for s in rows.subject_id[rows.key == names.index(k)].tolist():

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ehrfast.baselines.rows import number, read_matching_rows
+from ehrfast.data.meds import STATIC_TIME
 from ehrfast.errors import InvalidInputError
 from ehrfast.stages import option
 from ehrfast.units import US_PER_YEAR
@@ -72,7 +73,7 @@ class TriageEvents:
 def read_triage_events(meds_dir: str | os.PathLike, codes: TriageCodes = TriageCodes(), splits: tuple[str, ...] | None = None) -> TriageEvents:
     """Every triage event of ``meds_dir`` (the given splits, default all)."""
     rows = read_matching_rows(meds_dir, codes.patterns(), splits)
-    timed = rows.time != np.iinfo(np.int64).min
+    timed = rows.time != STATIC_TIME
     sid, time, key = rows.subject_id[timed], rows.time[timed], rows.key[timed]
     numeric, text, split = rows.numeric[timed], rows.text[timed], rows.split[timed]
     if not len(sid):
@@ -136,6 +137,6 @@ def impute(cleaned: np.ndarray, medians: np.ndarray) -> tuple[np.ndarray, dict[s
 def age_years(time: np.ndarray, birth: np.ndarray) -> np.ndarray:
     """[n] float64 whole years from birth (µs) to ``time`` (µs), as the benchmark's integer ages;
     NaN where the birth is unknown (STATIC_TIME)."""
-    known = birth != np.iinfo(np.int64).min
+    known = birth != STATIC_TIME
     years = np.floor((time - np.where(known, birth, 0)) / US_PER_YEAR)
     return np.where(known, years, np.nan)

@@ -67,14 +67,37 @@ def outcome_predictions(pred_path: Path, labels: pa.Table, outcome: str, out: Pa
     return out
 
 
-def ceiling(cohort: Path, labels: pa.Table, outcome: str) -> float | None:
-    """AUROC of the exact risk at admission against the real outcomes of the scored admissions."""
+def score_with_both_models(run_dir: Path, out: Path, task: EventTask, name: str, seed: int) -> None:
+    """Both demo models' sampling run on ``out/labels_<name>.parquet`` -> ``out/run_<model>_<name>.parquet``."""
+    for model in MODELS:
+        s = registry.SCORE.run(ScoreStageOptions(
+            run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", out / f"labels_{name}.parquet", task,
+            out / f"run_{model}_{name}.parquet", ScoreOptions(seed=seed, model_name=model, context_tokens=CONTEXT_TOKENS),
+            prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, overwrite=True, progress=False))
+        print(f"  {s.describe()}")
+
+
+def methods_summary(rows) -> dict:
+    """A task's methods table (``evaluate.methods.MethodRow``) as plain numbers: each metric's
+    [value, ci_low, ci_high] per method."""
+    return {r.method: {k: [getattr(r, k).value, getattr(r, k).ci_low, getattr(r, k).ci_high]
+                       for k in ("auroc", "auprc", "sensitivity", "specificity")} for r in rows}
+
+
+def admission_risk(cohort: Path, labels: pa.Table, outcome: str) -> np.ndarray:
+    """[n] float64: the world's exact risk of ``outcome`` at each label row's admission (NaN where
+    the ground truth has none)."""
     truth = pq.read_table(cohort / "ground_truth" / "hospital_anchors.parquet", columns=["subject_id", "hadm_id", "anchor", f"p_{outcome}"])
     admission = np.asarray(truth.column("anchor").to_pylist()) == "HOSPITAL_ADMISSION"
     risk = dict(zip(zip(truth.column("subject_id").to_numpy()[admission].tolist(), truth.column("hadm_id").to_numpy()[admission].tolist()),
                     truth.column(f"p_{outcome}").to_numpy()[admission].tolist()))
     keys = zip(labels.column("subject_id").to_pylist(), labels.column("hadm_id").to_pylist())
-    p = np.array([risk.get(k, np.nan) for k in keys], np.float64)
+    return np.array([risk.get(k, np.nan) for k in keys], np.float64)
+
+
+def ceiling(cohort: Path, labels: pa.Table, outcome: str) -> float | None:
+    """AUROC of the exact risk at admission against the real outcomes of the scored admissions."""
+    p = admission_risk(cohort, labels, outcome)
     y = labels.column(f"label_{outcome}").to_numpy(zero_copy_only=False).astype(bool)
     ok = np.isfinite(p)
     if not ok.any() or y[ok].all() or not y[ok].any():
@@ -105,12 +128,8 @@ def baseline_methods(run_dir: Path, out: Path, task: EventTask, outcome: str, la
                                                          BaselinesSettings(scores=False, tabular=True, seed=seed), overwrite=True, progress=False))
         print(f"  {b.describe()}")
         files.append(out / f"baselines_{outcome}.parquet")
-    truth = pq.read_table(cohort / "ground_truth" / "hospital_anchors.parquet", columns=["subject_id", "hadm_id", "anchor", f"p_{outcome}"])
-    admission = np.asarray(truth.column("anchor").to_pylist()) == "HOSPITAL_ADMISSION"
-    risk = dict(zip(zip(truth.column("subject_id").to_numpy()[admission].tolist(), truth.column("hadm_id").to_numpy()[admission].tolist()),
-                    truth.column(f"p_{outcome}").to_numpy()[admission].tolist()))
     scored = _outcome_labels(labels, outcome)
-    p = np.array([risk.get(k, np.nan) for k in zip(scored.column("subject_id").to_pylist(), scored.column("hadm_id").to_pylist())])
+    p = admission_risk(cohort, scored, outcome)
     known = np.isfinite(p)
     pq.write_table(method_scores_table(scored.filter(pa.array(known)), {"true risk (ceiling)": p[known]}), out / f"truth_{outcome}.parquet")
     return [*files, out / f"truth_{outcome}.parquet"]
@@ -129,12 +148,7 @@ def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
         if labels.num_rows == 0:
             print(f"  {run}: no held-out admission; skipped")
             continue
-        for model in MODELS:
-            s = registry.SCORE.run(ScoreStageOptions(
-                run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", out / f"labels_{run}.parquet", task,
-                out / f"run_{model}_{run}.parquet", ScoreOptions(seed=seed, model_name=model, context_tokens=CONTEXT_TOKENS),
-                prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, overwrite=True, progress=False))
-            print(f"  {s.describe()}")
+        score_with_both_models(run_dir, out, task, run, seed)
         for outcome in outcomes:
             positive = int(np.sum(labels.column(f"label_{outcome}").to_numpy(zero_copy_only=False)))
             summary["outcomes"][outcome] = {"title": TITLES[outcome], "run": run, "ceiling": ceiling(cohort, labels, outcome),
@@ -155,8 +169,7 @@ def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
         if TITLES[outcome] not in res.tasks:
             continue
         t = res.tasks[TITLES[outcome]]
-        entry["methods"] = {r.method: {k: [getattr(r, k).value, getattr(r, k).ci_low, getattr(r, k).ci_high]
-                                       for k in ("auroc", "auprc", "sensitivity", "specificity")} for r in t.methods}
+        entry["methods"] = methods_summary(t.methods)
         entry.update({"auroc_ehr": t.metrics_a.auroc, "auroc_prs": t.metrics_b.auroc, "auprc_ehr": t.metrics_a.auprc,
                       "auprc_prs": t.metrics_b.auprc, "brier_ehr": t.metrics_a.brier, "brier_prs": t.metrics_b.brier,
                       "scored": t.n, "delta_auroc": t.bootstrap.deltas["auroc"].mean, "p_value": t.bootstrap.deltas["auroc"].p_value})

@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 
 from ehrfast import registry
 from ehrfast.baselines.options import BaselinesSettings, BaselinesStageOptions
-from ehrfast.demo.hospital import ANCHORS, CONTEXT_TOKENS, MODELS, _sample_rows, demo_event_task, outcome_predictions
+from ehrfast.demo.hospital import ANCHORS, MODELS, _sample_rows, demo_event_task, methods_summary, outcome_predictions, score_with_both_models
 from ehrfast.evaluate.options import EvaluateOptions, EvaluateStageOptions
-from ehrfast.infer.options import ScoreOptions, ScoreStageOptions
 from ehrfast.labels.options import LabelOptions
 from ehrfast.predictions import method_scores_table
 
@@ -69,12 +68,7 @@ def triage_step(run_dir: Path, out: Path, seed: int) -> dict:
         if not 0 < positive < labels.num_rows:
             print(f"  {title}: skipped ({positive} of {labels.num_rows} anchors positive)")
             continue
-        for model in MODELS:
-            s = registry.SCORE.run(ScoreStageOptions(
-                run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", out / f"labels_{task}.parquet", event_task,
-                out / f"run_{model}_{task}.parquet", ScoreOptions(seed=seed, model_name=model, context_tokens=CONTEXT_TOKENS),
-                prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, overwrite=True, progress=False))
-            print(f"  {s.describe()}")
+        score_with_both_models(run_dir, out, event_task, task, seed)
         train_positive = positive_all(everything) - positive_all(held)
         tabular = 0 < train_positive < summary["tasks"][task]["train_anchors"]  # a tiny cohort may have one class only
         if not tabular:
@@ -98,8 +92,7 @@ def triage_step(run_dir: Path, out: Path, seed: int) -> dict:
         if entry["title"] not in res.tasks:
             continue
         rows = res.tasks[entry["title"]].methods
-        entry["methods"] = {r.method: {k: [getattr(r, k).value, getattr(r, k).ci_low, getattr(r, k).ci_high]
-                                       for k in ("auroc", "auprc", "sensitivity", "specificity")} for r in rows}
+        entry["methods"] = methods_summary(rows)
         print(f"  {entry['title']:<28} AUROC " + "  ".join(f"{r.method} {r.auroc.value:.3f}" for r in rows))
     print(f"  report: {out}/evaluation/report.html")
     return summary
