@@ -4,8 +4,9 @@ one writer every stage that predicts uses (scoring, transfer probes, baselines).
 A predictions file is the MEDS label schema (``subject_id``, ``prediction_time``,
 ``boolean_value``) plus the two columns meds-evaluation requires
 (``predicted_boolean_value``, ``predicted_boolean_probability``), ehrfast's own columns where a
-stage has them (``PREDICTION_SCHEMA``), and ``model`` last. meds-evaluation rejects extra
-columns, so a strict copy with only its columns can be written beside it.
+stage has them (``PREDICTION_SCHEMA``), and ``model`` last. meds-evaluation's CLI rejects
+extra columns and null labels, so every writer also writes, by default, a conformant copy beside
+the rich file (``strict_path``: ``<stem>_strict.parquet``) that ``meds-evaluation-cli`` reads as is.
 """
 
 from __future__ import annotations
@@ -86,32 +87,55 @@ def _check_probability(name: str, values: np.ndarray, labels: pa.Table) -> None:
 
 
 def strict_path(path: str | os.PathLike) -> Path:
-    """Where the copy with only meds-evaluation's columns goes: ``<stem>_strict.parquet``."""
+    """Where the meds-evaluation copy goes: ``<stem>_strict.parquet``."""
     return Path(path).with_name(Path(path).stem + "_strict.parquet")
 
 
-def write_predictions(path: str | os.PathLike, table: pa.Table, *, strict_copy: bool = False, overwrite: bool = False) -> None:
-    """Writes ``table`` (from ``prediction_table``) atomically; with ``strict_copy`` also
-    ``strict_path(path)`` with meds-evaluation's columns only."""
+def meds_evaluation_table(table: pa.Table) -> pa.Table:
+    """``table`` as meds-evaluation's ``PredictionSchema`` takes it: only its columns, in its
+    types, and only the rows with a label (its ``boolean_value`` is not nullable)."""
+    missing = [c for c in MEDS_EVALUATION_COLUMNS if c not in table.column_names]
+    if missing:
+        raise InvalidInputError(f"a predictions table needs the column(s) {missing}")
+    out = table.select(list(MEDS_EVALUATION_COLUMNS)).cast(pa.schema([*LABEL_SCHEMA, ("predicted_boolean_value", pa.bool_()),
+                                                                       ("predicted_boolean_probability", pa.float32())]))
+    if out.column("boolean_value").null_count:
+        out = out.filter(out.column("boolean_value").is_valid())
+    return out.replace_schema_metadata(None)
+
+
+def write_predictions(path: str | os.PathLike, table: pa.Table, *, strict_copy: bool = True, overwrite: bool = False) -> None:
+    """Writes ``table`` (a predictions table: ``prediction_table`` or an event task's) atomically
+    and, unless ``strict_copy`` is False, its meds-evaluation copy at ``strict_path(path)``."""
+    strict = meds_evaluation_table(table) if strict_copy else None
     with atomic_output(path, overwrite) as tmp:
         pq.write_table(table, tmp)
-    if strict_copy:
+    if strict is not None:
         with atomic_output(strict_path(path), overwrite) as tmp:
-            pq.write_table(table.select(list(MEDS_EVALUATION_COLUMNS)), tmp)
+            pq.write_table(strict, tmp)
 
 
 ANCHORED_LABEL_COLUMNS = (*LABEL_COLUMNS, "anchor_id", "anchor_code", "hadm_id", "true_event", "true_time_us")
 
 
-def read_anchored_labels(path: str | os.PathLike) -> pa.Table:
+def read_anchored_labels(path: str | os.PathLike, *, plain: bool = False) -> pa.Table:
     """An event task's label file (``ehrfast label --task <event task>``): the MEDS label schema
     plus ``anchor_id`` and the anchor's columns. A file without them — incidence labels, or an
-    ACES file — cannot key per-anchor predictions and is refused, naming the missing columns."""
+    ACES file — cannot key per-anchor predictions and is refused, naming the missing columns;
+    with ``plain`` such a file is taken as it is: each row its own anchor (``anchor_id`` = row
+    number) whose context ends at its prediction time (``anchor_token_offset`` = −1), the data
+    up to and including it — ACES's meaning of a prediction time."""
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"{path}: no such label file")
     names = pq.read_schema(path).names
     missing = [c for c in ANCHORED_LABEL_COLUMNS if c not in names]
+    if missing and plain and "anchor_id" not in names and all(c in names for c in LABEL_COLUMNS):
+        table = pq.read_table(path, columns=list(LABEL_COLUMNS))
+        if table.column("boolean_value").null_count:
+            table = table.filter(table.column("boolean_value").is_valid())  # ACES writes no null labels; a null one is not a label
+        return table.append_column("anchor_id", pa.array(np.arange(table.num_rows, dtype=np.int64))) \
+                    .append_column("anchor_token_offset", pa.array(np.full(table.num_rows, -1, np.int64)))
     if missing:
         raise InvalidInputError(f"{path}: an event task's labels need the column(s) {missing} (anchor_id keys each prediction); "
                                 "write them with 'ehrfast label --task <event task>'")
@@ -169,5 +193,5 @@ def read_method_names(path: str | os.PathLike) -> list[str]:
 
 
 __all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "METHODS_METADATA_KEY",
-           "PREDICTION_SCHEMA", "label_table", "method_scores_table", "prediction_table", "read_anchored_labels", "read_method_names",
+           "PREDICTION_SCHEMA", "label_table", "meds_evaluation_table", "method_scores_table", "prediction_table", "read_anchored_labels", "read_method_names",
            "strict_path", "write_labels", "write_predictions"]

@@ -54,3 +54,27 @@ def _backend_settings_read_afresh():
     from ehrfast import backends
 
     backends.refresh()
+
+
+@pytest.fixture(scope="session")
+def meds_evaluation():
+    """Runs the real ``meds-evaluation-cli`` on a predictions file and returns its JSON results
+    (skips when meds-evaluation is not installed)."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    pytest.importorskip("meds_evaluation")
+    cli = shutil.which("meds-evaluation-cli")
+    if cli is None:
+        pytest.skip("meds-evaluation-cli is not on PATH")
+
+    def run(path) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "results.json"
+            done = subprocess.run([cli, f"predictions_path={path}", f"output_file={out}"], capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"meds-evaluation-cli rejected {path}:\n{done.stderr[-3000:]}"
+            return json.loads(out.read_text())
+
+    return run

@@ -71,7 +71,7 @@ def test_validate_error_is_one_clear_line(tmp_path):
     assert "no data/ directory" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_demo_runs_and_resumes(tmp_path):
+def test_demo_runs_and_resumes(tmp_path, meds_evaluation):
     out = tmp_path / "demo"
     first = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
     assert "demo finished" in first.stdout
@@ -88,8 +88,32 @@ def test_demo_runs_and_resumes(tmp_path):
     assert all(o["n"] > 0 for o in hospital.values()) and "In-hospital risk" in (out / "report.md").read_text()
     assert set(results["triage"]["tasks"]) == {"ed_hospitalization", "ed_critical_outcome", "ed_representation"}
     _every_output_parses(out)
+    _meds_evaluation_reads_every_prediction_file(out, meds_evaluation)
     second = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
     assert second.stdout.count("skipping") == 14
+
+
+def _meds_evaluation_reads_every_prediction_file(root, meds_evaluation):
+    """#22 item 1: every predictions file the demo writes has a meds-evaluation copy beside it,
+    which the real meds-evaluation-cli reads, with the AUROC ehrfast computes on the same rows."""
+    import pyarrow.parquet as pq
+
+    from ehrfast.evaluate.metrics import auroc
+
+    rich = [p for p in root.rglob("*.parquet") if not p.stem.endswith("_strict")
+            and "predicted_boolean_probability" in pq.read_schema(p).names]
+    assert len(rich) >= 10, rich
+    for path in rich:
+        strict = path.with_name(path.stem + "_strict.parquet")
+        assert strict.exists(), f"{path} has no meds-evaluation copy"
+        table = pq.read_table(path)
+        table = table.filter(table.column("boolean_value").is_valid())
+        labels = table.column("boolean_value").to_numpy(zero_copy_only=False)
+        if labels.all() or not labels.any():
+            continue  # one class: AUROC is undefined and meds-evaluation (scikit-learn) refuses it
+        official = meds_evaluation(strict)["samples_equally_weighted"]
+        ours = auroc(labels, table.column("predicted_boolean_probability").to_numpy().astype(float))
+        assert abs(official["roc_auc_score"] - ours) < 1e-9, (path, official["roc_auc_score"], ours)
 
 
 def _every_output_parses(root):

@@ -38,6 +38,7 @@ from ehrfast.evaluate.options import EvaluateOptions, EvaluateStageOptions
 from ehrfast.infer.ares.options import AresStageOptions, NextTokenStageOptions, TrajectorySettings
 from ehrfast.infer.options import ScoreOptions, ScoreStageOptions
 from ehrfast.labels.options import LabelOptions
+from ehrfast.predictions import write_predictions
 from ehrfast.synth.config import SyntheticConfig, SynthOptions
 from ehrfast.task import EventTask, catalog_task
 from ehrfast.tokenize.options import TokenizeOptions
@@ -106,7 +107,7 @@ def outcome_predictions(runs: list[tuple[Path, Path]], outcome: str, column: str
         parts.append(pa.table({"subject_id": pred.column("subject_id"), "prediction_time": pred.column("prediction_time"),
                                "boolean_value": labels.column(f"label_{outcome}"), "predicted_boolean_value": pa.array(p >= 0.5),
                                "predicted_boolean_probability": pa.array(p.astype(np.float32)), "anchor_id": pred.column("anchor_id")}))
-    pq.write_table(pa.concat_tables(parts), out)
+    write_predictions(out, pa.concat_tables(parts), overwrite=True)
     return out
 
 

@@ -65,11 +65,11 @@ DEMO_TASKS = {
     "t2d_10y_6m": dict(title="T2D 10y at year 3, 6 months of history", history_days=0.5 * _YEAR, **_AT_YEAR_3),
     "t2d_10y_1y": dict(title="T2D 10y at year 3, 1 year of history", history_days=_YEAR, **_AT_YEAR_3),
     "t2d_10y_3y": dict(title="T2D 10y at year 3, 3 years of history", history_days=3 * _YEAR, **_AT_YEAR_3),
-    "cad_10y": dict(title="CAD 10y (demographics only)", truth=("CAD", 0), target_regex=("coronary artery", "myocardial infarction"),
+    "cad_10y": dict(title="CAD 10y (demographics only)", truth=("CAD", 0), target_regex=("coronary artery", "myocardial infarction"), match_descriptions=True,
                     **_AT_START, **_SAMPLING),
-    "depression_10y": dict(title="Depression 10y (demographics only)", truth=("DEPRESSION", 0), target_regex=("major depressive disorder",),
+    "depression_10y": dict(title="Depression 10y (demographics only)", truth=("DEPRESSION", 0), target_regex=("major depressive disorder",), match_descriptions=True,
                            **_AT_START, **_SAMPLING),
-    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", truth=("SCHIZOPHRENIA", 0), target_regex=("schizophrenia",),
+    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", truth=("SCHIZOPHRENIA", 0), target_regex=("schizophrenia",), match_descriptions=True,
                               **_AT_START, **_SAMPLING),
 }
 # title: the report's name; truth: (disease, index offset in days) of the ground-truth risk

@@ -15,7 +15,7 @@ from ehrfast.task import EventTask, Task
 class ScoreOptions:
     """How a cohort is scored: the random ``seed``, the torch ``device``, the ``model_name``
     written in the predictions (default: the checkpoint folder's name), ``strict_copy``
-    (also write ``<stem>_strict.parquet`` with meds-evaluation's columns only), and, for event
+    (also write ``<stem>_strict.parquet``, the copy meds-evaluation reads; on by default), and, for event
     tasks, ``context_tokens`` (contexts are never cut for the token cap unless asked)."""
 
     def __post_init__(self):
@@ -26,8 +26,8 @@ class ScoreOptions:
     device: str = option("torch device (cpu, cuda, ...); under torchrun each rank takes its LOCAL_RANK GPU", "cpu")
     model_name: str | None = option("model name written in the predictions (default: the checkpoint folder's name)", None,
                                     flag="--model-name")
-    strict_copy: bool = option("also write a copy with only meds-evaluation's columns (<stem>_strict.parquet)", False,
-                               flag="--strict")
+    strict_copy: bool = option("also write <stem>_strict.parquet, the copy meds-evaluation-cli reads (its columns only, labelled rows)",
+                               True, flag="--no-strict-copy", negate="do not write the meds-evaluation copy")
     context_tokens: int | None = option("event tasks: cut each context to its last this many tokens, static prefix kept (default: the "
                                         "model's window); context + token cap within the window lets the KV cache run", None)
 

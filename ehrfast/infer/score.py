@@ -94,9 +94,9 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
                   inputs=[checkpoint, data_dir, labels_path, source, meds_dir, prs_path], overwrite=overwrite)
     task = load_task(task)
     if isinstance(task, EventTask):
-        if trajectories_path is not None or options.strict_copy:
+        if trajectories_path is not None:
             raise InvalidInputError(f"task {task.name!r} is an event task: it writes each sample's first event with samples_path "
-                                    "(--samples), not trajectories, and no strict copy (predictions v2 are per anchor)")
+                                    "(--samples), not trajectories")
         return score_event_task(checkpoint, data_dir, labels_path, task, out_path, options, prs_path=prs_path, samples_path=samples_path,
                                 overwrite=overwrite, progress=progress)
     if samples_path is not None:

@@ -38,7 +38,7 @@ from ehrfast.infer.sampler import EventSamples, SamplingSettings, sample_traject
 from ehrfast.infer.sampling_step import END_MAX_TOKENS, END_REASONS
 from ehrfast.io import atomic_output
 from ehrfast.model.checkpoint import load_checkpoint
-from ehrfast.predictions import DECISION_THRESHOLD, read_anchored_labels
+from ehrfast.predictions import DECISION_THRESHOLD, read_anchored_labels, write_predictions
 from ehrfast.task import EventTask
 from ehrfast.tokenize.dataset import TokenizedDataset
 
@@ -106,7 +106,8 @@ def prediction_keys(subject_id: np.ndarray, anchor_id: np.ndarray) -> np.ndarray
 def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, labels_path: str | os.PathLike, task: EventTask,
                      out_path: str | os.PathLike, options: ScoreOptions | None = None, *, prs_path: str | os.PathLike | None = None,
                      samples_path: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True) -> EventScoreSummary:
-    """Scores every anchor of ``labels_path`` (``ehrfast label --task <event task>``) that is in
+    """Scores every anchor of ``labels_path`` (``ehrfast label --task <event task>``, or a plain
+    MEDS label file such as ACES writes: each row scored at its prediction time) that is in
     ``data_dir``; outputs are checked by the caller (``score_cohort``)."""
     t0 = time.perf_counter()
     options = options or ScoreOptions()
@@ -114,7 +115,7 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     if samples_path is not None and ranks.distributed:
         path = Path(samples_path)
         samples_path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
-    labels = read_anchored_labels(labels_path)
+    labels = read_anchored_labels(labels_path, plain=True)  # a plain MEDS label file (ACES's) is scored at its prediction times
     model = load_checkpoint(checkpoint, map_location=device)
     ds = TokenizedDataset(data_dir)
     if len(ds.vocab) != model.config.vocab_size:
@@ -153,8 +154,7 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     table = None
     if ranks.is_main:
         table = predictions_v2(task, labels, ev, options.model_name or Path(checkpoint).name)
-        with atomic_output(out_path, overwrite) as tmp:
-            pq.write_table(table, tmp)
+        write_predictions(out_path, table, strict_copy=options.strict_copy, overwrite=overwrite)
     if samples_path is not None:
         local = _gathered(res.events, np.arange(len(mine)), len(mine), None)
         with atomic_output(samples_path, overwrite) as tmp:

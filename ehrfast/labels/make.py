@@ -10,6 +10,7 @@ from ehrfast.io import check_outputs
 from ehrfast.labels.anchored import AnchoredLabelSummary, anchored_labels
 from ehrfast.labels.incidence import LabelSummary, incidence_labels
 from ehrfast.task import EventTask, Task, load_task
+from ehrfast.units import format_duration
 
 
 def make_labels(meds_dir: str | os.PathLike, task: Task | EventTask | str | os.PathLike, out_path: str | os.PathLike, *,
@@ -21,7 +22,24 @@ def make_labels(meds_dir: str | os.PathLike, task: Task | EventTask | str | os.P
     check_outputs(files=[out_path], inputs=[meds_dir, task if not isinstance(task, Task | EventTask) else None], overwrite=overwrite)
     task = load_task(task)
     if isinstance(task, EventTask):
+        _check_labelable(task)
         return anchored_labels(meds_dir, task, out_path, splits=splits, drop_timeline_end=drop_timeline_end, overwrite=overwrite)
     if drop_timeline_end:
         raise InvalidInputError(f"task {task.name!r}: drop_timeline_end applies to event tasks (with anchor and events), not incidence tasks")
     return incidence_labels(meds_dir, task, out_path, splits=splits, overwrite=overwrite)
+
+
+def _check_labelable(task: EventTask) -> None:
+    """An event task read from an ACES config labels the same cohort as ACES only when the config
+    predicts at the trigger and selects no cohort; otherwise ACES must write the labels."""
+    aces = task.extra.get("aces") if isinstance(task.extra, dict) else None
+    if not aces:
+        return
+    why = []
+    if aces["index_offset_us"]:
+        why.append(f"it predicts {format_duration(aces['index_offset_us'])} after the trigger")
+    if aces["cohort_criteria"]:
+        why.append("its cohort criteria (" + "; ".join(aces["cohort_criteria"]) + ") are not applied by ehrfast")
+    if why:
+        raise InvalidInputError(f"{aces['source']}: this ACES config cannot be labelled by ehrfast: {', and '.join(why)}. Write its labels "
+                                "with ACES (aces-cli ... config_path=<it>) and score them with 'ehrfast score ... --task <it>'")

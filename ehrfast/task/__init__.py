@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.task.aces import aces_task, is_aces_config
 from ehrfast.task.events import DEATH_REGEX, NO_EVENT, Anchor, Clause, EventTask, Outcome, Validity
 from ehrfast.task.files import read_task_mapping
 from ehrfast.task.incidence import AGGREGATIONS, Task, TokenVocabulary
@@ -33,8 +34,13 @@ EVENT_TASK_KEYS = ("anchor", "events", "outcomes")  # a file with any of these i
 
 def read_task_file(path: str | os.PathLike) -> Task | EventTask:
     """Reads a task file (``.yaml``/``.yml`` or JSON); its name defaults to the file stem. A
-    file with ``anchor``, ``events`` or ``outcomes`` is an event task, else an incidence task."""
+    file with ``anchor``, ``events`` or ``outcomes`` is an event task, an ACES config (``predicates``,
+    ``trigger``, ``windows``) is read as the event task it asks about (``aces.py``), anything
+    else is an incidence task."""
     data = read_task_mapping(path)
+    if is_aces_config(data):
+        name = data.pop("name")
+        return aces_task(data, str(path), name)
     kind = EventTask if any(k in data for k in EVENT_TASK_KEYS) else Task
     return kind.from_dict(data, source=str(path))
 
@@ -60,4 +66,4 @@ def load_task(task: Task | EventTask | str | os.PathLike) -> Task | EventTask:
 
 
 __all__ = ["AGGREGATIONS", "CATALOG", "DEATH_REGEX", "NO_EVENT", "Anchor", "Clause", "EventTask", "Outcome", "Task", "TokenVocabulary",
-           "Validity", "catalog_task", "load_task", "read_task_file"]
+           "Validity", "aces_task", "catalog_task", "is_aces_config", "load_task", "read_task_file"]

@@ -28,8 +28,12 @@ AGGREGATIONS = ("mean", "median", "max")
 @dataclass(frozen=True)
 class Task:
     name: str
-    target_regex: tuple[str, ...] = ()  # any of these regexes (searched in code or description)
-    target_all_of: tuple[str, ...] = ()  # or all of these substrings (case-insensitive)
+    # Any of these regexes, searched in the code alone and case-sensitive, as ACES matches a
+    # predicate's code ("^MEDS_DEATH$" matches MEDS_DEATH); with match_descriptions also in the
+    # code's description, case-insensitive ("myocardial infarction").
+    target_regex: tuple[str, ...] = ()
+    target_all_of: tuple[str, ...] = ()  # or all of these substrings of "code description" (case-insensitive)
+    match_descriptions: bool = False
     horizon_years: float = 10.0
     max_new_tokens: int = 512
     n_samples: int = 10
@@ -79,10 +83,12 @@ class Task:
         return None if self.history_days is None else self.history_days * US_PER_DAY
 
     def matches(self, code: str, description: str = "") -> bool:
-        text = f"{code} {description}"
-        if any(re.search(p, text, flags=re.IGNORECASE) for p in self.target_regex):
+        if any(re.search(p, code) for p in self.target_regex):
             return True
-        return bool(self.target_all_of) and all(s.lower() in text.lower() for s in self.target_all_of)
+        if self.match_descriptions and description and any(re.search(p, description, flags=re.IGNORECASE) for p in self.target_regex):
+            return True
+        text = f"{code} {description}".lower()
+        return bool(self.target_all_of) and all(s.lower() in text for s in self.target_all_of)
 
     def target_codes(self, descriptions: dict[str, str]) -> list[str]:
         return sorted(c for c, d in descriptions.items() if self.matches(c, d or ""))
@@ -123,6 +129,8 @@ class Task:
         for key in ("name", "aggregation"):
             if key in d and not isinstance(d[key], str):
                 raise InvalidInputError(f"{source}: '{key}' must be a string, got {d[key]!r}")
+        if "match_descriptions" in d and not isinstance(d["match_descriptions"], bool):
+            raise InvalidInputError(f"{source}: 'match_descriptions' must be true or false, got {d['match_descriptions']!r}")
         if "extra" in d and not isinstance(d["extra"], dict):
             raise InvalidInputError(f"{source}: 'extra' must be a mapping, got {d['extra']!r}")
         try:

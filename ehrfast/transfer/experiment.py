@@ -37,8 +37,8 @@ from ehrfast.transfer.probe import train_probe
 
 SAMPLING = dict(horizon_years=10.0, max_new_tokens=48, n_samples=8)
 TRANSFER_TASKS = {
-    "stroke_10y": Task(name="stroke_10y", target_regex=("cerebral infarction",), **SAMPLING),
-    "copd_10y": Task(name="copd_10y", target_regex=("chronic obstructive pulmonary",), **SAMPLING),
+    "stroke_10y": Task(name="stroke_10y", target_regex=("cerebral infarction",), match_descriptions=True, **SAMPLING),
+    "copd_10y": Task(name="copd_10y", target_regex=("chronic obstructive pulmonary",), match_descriptions=True, **SAMPLING),
 }
 SPLITS = ("train", "held_out")
 

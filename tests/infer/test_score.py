@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from ehrfast.evaluate.metrics import auroc
 from ehrfast.genomics.prs import compute_prs
 from ehrfast.infer import ScoreOptions
 from ehrfast.infer.score import score_cohort
@@ -76,7 +77,7 @@ def check_torchrun_scoring(tmp_path, meds_dir, pred):
     assert sum(len(p) for p in parts) == pred.tokens_generated.sum()
 
 
-def test_labels_score_end_to_end(small_cohort, tmp_path):
+def test_labels_score_end_to_end(small_cohort, tmp_path, meds_evaluation):
     root, _, _ = small_cohort
     counts = make_labels(root, T2D, tmp_path / "labels.parquet").counts()
     labels = pq.read_table(tmp_path / "labels.parquet")
@@ -94,18 +95,21 @@ def test_labels_score_end_to_end(small_cohort, tmp_path):
     train(tmp_path / "tok", tmp_path / "run", TrainConfig(preset="tiny", steps=4, batch_size=2, seq_len=32, eval_every=4, eval_batches=1),
           prs_path=tmp_path / "prs" / "PRS.parquet", progress=False)
     summary = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
-                           tmp_path / "pred.parquet", ScoreOptions(strict_copy=True), meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet",
+                           tmp_path / "pred.parquet", ScoreOptions(), meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet",
                            progress=False)
     pred = pq.read_table(tmp_path / "pred.parquet").to_pandas()
     assert summary.targets_matched == 4 and len(pred) == summary.subjects > 0
     assert pred.predicted_boolean_probability.between(0, 1).all() and (pred.ci_low <= pred.mc_frequency).all()
     assert set(pred.risk_level) <= {1, 2, 3, 4, 5} and (pred.n_samples == 4).all()
-    strict = pq.read_table(tmp_path / "pred_strict.parquet")
+    strict = pq.read_table(tmp_path / "pred_strict.parquet")  # written by default (#22 item 1)
     assert strict.column_names == ["subject_id", "prediction_time", "boolean_value", "predicted_boolean_value", "predicted_boolean_probability"]
+    official = meds_evaluation(tmp_path / "pred_strict.parquet")["samples_equally_weighted"]
+    assert official["roc_auc_score"] == pytest.approx(auroc(pred.boolean_value.to_numpy(), pred.predicted_boolean_probability.to_numpy()),
+                                                      abs=1e-12)
     again = score_cohort(tmp_path / "run" / "model", tmp_path / "tok" / "held_out", tmp_path / "labels.parquet", T2D,
-                         tmp_path / "pred2.parquet", meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", progress=False,
+                         tmp_path / "pred2.parquet", ScoreOptions(strict_copy=False), meds_dir=root, prs_path=tmp_path / "prs" / "PRS.parquet", progress=False,
                          trajectories_path=tmp_path / "traj.parquet")
-    assert again.subjects == summary.subjects
+    assert again.subjects == summary.subjects and not (tmp_path / "pred2_strict.parquet").exists()
     np.testing.assert_array_equal(pq.read_table(tmp_path / "pred2.parquet").column("path_probability").to_numpy(),
                                   pred.path_probability.to_numpy())  # same seed, same output
     check_trajectories(pq.read_table(tmp_path / "traj.parquet").to_pandas(), pred, root, tmp_path / "tok" / "held_out")

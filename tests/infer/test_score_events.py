@@ -109,10 +109,17 @@ def test_event_scoring_on_the_mimic_demo(shared_data, tmp_path):
 def test_bad_inputs_of_event_scoring(hospital_run, tmp_path):
     root, d = hospital_run
     make_labels(root, _small("icu_mortality"), tmp_path / "im.parquet", splits=("held_out",))
-    incidence = tmp_path / "incidence.parquet"
-    pq.write_table(pq.read_table(tmp_path / "im.parquet").select(["subject_id", "prediction_time", "boolean_value"]), incidence)
-    with pytest.raises(EhrfastError, match="anchor_id"):
-        score_cohort(d / "run0" / "model", d / "tok" / "held_out", incidence, _small("icu_mortality"), tmp_path / "x.parquet", progress=False)
+    # a plain MEDS label file (as ACES writes) is scored row by row at its prediction times (#22 item 2) ...
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pq.read_table(tmp_path / "im.parquet").select(["subject_id", "prediction_time", "boolean_value"]), plain)
+    score_cohort(d / "run0" / "model", d / "tok" / "held_out", plain, _small("icu_mortality"), tmp_path / "plain_pred.parquet", progress=False)
+    scored = pq.read_table(tmp_path / "plain_pred.parquet")
+    assert scored.column("anchor_id").to_pylist() == list(range(pq.read_metadata(plain).num_rows))
+    # ... but a file that has anchor_id without the anchor's columns is refused, naming them
+    partial = tmp_path / "partial.parquet"
+    pq.write_table(pq.read_table(tmp_path / "im.parquet").select(["subject_id", "prediction_time", "boolean_value", "anchor_id"]), partial)
+    with pytest.raises(EhrfastError, match="anchor_code"):
+        score_cohort(d / "run0" / "model", d / "tok" / "held_out", partial, _small("icu_mortality"), tmp_path / "x.parquet", progress=False)
     assert not (tmp_path / "x.parquet").exists()
     bad = _small("icu_mortality", events={"death": "^MEDS_DEATH$", "icu_discharge": "^ICU_OUT//", "timeline_end": "^TIMELINE_END$"})
     with pytest.raises(EhrfastError, match="icu_discharge.*matches no code"):
