@@ -24,7 +24,8 @@ from ehrfast.io import atomic_output
 
 LABEL_COLUMNS = ("subject_id", "prediction_time", "boolean_value")
 LABEL_SCHEMA = pa.schema([("subject_id", pa.int64()), ("prediction_time", pa.timestamp("us")), ("boolean_value", pa.bool_())])
-MEDS_EVALUATION_COLUMNS = (*LABEL_COLUMNS, "predicted_boolean_value", "predicted_boolean_probability")
+MEDS_EVALUATION_SCHEMA = pa.schema([*LABEL_SCHEMA, ("predicted_boolean_value", pa.bool_()), ("predicted_boolean_probability", pa.float32())])
+MEDS_EVALUATION_COLUMNS = tuple(MEDS_EVALUATION_SCHEMA.names)
 # Every column a predictions file may have, in the order it is written; absent ones are skipped.
 PREDICTION_SCHEMA = pa.schema([
     *LABEL_SCHEMA,
@@ -97,8 +98,7 @@ def meds_evaluation_table(table: pa.Table) -> pa.Table:
     missing = [c for c in MEDS_EVALUATION_COLUMNS if c not in table.column_names]
     if missing:
         raise InvalidInputError(f"a predictions table needs the column(s) {missing}")
-    out = table.select(list(MEDS_EVALUATION_COLUMNS)).cast(pa.schema([*LABEL_SCHEMA, ("predicted_boolean_value", pa.bool_()),
-                                                                       ("predicted_boolean_probability", pa.float32())]))
+    out = table.select(list(MEDS_EVALUATION_COLUMNS)).cast(MEDS_EVALUATION_SCHEMA)
     if out.column("boolean_value").null_count:
         out = out.filter(out.column("boolean_value").is_valid())
     return out.replace_schema_metadata(None)
@@ -192,6 +192,6 @@ def read_method_names(path: str | os.PathLike) -> list[str]:
     return list(json.loads(meta[METHODS_METADATA_KEY]))
 
 
-__all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "METHODS_METADATA_KEY",
-           "PREDICTION_SCHEMA", "label_table", "meds_evaluation_table", "method_scores_table", "prediction_table", "read_anchored_labels", "read_method_names",
-           "strict_path", "write_labels", "write_predictions"]
+__all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "MEDS_EVALUATION_SCHEMA",
+           "METHODS_METADATA_KEY", "PREDICTION_SCHEMA", "label_table", "meds_evaluation_table", "method_scores_table", "prediction_table",
+           "read_anchored_labels", "read_method_names", "strict_path", "write_labels", "write_predictions"]

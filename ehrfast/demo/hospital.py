@@ -60,10 +60,10 @@ def outcome_predictions(pred_path: Path, labels: pa.Table, outcome: str, out: Pa
     probability = pred.column(f"p_path_{outcome}").to_numpy(zero_copy_only=False).astype(np.float64)
     if not np.isfinite(probability).all():
         raise InvalidInputError(f"{pred_path}: {outcome} has predictions without a valid path mass; raise MAX_NEW_TOKENS")
-    write_predictions(out, pa.table({"subject_id": pred.column("subject_id"), "prediction_time": pred.column("prediction_time"),
-                                     "boolean_value": labels.column(f"label_{outcome}"), "predicted_boolean_value": pa.array(probability >= 0.5),
-                                     "predicted_boolean_probability": pa.array(probability.astype(np.float32)),
-                                     "anchor_id": pred.column("anchor_id")}), overwrite=True)
+    table = pa.table({"subject_id": pred.column("subject_id"), "prediction_time": pred.column("prediction_time"),
+                      "boolean_value": labels.column(f"label_{outcome}"), "predicted_boolean_value": pa.array(probability >= 0.5),
+                      "predicted_boolean_probability": pa.array(probability.astype(np.float32)), "anchor_id": pred.column("anchor_id")})
+    write_predictions(out, table, overwrite=True)
     return out
 
 

@@ -57,6 +57,7 @@ DONE_MARKER = ".done.json"
 _SAMPLING = dict(horizon_years=10.0, max_new_tokens=48, n_samples=8)
 _T2D = dict(target_all_of=("type 2 diabetes",), **_SAMPLING)
 _AT_START = dict(index_offset_days=0.0, history_days=0.0)
+_BY_DESCRIPTION = dict(match_descriptions=True)  # the regexes name diseases, not codes
 _YEAR = US_PER_YEAR / US_PER_DAY  # 365.25 days
 _AT_YEAR_3 = dict(truth=("T2D", 1095), index_offset_days=3 * _YEAR, **_T2D)
 DEMO_TASKS = {
@@ -65,12 +66,12 @@ DEMO_TASKS = {
     "t2d_10y_6m": dict(title="T2D 10y at year 3, 6 months of history", history_days=0.5 * _YEAR, **_AT_YEAR_3),
     "t2d_10y_1y": dict(title="T2D 10y at year 3, 1 year of history", history_days=_YEAR, **_AT_YEAR_3),
     "t2d_10y_3y": dict(title="T2D 10y at year 3, 3 years of history", history_days=3 * _YEAR, **_AT_YEAR_3),
-    "cad_10y": dict(title="CAD 10y (demographics only)", truth=("CAD", 0), target_regex=("coronary artery", "myocardial infarction"), match_descriptions=True,
-                    **_AT_START, **_SAMPLING),
-    "depression_10y": dict(title="Depression 10y (demographics only)", truth=("DEPRESSION", 0), target_regex=("major depressive disorder",), match_descriptions=True,
-                           **_AT_START, **_SAMPLING),
-    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", truth=("SCHIZOPHRENIA", 0), target_regex=("schizophrenia",), match_descriptions=True,
-                              **_AT_START, **_SAMPLING),
+    "cad_10y": dict(title="CAD 10y (demographics only)", truth=("CAD", 0), target_regex=("coronary artery", "myocardial infarction"),
+                    **_BY_DESCRIPTION, **_AT_START, **_SAMPLING),
+    "depression_10y": dict(title="Depression 10y (demographics only)", truth=("DEPRESSION", 0), target_regex=("major depressive disorder",),
+                           **_BY_DESCRIPTION, **_AT_START, **_SAMPLING),
+    "schizophrenia_10y": dict(title="Schizophrenia 10y (demographics only)", truth=("SCHIZOPHRENIA", 0), target_regex=("schizophrenia",),
+                              **_BY_DESCRIPTION, **_AT_START, **_SAMPLING),
 }
 # title: the report's name; truth: (disease, index offset in days) of the ground-truth risk
 # that gives the report's ceiling line — nothing else reads the ground truth.

@@ -55,14 +55,15 @@ def read_predictions(path: str | os.PathLike, score_column: str = DEFAULT_SCORE)
     """Reads a predictions parquet file (or a directory of them), checking the label schema.
 
     In a directory, a file's meds-evaluation copy (``<stem>_strict.parquet``) is skipped when
-    the file itself is there. All-null ``integer_value``/``float_value``/``categorical_value`` columns written by ACES are
-    dropped; any other extra column is kept.
+    the file itself is there. All-null ``integer_value``/``float_value``/``categorical_value``
+    columns written by ACES are dropped; any other extra column is kept.
     """
     path = Path(path)
     if not path.exists():
         raise PredictionError(f"{path}: no such file or directory")
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    files = [f for f in files if f not in {strict_path(g) for g in files}]  # a rich file's meds-evaluation copy is the same rows
+    copies = {strict_path(f) for f in files}  # a file's meds-evaluation copy holds the same rows
+    files = [f for f in files if f not in copies]
     if not files:
         raise PredictionError(f"{path}: no parquet files")
     table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")

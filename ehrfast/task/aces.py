@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ehrfast.errors import InvalidInputError
-from ehrfast.task.events import Anchor, Clause, EventTask, Outcome, Validity
+from ehrfast.task.events import TIMELINE_END_CODE, Anchor, Clause, EventTask, Outcome, Validity
 from ehrfast.units import DURATION_UNITS, format_duration, parse_duration
 
 ACES_KEYS = ("predicates", "trigger", "windows")
@@ -146,14 +146,12 @@ def _predicate_regex(predicates: Mapping, name: str, source: str, seen: tuple[st
     if not isinstance(spec, Mapping):
         raise InvalidInputError(f"{where}: a predicate is a mapping (code: ... or expr: ...), got {spec!r}")
     if "expr" in spec:
-        expr = str(spec["expr"]).strip()
-        match = re.fullmatch(r"(or|and)\((.*)\)", expr)
-        if match is None:
-            raise InvalidInputError(f"{where}: cannot read expr {expr!r} (or(a, b, ...) or and(a, b, ...))")
-        if match.group(1) == "and":
+        operator, parts = _expression(spec["expr"])
+        if operator is None:
+            raise InvalidInputError(f"{where}: cannot read expr {spec['expr']!r} (or(a, b, ...) or and(a, b, ...))")
+        if operator == "and":
             raise InvalidInputError(f"{where}: and(...) (two predicates at the same time) is not an event an event task can sample; "
                                     "only or(...) is mapped")
-        parts = [p.strip() for p in match.group(2).split(",") if p.strip()]
         return "|".join(f"(?:{_predicate_regex(predicates, p, source, (*seen, name))})" for p in parts)
     unmapped = sorted(k for k, v in spec.items() if k != "code" and v not in (None, {}, False))
     if unmapped:
@@ -167,6 +165,14 @@ def _predicate_regex(predicates: Mapping, name: str, source: str, seen: tuple[st
     if isinstance(code, Mapping) and set(code) == {"any"} and isinstance(code["any"], list) and code["any"]:
         return "^(?:" + "|".join(re.escape(str(c)) for c in code["any"]) + ")$"
     raise InvalidInputError(f"{where}: code must be a string, {{regex: ...}} or {{any: [...]}}, got {code!r}")
+
+
+def _expression(expr) -> tuple[str | None, list[str]]:
+    """A derived predicate's ``or(a, b, ...)`` / ``and(...)`` as (operator, parts); (None, []) if unreadable."""
+    match = re.fullmatch(r"(or|and)\((.*)\)", str(expr).strip())
+    if match is None:
+        return None, []
+    return match.group(1), [p.strip() for p in match.group(2).split(",") if p.strip()]
 
 
 def _window_with(windows: Mapping, key: str, source: str) -> str:
@@ -228,11 +234,9 @@ def aces_task(data: Mapping, source: str, name: str) -> EventTask:
     if end.predicate is not None:  # start -> Q: Q competes with the label; the window must close
         if end.base != start:
             raise InvalidInputError(f"{where}.end: a '->' end must start from the window's own start")
-        if end.predicate in ("_RECORD_END",):
-            raise InvalidInputError(f"{where}.end: a target window to the record's end has no event to sample")
         if end.predicate != label:
             events[end.predicate] = _predicate_regex(predicates, end.predicate, source)
-        events[_TIMELINE_END] = "^TIMELINE_END$"
+        events[_TIMELINE_END] = f"^{TIMELINE_END_CODE}$"
         clause = Clause((label,), lo, None)
         valid = Validity((_TIMELINE_END,), exclude_time_limit=True)  # ACES drops a window that never closes
         time_limit_us = parse_duration(UNBOUNDED_TIME_LIMIT)
@@ -272,9 +276,8 @@ def _containing(predicates: Mapping, name: str) -> set[str]:
     while grew:
         grew = False
         for other, spec in predicates.items():
-            expr = str(spec.get("expr", "")) if isinstance(spec, Mapping) else ""
-            parts = {p.strip() for p in re.sub(r"^or\((.*)\)$", r"\1", expr.strip()).split(",")} if expr.strip().startswith("or(") else set()
-            if other not in out and parts & out:
+            operator, parts = _expression(spec["expr"]) if isinstance(spec, Mapping) and "expr" in spec else (None, [])
+            if operator == "or" and other not in out and set(parts) & out:
                 out.add(other)
                 grew = True
     return out
