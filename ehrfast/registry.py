@@ -11,6 +11,7 @@ from ehrfast.genomics.options import PRSStageOptions
 from ehrfast.infer.ares.options import AresStageOptions, NextTokenStageOptions
 from ehrfast.infer.options import ScoreStageOptions
 from ehrfast.labels.options import LabelOptions
+from ehrfast.model.options import ExportHFOptions
 from ehrfast.stages import Stage
 from ehrfast.synth.config import SynthOptions
 from ehrfast.tokenize.options import TokenizeOptions
@@ -46,9 +47,14 @@ BASELINES = Stage("baselines", "early-warning scores (NEWS, NEWS2, MEWS, REMS, C
                               "method (higher = riskier) for ehrfast evaluate --methods.")
 EVALUATE = Stage("evaluate", "compare model A with model B: paired bootstrap, meta-analysis, plots, report", EvaluateStageOptions,
                  "ehrfast.evaluate.compare:evaluate")
+EXPORT_HF = Stage("export-hf", "export a checkpoint as a Hugging Face GPT-2 directory (model, tokenizer, PRS encoder)", ExportHFOptions,
+                  "ehrfast.model.hf_export:export_hf",
+                  description="transformers.GPT2LMHeadModel.from_pretrained(OUT) gives the checkpoint's logits (cross-attention "
+                              "models: add_cross_attention=True, the PRS soft tokens as encoder_hidden_states); "
+                              "AutoTokenizer.from_pretrained(OUT) reads the vocabulary.")
 TRANSFER = Stage("transfer", "transfer learning: a head on the frozen EHR model, PRS-encoder embeddings as features",
                  TransferStageOptions, "ehrfast.transfer.experiment:run_transfer")
 
-STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, ARES, NEXT_TOKEN, BASELINES, EVALUATE, TRANSFER)
+STAGES: tuple[Stage, ...] = (SYNTH, VALIDATE, PRS, TOKENIZE, TRAIN, LABEL, SCORE, ARES, NEXT_TOKEN, BASELINES, EVALUATE, TRANSFER, EXPORT_HF)
 
-__all__ = ["ARES", "BASELINES", "EVALUATE", "NEXT_TOKEN", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]
+__all__ = ["ARES", "BASELINES", "EVALUATE", "EXPORT_HF", "NEXT_TOKEN", "LABEL", "PRS", "SCORE", "STAGES", "SYNTH", "TOKENIZE", "TRAIN", "TRANSFER", "VALIDATE"]

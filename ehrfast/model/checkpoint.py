@@ -58,6 +58,8 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: unreadable or corrupt ({exc})") from None
+    if meta.get("model_type") == "gpt2" and isinstance(meta.get("ehrfast"), dict):
+        return _load_hf_export(d, meta, state)
     if meta.get("model_type") == "gpt2":
         from types import SimpleNamespace
 
@@ -78,4 +80,28 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{weights}: does not fit {config_path} ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+def _load_hf_export(d: Path, meta: dict, state: dict[str, torch.Tensor]) -> GPT:
+    """A directory ``export_hf`` wrote: its ehrfast config (modality, PRS encoder) restores the
+    model exactly, not just its GPT-2 part."""
+    from safetensors.torch import load_file
+
+    section = meta["ehrfast"]
+    try:
+        config = GPTConfig.from_dict(section["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{d / 'config.json'}: bad ehrfast section ({exc})") from None
+    state = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in state.items()}
+    state.setdefault("lm_head.weight", state["transformer.wte.weight"])
+    model = GPT.from_hf_state_dict(state, config)
+    if model.prs_encoder is not None:
+        path = d / str(section.get("prs_encoder") or "prs_encoder.safetensors")
+        if not path.exists():
+            raise CheckpointError(f"{d}: the config names a PRS encoder but {path.name} is missing")
+        try:
+            model.prs_encoder.load_state_dict(load_file(str(path)), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: does not fit {d / 'config.json'} ({str(exc).splitlines()[0]})") from None
     return model.eval()
