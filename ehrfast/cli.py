@@ -15,6 +15,7 @@ import os
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
@@ -192,10 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(command: str):
+    """``warnings.showwarning`` for command-line users: the message, not the Python source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"ehrfast {command}: warning: {message}", file=file or sys.stderr)
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores the caller's showwarning (main is also called in-process)
+            warnings.showwarning = _warning_printer(args.command)
+            return args.func(args)
     except (EhrfastError, OSError) as exc:
         from ehrfast import distributed
 

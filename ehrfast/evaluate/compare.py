@@ -25,6 +25,7 @@ from ehrfast.evaluate.paired_tests import LossComparison, compare_losses, spearm
 from ehrfast.evaluate.predictions import PredictionError, align_pair, load_prediction_scores, prediction_scores, read_predictions, scores_on_units
 from ehrfast.evaluate.report import write_report
 from ehrfast.evaluate.result import EvaluationResult, TaskComparison, TraitSpearman
+from ehrfast.genomics.matrix import read_prs_matrix
 from ehrfast.io import atomic_directory, check_outputs
 from ehrfast.predictions import read_method_names
 
@@ -202,15 +203,14 @@ def loss_tests(pair: tuple, loss_column: str) -> LossComparison:
 
 def trait_spearman(t: TaskComparison, prs_path, traits: list[str]) -> TraitSpearman:
     """Spearman of P(B) − P(A) with each PRS trait over the subjects that have PRS."""
-    prs = pq.read_table(prs_path)
-    missing = [c for c in ("subject_id", *traits) if c not in prs.column_names]
+    prs = read_prs_matrix(prs_path)
+    missing = [c for c in traits if c not in prs.traits]
     if missing:
-        raise PredictionError(f"{prs_path}: missing column(s) {missing}")
-    ids = prs.column("subject_id").to_numpy()
-    pos = {s: i for i, s in enumerate(ids.tolist())}
+        raise PredictionError(f"{prs_path}: missing trait(s) {missing}; it has {prs.traits[:10]}{' ...' if len(prs.traits) > 10 else ''}")
+    pos = {s: i for i, s in enumerate(prs.subject_ids.tolist())}
     rows = np.array([pos.get(s, -1) for s in t.subject_id.tolist()])
     have = rows >= 0
-    x = np.column_stack([prs.column(c).to_numpy(zero_copy_only=False).astype(float)[rows[have]] for c in traits])
+    x = prs.values[rows[have]][:, [prs.traits.index(c) for c in traits]].astype(float)
     finite = np.isfinite(x).all(1)
     diff = (t.score_b - t.score_a)[have][finite]
     res = spearman_vs_traits(diff, x[finite], traits)

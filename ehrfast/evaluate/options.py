@@ -51,7 +51,7 @@ class EvaluateStageOptions:
                                                  positional=True, metavar="PRED")
     out_dir: Path = option("report directory", role="output_dir", flag="--out")
     options: EvaluateOptions = option("evaluation settings", default_factory=EvaluateOptions)
-    prs_path: Path | None = option("PRS parquet (subject_id + trait columns) for the Spearman analysis", None, role="input",
+    prs_path: Path | None = option("PRS.parquet from `ehrfast prs` (or pgsc_calc aggregated_scores.txt.gz) for the Spearman analysis", None, role="input",
                                    flag="--prs")
     subgroups_path: Path | None = option("parquet with subject_id and demographic columns", None, role="input", flag="--subgroups")
     demographics_from: Path | None = option("MEDS dataset: also break AUROC down by gender and race (ETHOS-ARES race groups)", None,

@@ -108,11 +108,18 @@ class Variant:
 
 def read_fam(path: str | os.PathLike) -> np.ndarray:
     """IIDs (column 2) of a .fam file as a string array, in file order."""
+    return read_fam_ids(path)[1]
+
+
+def read_fam_ids(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
+    """(FIDs or None when every FID is "0" — plink2's "no family" —, IIDs) of a .fam file,
+    string arrays in file order."""
     rows = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
     for i, r in enumerate(rows, start=1):
         if len(r) < 6:
             raise InvalidInputError(f"{path}: line {i} has {len(r)} columns, a .fam row needs 6")
-    return np.array([r[1] for r in rows], dtype=object)
+    fids = np.array([r[0] for r in rows], dtype=object)
+    return (None if (fids == "0").all() else fids), np.array([r[1] for r in rows], dtype=object)
 
 
 @dataclass
@@ -189,7 +196,7 @@ class BedFile:
         if missing:
             raise InputNotFoundError(f"PLINK fileset {prefix}: missing {missing[0]}")
         self.prefix = prefix
-        self.sample_ids = read_fam(prefix + ".fam")
+        self.family_ids, self.sample_ids = read_fam_ids(prefix + ".fam")
         self.variants = read_bim(prefix + ".bim")
         n_s, n_v = len(self.sample_ids), len(self.variants)
         bpv = bytes_per_variant(n_s)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.bed import BedFile, missing_files, unpack_bed
+from ehrfast.genomics.builds import build_from_header
 
 
 class GenotypeError(InvalidInputError):
@@ -48,14 +49,34 @@ def _upper(alleles) -> np.ndarray:
 
 
 class GenotypeSource(abc.ABC):
+    """``sample_ids`` are IIDs; ``family_ids`` the FIDs of PLINK filesets that have them (None
+    when absent or all "0"); ``genome_build`` what the file's header declares (None: unknown)."""
+
     kind = "abstract"
     path: str
     sample_ids: np.ndarray
     variants: VariantTable
+    family_ids: np.ndarray | None = None
+    genome_build: str | None = None
 
     @property
     def n_samples(self) -> int:
         return len(self.sample_ids)
+
+    def sample_label(self, k: int) -> str:
+        """Sample ``k`` as plink2 names it in messages: ``FID/IID``, or the IID alone."""
+        return f"{self.family_ids[k]}/{self.sample_ids[k]}" if self.family_ids is not None else str(self.sample_ids[k])
+
+    def check_unique_samples(self) -> None:
+        """Two samples with the same (FID, IID) cannot be told apart in any output."""
+        keys = list(zip(self.family_ids, self.sample_ids)) if self.family_ids is not None else list(self.sample_ids)
+        if len(set(keys)) != len(keys):
+            seen: dict = {}
+            for k, key in enumerate(keys):
+                if key in seen:
+                    raise GenotypeError(f"{self.path}: samples {seen[key] + 1} and {k + 1} are both {self.sample_label(k)}; "
+                                        "sample ids (FID, IID) must be unique")
+                seen[key] = k
 
     @abc.abstractmethod
     def dosages(self, idx: np.ndarray) -> np.ndarray:
@@ -69,6 +90,7 @@ class BedSource(GenotypeSource):
         self.bed = BedFile(prefix)
         self.path = str(prefix)
         self.sample_ids = self.bed.sample_ids
+        self.family_ids = self.bed.family_ids
         v = self.bed.variants
         self.variants = VariantTable(_strip_chr(v.chrom), v.pos, v.id, _upper(v.a2), _upper(v.a1))
 
@@ -101,8 +123,8 @@ class PgenSource(GenotypeSource):
         if missing:
             raise GenotypeError(f"PLINK 2 fileset {prefix}: missing {missing[0]}")
         self.path = prefix
-        self.sample_ids = _read_psam(prefix + ".psam")
-        self.variants = _read_pvar(prefix + ".pvar")
+        self.family_ids, self.sample_ids = _read_psam(prefix + ".psam")
+        self.variants, self.genome_build = _read_pvar(prefix + ".pvar")
         try:
             self.reader = pgenlib.PgenReader(prefix.encode() + b".pgen", raw_sample_ct=len(self.sample_ids))
         except RuntimeError as exc:
@@ -118,19 +140,32 @@ class PgenSource(GenotypeSource):
         return out
 
 
-def _read_psam(path: str) -> np.ndarray:
+def _read_psam(path: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """(FIDs or None, IIDs): a ``#FID IID ...`` or ``#IID ...`` header, or .fam-style rows."""
     lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
     if not lines:
         raise GenotypeError(f"{path}: empty sample file")
     head = lines[0].lstrip("#").split()
     if lines[0].startswith("#") and "IID" in head:
-        j = head.index("IID")
-        return np.array([ln.split()[j] for ln in lines[1:]], dtype=object)
-    return np.array([ln.split()[1] for ln in lines], dtype=object)  # .fam-style: FID IID ...
+        rows = [ln.split() for ln in lines[1:]]
+        for i, r in enumerate(rows, start=2):
+            if len(r) != len(head):
+                raise GenotypeError(f"{path}: line {i} has {len(r)} columns, the header names {len(head)}")
+        iid = np.array([r[head.index("IID")] for r in rows], dtype=object)
+        fid = np.array([r[head.index("FID")] for r in rows], dtype=object) if "FID" in head else None
+    else:  # .fam-style: FID IID ...
+        rows = [ln.split() for ln in lines]
+        if any(len(r) < 2 for r in rows):
+            raise GenotypeError(f"{path}: expected a '#IID' or '#FID IID' header, or FID IID columns")
+        fid, iid = np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=object)
+    return (None if fid is None or (fid == "0").all() else fid), iid
 
 
-def _read_pvar(path: str) -> VariantTable:
-    rows = [ln.split("\t") for ln in Path(path).read_text().splitlines() if ln and not ln.startswith("##")]
+def _read_pvar(path: str) -> tuple[VariantTable, str | None]:
+    """(variants, the build the ``##`` header reveals or None)."""
+    text = Path(path).read_text().splitlines()
+    build = build_from_header(ln for ln in text if ln.startswith("##"))
+    rows = [ln.split("\t") for ln in text if ln and not ln.startswith("##")]
     if not rows or not rows[0][0].startswith("#CHROM"):
         raise GenotypeError(f"{path}: expected a '#CHROM POS ID REF ALT' header line")
     head = [h.lstrip("#") for h in rows[0]]
@@ -141,7 +176,7 @@ def _read_pvar(path: str) -> VariantTable:
     body = rows[1:]
     return VariantTable(_strip_chr([x[c] for x in body]), np.array([int(x[p]) for x in body], np.int64),
                         np.array([x[i] for x in body], dtype=object), np.array([x[r].upper() for x in body], dtype=object),
-                        np.array([x[a].upper() for x in body], dtype=object))
+                        np.array([x[a].upper() for x in body], dtype=object)), build
 
 
 class VcfSource(GenotypeSource):
@@ -155,6 +190,7 @@ class VcfSource(GenotypeSource):
         self.path = str(path)
         vcf = cyvcf2.VCF(self.path)
         self.sample_ids = np.array(vcf.samples, dtype=object)
+        self.genome_build = build_from_header(vcf.raw_header.splitlines())
         formats = {h["ID"] for h in vcf.header_iter() if h["HeaderType"] == "FORMAT"}
         self.field = ("DS" if "DS" in formats else "GT") if field == "auto" else field
         if self.field not in formats:
@@ -264,7 +300,12 @@ def genotype_files(path: str | os.PathLike) -> list[Path]:
 def open_genotypes(path: str | os.PathLike, **options) -> GenotypeSource:
     """Opens ``path``: a PLINK prefix (``x`` for x.bed or x.pgen, or the file itself), a VCF/BCF
     or a BGEN file (``options`` go to its reader, e.g. ``ref_first=False``)."""
-    p = str(path)
+    source = _open(str(path), options)
+    source.check_unique_samples()
+    return source
+
+
+def _open(p: str, options: dict) -> GenotypeSource:
     if p.endswith(".bgen"):
         return BgenSource(p, **options)
     for ext in (".bed", ".bim", ".fam", ".pgen", ".pvar", ".psam"):
@@ -273,8 +314,8 @@ def open_genotypes(path: str | os.PathLike, **options) -> GenotypeSource:
             return BedSource(prefix) if ext in (".bed", ".bim", ".fam") else PgenSource(prefix)
     if p.endswith((".vcf", ".vcf.gz", ".bcf")):
         return VcfSource(p)
+    if os.path.exists(p + ".bed"):  # the native reader first: a prefix with both needs no pgenlib
+        return BedSource(p)
     if os.path.exists(p + ".pgen"):
         return PgenSource(p)
-    if os.path.exists(p + ".bed"):
-        return BedSource(p)
     raise GenotypeError(f"{p}: no .bed/.pgen fileset or VCF/BCF file found")

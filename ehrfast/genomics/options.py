@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.genomics.builds import normalize_build
+from ehrfast.genomics.formats import FORMATS
 from ehrfast.genomics.match import MatchOptions
 from ehrfast.genomics.score import ScoreModel
 from ehrfast.stages import option, overwrite_option, progress_option
@@ -20,13 +22,16 @@ class PRSOptions:
     model: ScoreModel = option("how each call counts", default_factory=ScoreModel)
     match: MatchOptions = option("how score-file variants are matched", default_factory=MatchOptions)
     clip_sd: float = option("clip standardized scores at ±k standard deviations", 4.0, flag="--clip")
-    raw: bool = option("write unstandardized sums", False)
+    raw: bool = option("write unstandardized sums, with plink2's per-trait SUM, AVG, ALLELE_CT, DENOM, NAMED_ALLELE_DOSAGE_SUM", False)
+    target_build: str | None = option("genome build of the genotypes (GRCh37/hg19 or GRCh38/hg38): position-matched score files "
+                                      "of another build are refused; default: what the VCF/.pvar header says, else unchecked", None)
 
     def __post_init__(self):
         if self.max_variants is not None and (isinstance(self.max_variants, bool) or not isinstance(self.max_variants, int)):
             raise InvalidInputError(f"max_variants must be an integer or None, got {self.max_variants!r}")
         if self.max_variants is not None and self.max_variants <= 0:
             self.max_variants = None  # "0 = all", as the command line spells it
+        self.target_build = normalize_build(self.target_build, where="target_build (--target-build)")
         if not 0 < self.clip_sd < math.inf:
             raise InvalidInputError(f"clip_sd (--clip) must be a positive finite number of standard deviations, got {self.clip_sd}")
 
@@ -41,10 +46,14 @@ class PRSStageOptions:
     out_path: Path = option("output parquet (prs_meta.json is written beside it)", role="output_file", flag="--out")
     options: PRSOptions = option("PRS settings", default_factory=PRSOptions)
     backend: str | None = option("auto, fast (the C++ core) or reference (numpy); default: the process setting", None)
-    sample_map: Path | None = option("TSV: sample_id subject_id (when IIDs are not MEDS subject ids)", None, role="input")
+    sample_map: Path | None = option("TSV of 'IID subject_id' or 'FID IID subject_id' lines (when IIDs are not MEDS subject ids)", None,
+                                     role="input")
     meds_dir: Path | None = option("MEDS dataset: check ids and fit the standardization on its train split", None, role="input",
                                    flag="--meds")
     bgen_ref_last: bool = option("BGEN stores ALT first (plink2 'ref-last'); default: REF first", False)
+    format: str = option("parquet (model-ready), sscore (plink2 --score layout) or pgsc_calc (aggregated_scores.txt.gz); "
+                         "auto: by the output's name (.sscore, .txt.gz, else parquet)", "auto", choices=FORMATS)
+    sampleset: str | None = option("pgsc_calc sampleset column; default: the genotype file's name", None)
     overwrite: bool = overwrite_option("the output files")
     progress: bool = progress_option()
 

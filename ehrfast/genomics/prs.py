@@ -1,8 +1,9 @@
-"""``compute_prs``: genotypes + score files -> the model-ready PRS matrix.
+"""``compute_prs``: genotypes + score files -> the model-ready PRS matrix (or plink2 /
+pgsc_calc score files).
 
-Writes ``PRS.parquet`` (``sample_id`` string, ``subject_id`` int64 or null, one float32
-column per trait) and ``prs_meta.json`` beside it (per-trait match report, variants used,
-allele-frequency source, and the standardization fitted on the training subjects).
+Writes ``PRS.parquet`` (see ``ehrfast.genomics.formats`` for it and the other formats) and
+``prs_meta.json`` beside it: per-trait match report, variants used, genome builds,
+allele-frequency source, and the standardization fitted on the training subjects.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast._memory import reuse_freed_memory
 from ehrfast.backends import resolve_backend
 from ehrfast.errors import InvalidInputError
-from ehrfast.genomics.genotypes import genotype_files, open_genotypes
+from ehrfast.genomics.builds import check_builds
+from ehrfast.genomics.formats import PRSTable, output_format, write_prs_table
+from ehrfast.genomics.genotypes import GENOTYPE_EXTENSIONS, GenotypeSource, genotype_files, open_genotypes
 from ehrfast.genomics.match import TraitMatch, match_score_files
 from ehrfast.genomics.matrix import meta_path as prs_meta_path
 from ehrfast.genomics.options import PRSOptions
@@ -59,27 +61,57 @@ def keep_top_variants(m: TraitMatch, max_variants: int | None) -> TraitMatch:
     return TraitMatch(m.trait, m.source, m.variant[order], m.effect_is_alt[order], m.weight[order], report)
 
 
-def map_subjects(sample_ids: np.ndarray, sample_map: str | os.PathLike | None) -> np.ndarray:
-    """subject_id per sample (float NaN where unknown, kept exact via object ints): from the
-    mapping file (``sample_id<TAB>subject_id``) when given, else the IID when it is an integer."""
-    out = np.full(len(sample_ids), None, dtype=object)
+def map_subjects(source: GenotypeSource, sample_map: str | os.PathLike | None) -> np.ndarray:
+    """subject_id per sample (object array: int or None): from the mapping file when given —
+    lines ``IID subject_id`` or ``FID IID subject_id``, an optional header — else the IID when
+    it is an integer. Two samples reaching one subject is an error naming both."""
+    out = np.full(source.n_samples, None, dtype=object)
+    families = source.family_ids
     if sample_map is not None:
-        mapping = {}
-        for i, line in enumerate(Path(sample_map).read_text().splitlines(), start=1):
-            parts = line.split()
-            if not parts or (i == 1 and not parts[-1].lstrip("-").isdigit()):
-                continue  # header or blank line
-            if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
-                raise InvalidInputError(f"{sample_map}: line {i} must be 'sample_id subject_id' with an integer subject_id")
-            mapping[parts[0]] = int(parts[1])
-        for k, s in enumerate(sample_ids):
-            out[k] = mapping.get(str(s))
-        return out
-    for k, s in enumerate(sample_ids):
-        text = str(s)
-        if text.lstrip("-").isdigit():
-            out[k] = int(text)
+        by_iid, by_fid_iid = _read_sample_map(sample_map)
+        for k, iid in enumerate(source.sample_ids):
+            fid = str(families[k]) if families is not None else "0"
+            out[k] = by_fid_iid.get((fid, str(iid)), by_iid.get(str(iid)))
+    else:
+        for k, iid in enumerate(source.sample_ids):
+            text = str(iid)
+            if text.lstrip("-").isdigit():
+                out[k] = int(text)
+    first: dict[int, int] = {}
+    for k, s in enumerate(out):
+        if s is None:
+            continue
+        if s in first:
+            raise InvalidInputError(f"{source.path}: samples {source.sample_label(first[s])} and {source.sample_label(k)} both map to "
+                                    f"subject {s}{f' (via {sample_map})' if sample_map else ''}; one genotype sample per subject — "
+                                    "give a --sample-map with FID IID subject_id lines to tell families apart")
+        first[s] = k
     return out
+
+
+def _read_sample_map(path) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """({IID: subject} from 2-column lines, {(FID, IID): subject} from 3-column lines)."""
+    by_iid, by_fid_iid = {}, {}
+    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts or (i == 1 and not parts[-1].lstrip("-").isdigit()):
+            continue  # header or blank line
+        if len(parts) not in (2, 3) or not parts[-1].lstrip("-").isdigit():
+            raise InvalidInputError(f"{path}: line {i} must be 'IID subject_id' or 'FID IID subject_id' with an integer subject_id")
+        key, table = ((parts[0], parts[1]), by_fid_iid) if len(parts) == 3 else (parts[0], by_iid)
+        if key in table:
+            raise InvalidInputError(f"{path}: line {i}: sample {'/'.join(parts[:-1])} is listed twice")
+        table[key] = int(parts[-1])
+    return by_iid, by_fid_iid
+
+
+def _sampleset_name(genotypes: str) -> str:
+    """pgsc_calc's sampleset: the genotype file's name without its extensions."""
+    name = Path(genotypes).name
+    for ext in sorted(GENOTYPE_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
 
 
 def _training_mask(subject_ids: np.ndarray, train_subjects: set[int] | None) -> np.ndarray:
@@ -100,6 +132,8 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
     """Reads genotypes and score files, matches, checks subjects, scores: the heavy part of compute_prs."""
     source = open_genotypes(genotypes, **(genotype_options or {}))
     files = read_score_files(score_files)
+    target_build = opt.target_build or source.genome_build
+    builds = check_builds(files, target_build, source.path)
     matches, dropped = [], []
     for m in match_score_files(files, source.variants, opt.match):
         if m.report["match_rate"] < opt.match.min_overlap or m.report["matched"] == 0:
@@ -111,7 +145,7 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
                       f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}", RuntimeWarning, stacklevel=3)
     if not matches:
         raise InvalidInputError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
-    subject_ids = map_subjects(source.sample_ids, sample_map)
+    subject_ids = map_subjects(source, sample_map)
     train_subjects = None
     if meds_dir is not None:
         all_subjects, train_subjects = meds_subjects(meds_dir)
@@ -119,9 +153,31 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
             raise InvalidInputError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
                              "(give --sample-map SAMPLE_ID<TAB>SUBJECT_ID when IIDs are not MEDS subject ids)")
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
-    result = score_traits(source, matches, opt.model, backend=backend, progress=bar.update)
+    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=True, progress=bar.update)
     bar.close()
-    return source, matches, dropped, result, subject_ids, train_subjects
+    shared = _shared_columns(source, matches, result, opt, backend)
+    build_record = {"target": target_build, "target_from": "--target-build" if opt.target_build else "genotype header" if target_build else None,
+                    "score_files": builds}
+    return source, matches, dropped, result, shared, subject_ids, train_subjects, build_record
+
+
+def _shared_columns(source, matches: list[TraitMatch], result, opt: PRSOptions, backend) -> np.ndarray:
+    """[3, n_samples] ALLELE_CT, DENOM, NAMED_ALLELE_DOSAGE_SUM over every scored variant (plink2
+    counts them per score file): the traits' own when they share one variant set, else one
+    unit-weight pass over the union (each variant's allele as its first trait names it)."""
+    if len({id(m.variant) for m in matches}) == 1:
+        return np.stack([result.allele_ct[:, 0], result.denom[:, 0], result.named_sum[:, 0]])
+    union = distinct_variants(matches)
+    effect = np.zeros(len(union), bool)
+    assigned = np.zeros(len(union), bool)
+    for m in matches:
+        pos = np.searchsorted(union, m.variant)
+        new = ~assigned[pos]
+        effect[pos[new]] = m.effect_is_alt[new]
+        assigned[pos] = True
+    everything = TraitMatch("all variants", source.path, union, effect, np.ones(len(union)), {})
+    counts = score_traits(source, [everything], opt.model, backend=backend, plink2_columns=True)
+    return np.stack([counts.allele_ct[:, 0], counts.denom[:, 0], counts.named_sum[:, 0]])
 
 
 def compute_prs(
@@ -134,38 +190,45 @@ def compute_prs(
     sample_map: str | os.PathLike | None = None,
     meds_dir: str | os.PathLike | None = None,
     bgen_ref_last: bool = False,
+    format: str = "auto",
+    sampleset: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PRSSummary:
     """Matches every score file to the genotypes, scores all traits at once and writes the
     PRS matrix. With ``meds_dir``, sample ids must reach MEDS subjects and the standardization
     is fitted on the MEDS training split; otherwise on all samples. ``bgen_ref_last``: the BGEN
-    file stores ALT first (plink2's 'ref-last')."""
+    file stores ALT first (plink2's 'ref-last'). ``format``: parquet (model-ready), sscore
+    (plink2) or pgsc_calc (``aggregated_scores.txt.gz``, ``sampleset`` defaulting to the genotype
+    file's name); "auto" picks by the output's name. sscore and pgsc_calc hold raw sums."""
     t0 = time.perf_counter()
     opt = options or PRSOptions()
     out_path = Path(out_path)
+    fmt = output_format(format, out_path)
     meta_path = prs_meta_path(out_path)
     check_outputs(files=[out_path, meta_path], inputs=[*genotype_files(genotypes), *score_files, sample_map, meds_dir],
                   overwrite=overwrite)
     with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
-        source, matches, dropped, result, subject_ids, train_subjects = _match_and_score(
+        source, matches, dropped, result, shared, subject_ids, train_subjects, builds = _match_and_score(
             genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress)
     sums = result.sums
     train = _training_mask(subject_ids, train_subjects) & np.isfinite(sums).all(1)
     mean = sums[train].mean(0) if train.any() else sums.mean(0)
     sd = sums[train].std(0) if train.any() else sums.std(0)
     sd = np.where(sd > 0, sd, 1.0)
-    values = sums if opt.raw else np.clip((sums - mean) / sd, -opt.clip_sd, opt.clip_sd)
-    columns = {"sample_id": pa.array([str(s) for s in source.sample_ids], pa.string()), "subject_id": pa.array(list(subject_ids), pa.int64())}
-    for j, trait in enumerate(result.traits):
-        columns[trait] = pa.array(values[:, j].astype(np.float32))
+    raw = opt.raw or fmt != "parquet"
+    values = sums if raw else np.clip((sums - mean) / sd, -opt.clip_sd, opt.clip_sd)
+    table = PRSTable(source.family_ids, source.sample_ids, subject_ids, result.traits, values, raw, sums, result.allele_ct,
+                     result.denom, result.named_sum, shared)
     meta = {
+        "format": fmt,
         "genotypes": str(source.path),
         "genotype_format": source.kind,
         "n_samples": int(source.n_samples),
         "traits": result.traits,
         "dropped_traits": dropped,
-        "values": "raw sums" if opt.raw else f"standardized with training mean/sd, clipped at ±{opt.clip_sd} sd",
+        "genome_build": builds,
+        "values": "raw sums" if raw else f"standardized with training mean/sd, clipped at ±{opt.clip_sd} sd",
         "standardization": {"fitted_on": "MEDS train split" if meds_dir else "all samples", "n": int(train.sum()),
                             "mean": dict(zip(result.traits, mean.tolist())), "sd": dict(zip(result.traits, sd.tolist())), "clip_sd": opt.clip_sd},
         "model": asdict(opt.model),
@@ -173,8 +236,11 @@ def compute_prs(
         "allele_frequency_source": "target genotypes (non-missing calls), as plink2 computes them",
         "match": {m.trait: {**m.report, "variants_used": int(len(m.variant)), "source": m.source} for m in matches},
     }
+    if not (np.isfinite(values).all() and np.isfinite(shared).all()):
+        raise InvalidInputError(f"{source.path}: scores are not finite for some samples; nothing written")  # before any output exists
+    sampleset = sampleset or _sampleset_name(source.path)
     with atomic_output(out_path, overwrite=overwrite) as tmp:
-        pq.write_table(pa.table(columns), tmp, use_dictionary=False, write_statistics=False)  # continuous values: no dictionary pages
+        write_prs_table(table, tmp, fmt, sampleset)
         with atomic_output(meta_path, overwrite=overwrite) as tmp_meta:
             Path(tmp_meta).write_text(json.dumps(meta, indent=1) + "\n")
     n_mapped = int(sum(s is not None for s in subject_ids))

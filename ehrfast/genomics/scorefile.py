@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.genomics.builds import build_from_filename, normalize_build
 
 if TYPE_CHECKING:  # pyarrow is imported where it is used
     import pyarrow as pa
@@ -42,10 +43,16 @@ class ScoreFile:
     weights: np.ndarray
     header: dict[str, str] = field(default_factory=dict)
     weight_type: str = "NR"
+    genome_build: str | None = None  # of chrom/pos: GRCh37, GRCh38 or None (not reported)
 
     @property
     def n_rows(self) -> int:
         return len(self.effect_allele)
+
+    @property
+    def matches_by_position(self) -> bool:
+        """Whether some rows are matched by chromosome and position (and so depend on the build)."""
+        return self.chrom is not None and self.pos is not None and bool((self.pos >= 0).any())
 
 
 def _open_text(path: Path):
@@ -204,7 +211,20 @@ def _pgs_catalog(path: Path, header: dict, col: dict, body_start: int) -> ScoreF
     weight_types = _strings(col, "weight_type")
     weight_type = header.get("weight_type") or (weight_types[0] if weight_types else "NR")
     return ScoreFile(str(path), [trait], ids, chrom, pos, _arrow_strings(col, "effect_allele", upper=True), other,
-                     _weights(path, col[weight_col], weight_col, body_start)[:, None], header, weight_type)
+                     _weights(path, col[weight_col], weight_col, body_start)[:, None], header, weight_type,
+                     _build(path, header, use_hm))
+
+
+def _build(path: Path, header: dict, harmonized: bool) -> str | None:
+    """The build of the positions used: ``#HmPOS_build`` (or the file name's ``_hmPOS_GRCh3x``)
+    for harmonized positions, ``#genome_build`` for the author-reported ones."""
+    if harmonized:
+        declared = header.get("HmPOS_build")
+        return normalize_build(declared, where=f"{path}: #HmPOS_build") if declared else build_from_filename(path.name)
+    declared = header.get("genome_build")
+    if declared is None and "HmPOS_build" not in header:  # a pgscatalog "normalised" file keeps only the name
+        return build_from_filename(path.name)
+    return normalize_build(declared, where=f"{path}: #genome_build")
 
 
 def _plink_table(path: Path, col: dict, columns: list[str], body_start: int) -> ScoreFile:

@@ -84,7 +84,7 @@ class TrainOptions:
     out_dir: Path = option("run directory: model/ (checkpoint), last/ (resumable state), history.json", role="output_dir",
                            flag="--out")
     cfg: TrainConfig = option("training settings", default_factory=TrainConfig)
-    prs_path: Path | None = option("PRS.parquet from `ehrfast prs` (needed for modality cross/prefix)", None, role="input",
+    prs_path: Path | None = option("PRS.parquet from `ehrfast prs`, or pgsc_calc aggregated_scores.txt.gz (needed for modality cross/prefix)", None, role="input",
                                    flag="--prs")
     resume: bool = option("continue the run in OUT from OUT/last", False)
     overwrite: bool = overwrite_option("a run directory OUT (start it afresh)")

@@ -25,7 +25,7 @@ class TransferStageOptions:
                              flag="--ehr-model")
     prs_model: Path = option("checkpoint of a model that reads PRS (its encoder gives the COPD embeddings)", role="input",
                              flag="--prs-model")
-    prs_path: Path = option("PRS.parquet from `ehrfast prs`", role="input", flag="--prs")
+    prs_path: Path = option("PRS.parquet from `ehrfast prs`, or pgsc_calc aggregated_scores.txt.gz", role="input", flag="--prs")
     out_dir: Path = option("output directory: labels, predictions and report/", role="output_dir", flag="--out")
     options: TransferOptions = option("transfer settings", default_factory=TransferOptions)
     overwrite: bool = overwrite_option("the output directory")

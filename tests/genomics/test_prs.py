@@ -125,7 +125,7 @@ def test_compute_prs_on_synthetic_cohort(small_cohort, tmp_path):
     scores = sorted((root / "genomics" / "scores").glob("*.txt"))
     s = compute_prs(root / "genomics" / "genotypes", scores, out, meds_dir=root, progress=False)
     t = pq.read_table(out)
-    assert t.column_names[:2] == ["sample_id", "subject_id"] and t.num_rows == summary.n_genotyped
+    assert t.column_names[:3] == ["family_id", "sample_id", "subject_id"] and t.num_rows == summary.n_genotyped
     assert s.n_subjects_mapped == summary.n_genotyped and len(s.traits) + len(s.dropped_traits) == len(scores)
     meta = json.loads((tmp_path / "prs_meta.json").read_text())
     assert meta["standardization"]["fitted_on"] == "MEDS train split"

@@ -185,3 +185,19 @@ def test_torchrun_ddp_trains_on_disjoint_shards_and_resumes(prepared, tmp_path):
     whole, resumed = load_checkpoint(tmp_path / "whole" / "model"), load_checkpoint(tmp_path / "paused" / "model")
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_pgsc_calc_aggregated_scores_train_like_ehrfast_ones(small_cohort, prepared, tmp_path):
+    """pgsc_calc's aggregated_scores.txt.gz is a --prs input: the same traits, the same
+    subjects, its sums standardized (over all samples rather than the train split)."""
+    root, _, _ = small_cohort
+    scores = sorted((root / "genomics" / "scores").glob("SYN_[A-Z]*.txt"))[:6]
+    aggregated = tmp_path / "aggregated_scores.txt.gz"
+    compute_prs(root / "genomics" / "genotypes", scores, aggregated, meds_dir=root, progress=False)
+    ours, theirs = read_prs_matrix(prepared / "prs" / "PRS.parquet"), read_prs_matrix(aggregated)
+    assert theirs.traits == ours.traits and sorted(theirs.subject_ids) == sorted(ours.subject_ids)
+    a, b = ours.rows_for(ours.subject_ids), theirs.rows_for(ours.subject_ids)
+    for j in range(len(ours.traits)):
+        assert np.corrcoef(a[:, j], b[:, j])[0, 1] > 0.999
+    hist = train(prepared / "tokens", tmp_path / "run", _cfg(steps=3, eval_every=3), prs_path=aggregated, progress=False)
+    assert np.isfinite(hist.train_loss).all()
