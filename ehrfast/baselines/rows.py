@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ehrfast.data.meds import STATIC_TIME, data_files
 from ehrfast.errors import InvalidInputError
@@ -51,8 +50,8 @@ def read_matching_rows(meds_dir: str | os.PathLike, patterns: dict[str, str], sp
         if splits is not None and split not in splits:
             continue
         for path in files:
-            names = pq.read_schema(path).names
-            table = pq.read_table(path, columns=[c for c in ("subject_id", "time", "code", "numeric_value", "text_value") if c in names])
+            names = path.schema().names
+            table = path.read([c for c in ("subject_id", "time", "code", "numeric_value", "text_value") if c in names])
             codes = table.column("code")
             encoded = codes.combine_chunks().dictionary_encode() if not pa.types.is_dictionary(codes.type) else codes.combine_chunks()
             dictionary = encoded.dictionary.to_pylist()
@@ -82,7 +81,7 @@ def subject_splits(meds_dir: str | os.PathLike) -> dict[int, str]:
     out: dict[int, str] = {}
     for split, files in data_files(meds_dir).items():
         for path in files:
-            for s in np.unique(pq.read_table(path, columns=["subject_id"]).column("subject_id").to_numpy()).tolist():
+            for s in np.unique(path.read(["subject_id"]).column("subject_id").to_numpy()).tolist():
                 out[int(s)] = split
     return out
 

@@ -1,10 +1,15 @@
 """The MEDS on-disk format: schemas, writing, and validation with errors that say where.
 
-A MEDS dataset is ``data/<split>/*.parquet`` (``subject_id`` int64, ``time`` timestamp[us],
-null for static rows, ``code`` string, ``numeric_value`` float32 nullable, optional
-``text_value``; extra columns allowed), sorted by subject then time (static rows first),
-plus ``metadata/codes.parquet``, ``metadata/subject_splits.parquet`` and
-``metadata/dataset.json``.
+A MEDS dataset is ``data/<split>/*.parquet`` or flat ``data/*.parquet`` shards (splits then
+from ``metadata/subject_splits.parquet``): ``subject_id`` int64, ``time`` timestamp[us], null
+for static rows, ``code`` string, ``numeric_value`` float32 nullable, optional ``text_value``
+large_string; extra columns allowed; sorted by subject then time (static rows first); plus
+``metadata/codes.parquet``, ``metadata/subject_splits.parquet`` and ``metadata/dataset.json``.
+
+ehrfast reads more than it calls MEDS: float64 values, large_string or dictionary codes and
+string text are read as they are, and with ``cast_timestamps`` nanosecond or time-zone-aware
+times are read as µs (UTC). ``validate_meds_dataset`` says "valid MEDS" only when the official
+``meds`` schemas accept every file, and lists each deviation otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +59,68 @@ class MedsValidationError(InvalidInputError):
     """A MEDS dataset breaks the format; the message names the file, row and column."""
 
 
+@dataclass(frozen=True, eq=False)  # identity hash: a ShardFile keys the tokenizer's cache
+class ShardFile:
+    """One split's rows of one parquet shard: the whole file (``subjects`` None) or, for a flat
+    ``data/*.parquet`` shard that holds several splits, the rows of ``subjects`` (sorted int64).
+    ``cast_timestamps``: read ns / time-zone-aware ``time`` as timestamp[us] (UTC)."""
+
+    path: Path
+    split: str
+    subjects: np.ndarray | None = None
+    cast_timestamps: bool = False
+
+    def __str__(self) -> str:
+        return str(self.path) if self.subjects is None else f"{self.path} ({self.split} subjects)"
+
+    def schema(self) -> pa.Schema:
+        """The file's arrow schema (``time`` as read, i.e. after the cast)."""
+        schema = pq.read_schema(self.path)
+        i = schema.get_field_index("time")
+        if self.cast_timestamps and i >= 0 and _castable_time(schema.field(i).type):
+            schema = schema.set(i, schema.field(i).with_type(pa.timestamp("us")))
+        return schema
+
+    @property
+    def num_rows(self) -> int:
+        if self.subjects is None:
+            return pq.ParquetFile(self.path).metadata.num_rows
+        return self.read(["subject_id"]).num_rows
+
+    def read(self, columns: list[str] | None = None, **options) -> pa.Table:
+        """The rows of this split (``columns``, default all), in file order; ``options`` go to
+        ``pyarrow.parquet.read_table`` (e.g. ``read_dictionary``)."""
+        wanted = None if columns is None else list(columns)
+        extra = self.subjects is not None and wanted is not None and "subject_id" not in wanted
+        table = pq.read_table(self.path, columns=None if wanted is None else wanted + (["subject_id"] if extra else []), **options)
+        if self.subjects is not None:
+            table = table.filter(pc.is_in(table.column("subject_id"), value_set=pa.array(self.subjects, pa.int64())))
+            if extra:
+                table = table.drop_columns(["subject_id"])
+        i = table.schema.get_field_index("time")
+        if self.cast_timestamps and i >= 0 and _castable_time(table.schema.field(i).type):
+            table = table.set_column(i, "time", _time_as_us(table.column("time")))
+        return table
+
+
+def _castable_time(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) and (t.unit != "us" or t.tz is not None)
+
+
+def _time_as_us(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """timestamp[any unit, any tz] -> timestamp[us] naive UTC (sub-µs digits dropped)."""
+    t = column.type
+    if t.tz is not None:  # arrow stores instants as UTC: dropping the zone keeps the UTC wall time
+        column = column.cast(pa.timestamp(t.unit))
+    return pc.floor_temporal(column, unit="microsecond").cast(pa.timestamp("us"), safe=False) if t.unit == "ns" else column.cast(
+        pa.timestamp("us"))
+
+
+def as_shard(path) -> ShardFile:
+    """``path`` as a whole-file ShardFile (a ShardFile is returned as is)."""
+    return path if isinstance(path, ShardFile) else ShardFile(Path(path), Path(path).parent.name)
+
+
 @dataclass(frozen=True)
 class MedsSummary:
     """What ``validate_meds_dataset`` found."""
@@ -66,9 +133,22 @@ class MedsSummary:
     meds_dir: str = ""
     events_after_death: int = 0  # subjects with a timed event after their first MEDS_DEATH (valid MEDS, but suspicious)
     example_after_death: int | None = None  # one such subject
+    deviations: tuple[str, ...] = ()  # what the official MEDS schemas reject ("file: problem"); empty: conformant
+    checked_with: str = "meds"  # "meds <version>" or "ehrfast's copy of the MEDS 0.4 schemas" (meds not installed)
+
+    @property
+    def conformant(self) -> bool:
+        return not self.deviations
 
     def describe(self) -> str:
-        lines = [f"{self.meds_dir}: valid MEDS — {self.n_subjects:,} subjects, {self.n_rows:,} rows, {self.n_codes:,} codes"]
+        counts = f"{self.n_subjects:,} subjects, {self.n_rows:,} rows, {self.n_codes:,} codes"
+        if self.conformant:
+            lines = [f"{self.meds_dir}: valid MEDS ({self.checked_with}) — {counts}"]
+        else:
+            lines = [f"{self.meds_dir}: readable by ehrfast, not MEDS-conformant ({self.checked_with}) — {counts}"]
+            lines += [f"  not MEDS: {d}" for d in self.deviations[:20]]
+            if len(self.deviations) > 20:
+                lines.append(f"  ... and {len(self.deviations) - 20} more")
         for split, rows in self.rows_per_split.items():
             lines.append(f"  {split:<10} {self.subjects_per_split[split]:>9,} subjects {rows:>12,} rows")
         if self.events_after_death:
@@ -77,18 +157,51 @@ class MedsSummary:
         return "\n".join(lines)
 
 
-def data_files(root: str | os.PathLike) -> dict[str, list[Path]]:
-    """Shard files per split, sorted by name (``data/<split>/*.parquet``)."""
+def data_files(root: str | os.PathLike, *, cast_timestamps: bool = False) -> dict[str, list[ShardFile]]:
+    """Shards per split, sorted by name: ``data/<split>/**.parquet``, or flat ``data/*.parquet``
+    shards split by ``metadata/subject_splits.parquet`` (a shard appears under every split it
+    holds subjects of, read as those subjects' rows)."""
     data = Path(root) / "data"
     if not data.is_dir():
         raise MedsValidationError(f"{root}: no data/ directory, not a MEDS dataset")
-    out = {}
+    flat = sorted(p for p in data.glob("*.parquet") if p.is_file())
+    out: dict[str, list[ShardFile]] = {}
     for split_dir in sorted(p for p in data.iterdir() if p.is_dir()):
         files = sorted(split_dir.rglob("*.parquet"))
         if files:
-            out[split_dir.name] = files
+            out[split_dir.name] = [ShardFile(f, split_dir.name, None, cast_timestamps) for f in files]
+    if flat and out:
+        raise MedsValidationError(f"{data}: holds both flat shards ({flat[0].name}) and split directories ({next(iter(out))}/); use one layout")
+    if flat:
+        return _flat_shards(Path(root), flat, cast_timestamps)
     if not out:
-        raise MedsValidationError(f"{data}: no parquet shards under data/<split>/")
+        raise MedsValidationError(f"{data}: no parquet shards under data/ or data/<split>/")
+    return out
+
+
+def _flat_shards(root: Path, files: list[Path], cast_timestamps: bool) -> dict[str, list[ShardFile]]:
+    splits_path = root / "metadata" / "subject_splits.parquet"
+    if not splits_path.exists():
+        raise MedsValidationError(f"{root}/data: flat data/*.parquet shards need {splits_path} to say which subject is in which split")
+    sp = pq.read_table(splits_path)
+    for col in ("subject_id", "split"):
+        if col not in sp.column_names:
+            raise MedsValidationError(f"{splits_path}: missing required column '{col}'")
+    ids = sp.column("subject_id").to_numpy().astype(np.int64)
+    names = np.asarray(sp.column("split").to_pylist(), dtype=object)
+    order = np.argsort(ids, kind="stable")
+    ids, names = ids[order], names[order]
+    out: dict[str, list[ShardFile]] = {}
+    for f in files:
+        subjects = np.unique(pq.read_table(f, columns=["subject_id"]).column("subject_id").to_numpy())
+        at = np.clip(np.searchsorted(ids, subjects), 0, max(len(ids) - 1, 0))
+        known = (ids[at] == subjects) if len(ids) else np.zeros(len(subjects), bool)
+        if not known.all():
+            raise MedsValidationError(f"{splits_path}: subject {int(subjects[~known][0])} of {f} has no split")
+        split_of = names[at]
+        for split in sorted(set(split_of.tolist())):
+            mine = subjects[split_of == split]
+            out.setdefault(split, []).append(ShardFile(f, split, None if len(mine) == len(subjects) else mine, cast_timestamps))
     return out
 
 
@@ -102,6 +215,9 @@ def _check_type(path: Path, schema: pa.Schema, name: str, expected: pa.DataType,
         return
     if name == "time" and pa.types.is_timestamp(actual) and actual.tz is None and actual.unit == "us":
         return
+    if name == "time" and pa.types.is_timestamp(actual):
+        raise MedsValidationError(f"{path}: column 'time' has type {actual}, MEDS requires timestamp[us] without a time zone; "
+                                  "pass cast_timestamps=True / --cast-timestamps to read it as µs UTC")
     if actual != expected:
         raise MedsValidationError(f"{path}: column '{name}' has type {actual}, MEDS requires {expected}")
 
@@ -213,15 +329,17 @@ def shard_core_columns(path, table: pa.Table, backend: str | None = None) -> tup
     return subject_ids, time, seg
 
 
-def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
+def validate_meds_dataset(meds_dir: str | os.PathLike, cast_timestamps: bool = False) -> MedsSummary:
     """Validates a whole MEDS dataset: schemas, nulls, sort order, subjects in one shard only,
-    metadata files, and that every code and subject is listed in the metadata.
+    metadata files, and that every code and subject is listed in the metadata; then checks every
+    file against the official MEDS schemas (``deviations``: what ehrfast reads but MEDS rejects).
 
-    Returns counts; raises ``MedsValidationError`` naming the file, row and column.
+    Returns counts; raises ``MedsValidationError`` naming the file, row and column when ehrfast
+    cannot read the dataset. ``cast_timestamps``: accept ns / time-zone-aware ``time``.
     """
     root = Path(meds_dir)
-    shards = data_files(root)
-    seen_subjects: dict[int, Path] = {}
+    shards = data_files(root, cast_timestamps=cast_timestamps)
+    seen_subjects: dict[int, ShardFile] = {}
     all_codes: set[str] = set()
     rows_per_split, subjects_per_split = {}, {}
     after_death: list[int] = []
@@ -229,9 +347,9 @@ def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
         rows_per_split[split] = 0
         n_subj = 0
         for f in files:
-            pf = pq.ParquetFile(f)
-            validate_shard_schema(f, pf.schema_arrow)
-            t = pf.read(columns=["subject_id", "time", "code"])
+            validate_shard_schema(f.path, f.schema())
+            t = f.read(["subject_id", "time", "code"])
+            t = t.set_column(2, "code", t.column("code").cast(pa.string()))  # large_string / dictionary codes read as strings
             uniq, _, _ = shard_core_columns(f, t)  # sorted and distinct
             for s in uniq[np.isin(uniq, np.fromiter(seen_subjects, dtype=np.int64, count=len(seen_subjects)))]:
                 raise MedsValidationError(f"{f}: subject {s} also appears in {seen_subjects[int(s)]}; a subject must live in one shard")
@@ -241,7 +359,8 @@ def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
             rows_per_split[split] += t.num_rows
             n_subj += len(uniq)
         subjects_per_split[split] = n_subj
-    _validate_metadata(root, all_codes, seen_subjects, shards)
+    _validate_metadata(root, all_codes, seen_subjects)
+    deviations, checked_with = meds_deviations(root, sorted({f.path for files in shards.values() for f in files}))
     return MedsSummary(
         n_subjects=len(seen_subjects),
         n_rows=sum(rows_per_split.values()),
@@ -251,7 +370,60 @@ def validate_meds_dataset(meds_dir: str | os.PathLike) -> MedsSummary:
         meds_dir=str(meds_dir),
         events_after_death=len(after_death),
         example_after_death=after_death[0] if after_death else None,
+        deviations=tuple(deviations),
+        checked_with=checked_with,
     )
+
+
+# MEDS 0.4's column types (meds.DataSchema etc.), for machines without the meds package
+STRICT_TYPES = {
+    "data": {"subject_id": pa.int64(), "time": pa.timestamp("us"), "code": pa.string(), "numeric_value": pa.float32(),
+             "text_value": pa.large_string()},
+    "codes": {"code": pa.string(), "description": pa.string(), "parent_codes": pa.list_(pa.string())},
+    "splits": {"subject_id": pa.int64(), "split": pa.string()},
+}
+REQUIRED = {"data": ("subject_id", "time", "code"), "codes": ("code",), "splits": ("subject_id", "split")}
+
+
+def strict_deviations(kind: str, schema: pa.Schema) -> list[str]:
+    """What MEDS 0.4 rejects in a ``kind`` ("data", "codes", "splits") file's schema: missing
+    required columns and columns of another type (extra columns are allowed)."""
+    out = [f"missing column '{c}'" for c in REQUIRED[kind] if c not in schema.names]
+    for name, want in STRICT_TYPES[kind].items():
+        if name in schema.names and schema.field(name).type != want:
+            out.append(f"column '{name}' is {schema.field(name).type}, MEDS wants {want}")
+    return out
+
+
+def meds_deviations(root: Path, shard_paths: list[Path]) -> tuple[list[str], str]:
+    """(["file: problem", ...] the official schemas reject, what checked them): the ``meds``
+    package when installed, else ``strict_deviations``."""
+    try:
+        import meds
+    except ImportError:
+        meds = None
+    checks = [(p, "data") for p in shard_paths]
+    checks += [(p, k) for p, k in ((root / "metadata" / "codes.parquet", "codes"), (root / "metadata" / "subject_splits.parquet", "splits"))
+               if p.exists()]
+    out = []
+    for path, kind in checks:
+        schema = pq.read_schema(path)
+        if meds is None:
+            out += [f"{path}: {d}" for d in strict_deviations(kind, schema)]
+            continue
+        official = {"data": meds.DataSchema, "codes": meds.CodeMetadataSchema, "splits": meds.SubjectSplitSchema}[kind]
+        try:
+            official.validate(schema)
+        except Exception as exc:  # flexible_schema's SchemaValidationError; its message names the columns
+            out.append(f"{path}: {exc}")
+    ds_path = root / "metadata" / "dataset.json"
+    if meds is not None:
+        try:
+            meds.DatasetMetadataSchema.validate(json.loads(ds_path.read_text()))
+        except Exception as exc:
+            out.append(f"{ds_path}: {exc.__cause__ or exc}")
+    version = getattr(meds, "__version__", "") if meds is not None else ""
+    return out, (f"checked with meds {version}".strip() if meds is not None else "checked with ehrfast's copy of the MEDS 0.4 schemas")
 
 
 def subjects_with_events_after_death(table: pa.Table) -> np.ndarray:
@@ -268,7 +440,7 @@ def subjects_with_events_after_death(table: pa.Table) -> np.ndarray:
     return np.unique(sid[after])
 
 
-def _validate_metadata(root: Path, all_codes: set[str], subjects: dict[int, Path], shards: dict) -> None:
+def _validate_metadata(root: Path, all_codes: set[str], subjects: dict[int, ShardFile]) -> None:
     meta = root / "metadata"
     ds_path = meta / "dataset.json"
     if not ds_path.exists():
@@ -306,17 +478,27 @@ def _validate_metadata(root: Path, all_codes: set[str], subjects: dict[int, Path
         split_of = dict(zip(sp.column("subject_id").to_pylist(), sp.column("split").to_pylist()))
         for s, f in subjects.items():
             declared = split_of.get(s)
-            actual = f.parent.name
+            actual = f.split
             if declared is not None and declared != actual and actual in SPLITS:
                 raise MedsValidationError(
                     f"{splits_path}: subject {s} is in split '{declared}' but its rows are in {f}"
                 )
 
 
+def created_at() -> str:
+    """Now in ISO 8601 (UTC, seconds), or ``SOURCE_DATE_EPOCH``'s time when set (reproducible builds)."""
+    import datetime
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch and epoch.isdigit() else \
+        datetime.datetime.now(datetime.timezone.utc)
+    return when.isoformat(timespec="seconds")
+
+
 def write_dataset_metadata(root: Path, **fields) -> None:
     """Writes ``metadata/dataset.json`` with the MEDS keys plus ``fields``."""
     (root / "metadata").mkdir(parents=True, exist_ok=True)
-    payload = {"meds_version": MEDS_VERSION, **fields}
+    payload = {"meds_version": MEDS_VERSION, "created_at": created_at(), **fields}
     (root / "metadata" / "dataset.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 

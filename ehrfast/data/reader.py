@@ -14,9 +14,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from ehrfast.data.meds import STATIC_TIME, MedsValidationError, numeric_values, shard_core_columns, validate_shard_schema
+from ehrfast.data.meds import (
+    STATIC_TIME,
+    MedsValidationError,
+    ShardFile,
+    as_shard,
+    numeric_values,
+    shard_core_columns,
+    validate_shard_schema,
+)
 
 __all__ = ["STATIC_TIME", "ShardRows", "SubjectRegistry", "read_shard", "shards_in_order"]
 
@@ -25,7 +32,7 @@ __all__ = ["STATIC_TIME", "ShardRows", "SubjectRegistry", "read_shard", "shards_
 class ShardRows:
     """One shard as flat arrays; rows sorted by subject, then time (static rows first)."""
 
-    path: Path
+    path: Path | ShardFile
     subject_ids: np.ndarray  # [m] int64, one per subject, in row order
     seg: np.ndarray  # [m + 1] int64 row boundaries of each subject
     time: np.ndarray  # [n] int64 µs, STATIC_TIME for static rows
@@ -38,14 +45,16 @@ class ShardRows:
         return len(self.time)
 
 
-def read_shard(path: str | Path, backend: str | None = None) -> ShardRows:
-    """Reads and validates one shard (schema, nulls, sort order)."""
-    path = Path(path)
-    pf = pq.ParquetFile(path)
-    validate_shard_schema(path, pf.schema_arrow)
-    cols = ["subject_id", "time", "code"] + (["numeric_value"] if "numeric_value" in pf.schema_arrow.names else [])
-    table = pq.read_table(path, columns=cols, read_dictionary=["code"])
-    subject_ids, time, seg = shard_core_columns(path, table, backend)
+def read_shard(path: str | Path | ShardFile, backend: str | None = None) -> ShardRows:
+    """Reads and validates one shard (schema, nulls, sort order): a file, or a ShardFile (one
+    split's rows of a flat shard, timestamps cast on request)."""
+    shard = as_shard(path)
+    path = shard.path
+    schema = shard.schema()
+    validate_shard_schema(path, schema)
+    cols = ["subject_id", "time", "code"] + (["numeric_value"] if "numeric_value" in schema.names else [])
+    table = shard.read(cols, read_dictionary=["code"])
+    subject_ids, time, seg = shard_core_columns(shard, table, backend)
     code = table.column("code")
     if not pa.types.is_dictionary(code.type):  # e.g. large_string read plainly
         code = pc.dictionary_encode(code)

@@ -18,7 +18,6 @@ import re
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from scipy.stats import bartlett
 
 from ehrfast.data.meds import data_files
@@ -56,7 +55,7 @@ def demographics(meds_dir: str | os.PathLike) -> pa.Table:
     subjects: list[int] = []
     for paths in data_files(meds_dir).values():
         for path in paths:
-            t = pq.read_table(path, columns=["subject_id", "code"])
+            t = path.read(["subject_id", "code"])
             sid = t.column("subject_id").to_numpy()
             code = t.column("code").to_pylist()
             subjects.extend(np.unique(sid).tolist())

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ehrfast.data.meds import code_descriptions, data_files
+from ehrfast.data.meds import ShardFile, code_descriptions, data_files
 from ehrfast.data.reader import STATIC_TIME, read_shard
 from ehrfast.errors import InvalidInputError
 from ehrfast.predictions import write_labels
@@ -168,19 +167,18 @@ def _shard_labels(task: EventTask, shard, hadm: np.ndarray | None, ordinal0: int
         out.outcomes.setdefault(name, []).append(outcome.indicator(event, elapsed))
 
 
-def _hadm_column(path) -> np.ndarray | None:
-    schema = pq.read_schema(path)
-    if "hadm_id" not in schema.names:
+def _hadm_column(shard: ShardFile) -> np.ndarray | None:
+    if "hadm_id" not in shard.schema().names:
         return None
-    column = pq.read_table(path, columns=["hadm_id"]).column("hadm_id").cast(pa.int64())
+    column = shard.read(["hadm_id"]).column("hadm_id").cast(pa.int64())
     return column.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def anchored_labels(meds_dir: str | os.PathLike, task: EventTask, out_path: str | os.PathLike, *, splits: tuple[str, ...] | None = None,
-                    drop_timeline_end: bool = False, overwrite: bool = False) -> AnchoredLabelSummary:
+                    drop_timeline_end: bool = False, cast_timestamps: bool = False, overwrite: bool = False) -> AnchoredLabelSummary:
     """Writes one label row per kept anchor of ``task`` in ``meds_dir`` (see the module
     docstring); ``drop_timeline_end`` leaves out anchors whose record ends before any event."""
-    files = data_files(meds_dir)
+    files = data_files(meds_dir, cast_timestamps=cast_timestamps)
     if splits is not None and (not splits or set(splits) - set(files)):
         raise InvalidInputError(f"{meds_dir}: no split(s) {sorted(set(splits) - set(files)) or list(splits)}; "
                                 f"its splits are {sorted(files)}")
@@ -188,7 +186,7 @@ def anchored_labels(meds_dir: str | os.PathLike, task: EventTask, out_path: str 
     all_codes = set(codes)
     ordered = [(split, path) for split in sorted(files) for path in files[split]]
     for _, path in ordered:  # codes.parquet may list fewer codes than the data holds
-        all_codes.update(pq.read_table(path, columns=["code"]).column("code").unique().to_pylist())
+        all_codes.update(path.read(["code"]).column("code").cast(pa.string()).unique().to_pylist())
     all_codes.discard(None)
     te = task.timeline_end_event()
     task.check_events_match(sorted(all_codes), str(meds_dir), allow_unmatched=[te] if te else [])
@@ -201,7 +199,7 @@ def anchored_labels(meds_dir: str | os.PathLike, task: EventTask, out_path: str 
     for split, path in ordered:
         if splits is None or split in splits:
             _shard_labels(task, read_shard(path), _hadm_column(path), ordinal, split, out, dropped)
-        ordinal += pq.ParquetFile(path).metadata.num_rows
+        ordinal += path.num_rows
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)

@@ -44,11 +44,11 @@ class LabelSummary:
 
 
 def incidence_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os.PathLike, *,
-                     splits: tuple[str, ...] | None = None, overwrite: bool = False) -> LabelSummary:
+                     splits: tuple[str, ...] | None = None, cast_timestamps: bool = False, overwrite: bool = False) -> LabelSummary:
     """Writes one label row per subject of ``meds_dir`` (the given ``splits``, default all) that
     the task's rule keeps, in the MEDS label schema."""
     descriptions = code_descriptions(meds_dir)
-    files = data_files(meds_dir)
+    files = data_files(meds_dir, cast_timestamps=cast_timestamps)
     if splits is not None and (not splits or set(splits) - set(files)):
         raise InvalidInputError(f"{meds_dir}: no split(s) {sorted(set(splits) - set(files)) or list(splits)}; "
                                 f"its splits are {sorted(files)}")

@@ -14,19 +14,21 @@ from ehrfast.units import format_duration
 
 
 def make_labels(meds_dir: str | os.PathLike, task: Task | EventTask | str | os.PathLike, out_path: str | os.PathLike, *,
-                splits: tuple[str, ...] | None = None, drop_timeline_end: bool = False,
+                splits: tuple[str, ...] | None = None, drop_timeline_end: bool = False, cast_timestamps: bool = False,
                 overwrite: bool = False) -> LabelSummary | AnchoredLabelSummary:
     """Writes the labels of ``task`` (a task, a task file or a catalog name) for ``meds_dir``
     (the given ``splits``, default all) to ``out_path``. ``drop_timeline_end`` (event tasks):
-    leave out anchors whose record ends before any event."""
+    leave out anchors whose record ends before any event. ``cast_timestamps``: read ns /
+    time-zone-aware times as µs UTC."""
     check_outputs(files=[out_path], inputs=[meds_dir, task if not isinstance(task, Task | EventTask) else None], overwrite=overwrite)
     task = load_task(task)
     if isinstance(task, EventTask):
         _check_labelable(task)
-        return anchored_labels(meds_dir, task, out_path, splits=splits, drop_timeline_end=drop_timeline_end, overwrite=overwrite)
+        return anchored_labels(meds_dir, task, out_path, splits=splits, drop_timeline_end=drop_timeline_end,
+                               cast_timestamps=cast_timestamps, overwrite=overwrite)
     if drop_timeline_end:
         raise InvalidInputError(f"task {task.name!r}: drop_timeline_end applies to event tasks (with anchor and events), not incidence tasks")
-    return incidence_labels(meds_dir, task, out_path, splits=splits, overwrite=overwrite)
+    return incidence_labels(meds_dir, task, out_path, splits=splits, cast_timestamps=cast_timestamps, overwrite=overwrite)
 
 
 def _check_labelable(task: EventTask) -> None:

@@ -19,4 +19,5 @@ class LabelOptions:
     out_path: Path = option("label parquet (MEDS label schema)", role="output_file", flag="--out")
     splits: tuple[str, ...] | None = option("only these splits (default: all)", None)
     drop_timeline_end: bool = option("event tasks: leave out anchors whose record ends before any event", False)
+    cast_timestamps: bool = option("read nanosecond or time-zone-aware 'time' columns as timestamp[us] (UTC)", False)
     overwrite: bool = overwrite_option("the label file")

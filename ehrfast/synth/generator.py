@@ -527,7 +527,6 @@ def _write_metadata(root: Path, subj: Subjects, split, codes: list[str], cfg: Sy
         dataset_version=f"seed{cfg.seed}-n{cfg.n_subjects}",
         etl_name="ehrfast.synth.generator",
         etl_version=__version__,
-        created_at="1970-01-01T00:00:00",  # fixed so that the same seed gives byte-identical output
         license="CC0-1.0 (synthetic)",
     )
 

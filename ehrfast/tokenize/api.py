@@ -85,6 +85,7 @@ def tokenize_dataset(
     backend: str | None = None,
     vocab_from: str | os.PathLike | None = None,
     preset: str | None = None,
+    cast_timestamps: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> TokenizeSummary:
@@ -102,14 +103,14 @@ def tokenize_dataset(
     if config is not None and not isinstance(config, TokenizerConfig):
         config = TokenizerConfig.load(config)
     with reuse_freed_memory():
-        return _tokenize_dataset(meds_dir, out_dir, config, backend, vocab_from, overwrite, progress)
+        return _tokenize_dataset(meds_dir, out_dir, config, backend, vocab_from, cast_timestamps, overwrite, progress)
 
 
-def _tokenize_dataset(meds_dir, out_dir, config: TokenizerConfig | None, backend, vocab_from, overwrite: bool,
+def _tokenize_dataset(meds_dir, out_dir, config: TokenizerConfig | None, backend, vocab_from, cast_timestamps: bool, overwrite: bool,
                       progress: bool) -> TokenizeSummary:
     t0 = time.perf_counter()
     backend = resolve_backend(backend, "tokenizer")
-    shards = data_files(meds_dir)
+    shards = data_files(meds_dir, cast_timestamps=cast_timestamps)
     registry = SubjectRegistry()
     cached: dict[Path, ShardRows] = {}
     fitting = vocab_from is None

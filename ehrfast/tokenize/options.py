@@ -23,5 +23,6 @@ class TokenizeOptions:
                                      flag="--vocab", metavar="FROM_DIR")
     preset: str | None = option("a shipped tokenizer config instead of --config: ethos_mimic (the ETHOS-ARES MIMIC-IV rules)", None,
                                 choices=TOKENIZER_PRESETS)
+    cast_timestamps: bool = option("read nanosecond or time-zone-aware 'time' columns as timestamp[us] (UTC)", False)
     overwrite: bool = overwrite_option("the output directory")
     progress: bool = progress_option()
