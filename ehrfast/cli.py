@@ -92,7 +92,7 @@ def _add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "")
         if kind is bool:
             flag = meta["flag"] or "--" + f.name.replace("_", "-")
             action = "store_false" if meta["negate"] else "store_true"
-            parser.add_argument(flag, dest=dest, action=action, default=default, help=meta["negate"] or help_text)
+            parser.add_argument(flag, dest=dest, action=action, default=default, help=_with_default(meta["negate"] or help_text, False))
             continue
         common = dict(type=kind, help=_with_default(help_text, default), metavar=meta["metavar"] or (None if meta["choices"] else f.name.upper()))
         if nargs is not None:
@@ -104,6 +104,8 @@ def _add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "")
         else:
             flag = meta["flag"] or "--" + f.name.replace("_", "-")
             required = default is MISSING
+            if required:
+                common["help"] = f"{help_text} (required)"
             parser.add_argument(flag, dest=dest, required=required, default=None if required else default, **common)
 
 
@@ -123,9 +125,15 @@ def _argument_type(annotation) -> tuple[type, object]:
 
 
 def _with_default(text: str, default) -> str:
-    if default is MISSING or default is None or default == () or default is False:
+    """``text`` with its default spelled out, unless the text already says it (a derived default)."""
+    if default is MISSING or "default" in text.lower():
         return text
-    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    if default is None or default == ():
+        shown = "none"
+    elif default is False:
+        shown = "off"
+    else:
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
     return f"{text} (default: {shown})"
 
 
@@ -178,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="show which compiled backends and accelerators are available, and the backend choices")
-    p.add_argument("--json", action="store_true", help="print build_info() as JSON")
+    p.add_argument("--json", action="store_true", help="print build_info() as JSON (default: off, a table)")
     p.set_defaults(func=_cmd_info)
 
     for stage in STAGES:

@@ -27,6 +27,10 @@ class Document:
     def figure(self, path: Path, caption: str) -> None:
         self.blocks.append(("figure", Path(path), caption))
 
+    def links(self, intro: str, targets: list[tuple[str, str]]) -> None:
+        """A sentence of links: ``intro`` then each (text, relative href) — detail reports, pages."""
+        self.blocks.append(("links", intro, list(targets)))
+
     def fragment(self, html_text: str, markdown: str) -> None:
         """A piece of HTML written as is (e.g. coloured cells), with its Markdown rendering."""
         self.blocks.append(("fragment", html_text, markdown))
@@ -44,6 +48,8 @@ class Document:
                 out.append("")
             elif b[0] == "fragment":
                 out += [b[2], ""]
+            elif b[0] == "links":
+                out += [b[1] + " " + "; ".join(f"[{text}]({href})" for text, href in b[2]) + ".", ""]
             else:
                 out += [f"![{b[2]}]({b[1].relative_to(base).as_posix()})", f"*{b[2]}*", ""]
         return "\n".join(out)
@@ -69,6 +75,9 @@ class Document:
                 parts.append(f"<table><tr>{head}</tr>{body}</table>")
             elif b[0] == "fragment":
                 parts.append(b[1])
+            elif b[0] == "links":
+                anchors = "; ".join(f"<a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a>" for text, href in b[2])
+                parts.append(f"<p>{html.escape(b[1])} {anchors}.</p>")
             else:
                 data = base64.b64encode(b[1].read_bytes()).decode()
                 parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(b[2])}'><figcaption>{html.escape(b[2])}</figcaption></figure>")
@@ -79,6 +88,6 @@ class Document:
 def _cell(v) -> str:
     if isinstance(v, float):
         if v != v:
-            return "NaN"
+            return "—"  # undefined (e.g. no positive prediction): shown as absent, never as a number
         return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
     return str(v)

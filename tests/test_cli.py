@@ -73,8 +73,8 @@ def test_validate_error_is_one_clear_line(tmp_path):
 
 def test_demo_runs_and_resumes(tmp_path, meds_evaluation):
     out = tmp_path / "demo"
-    first = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3")
-    assert "demo finished" in first.stdout
+    first = run("demo", "--out", str(out), "--subjects", "150", "--train-steps", "3", "--device", "cpu", "--quiet")
+    assert "demo finished" in first.stdout and "step/s" not in first.stderr + first.stdout  # --quiet: no progress bars
     results = json.loads((out / "results.json").read_text())
     assert results["synth"]["n_subjects"] == 150 and results["validate"]["n_subjects"] == 150
     assert len(results["prs"]["traits"]) > 100 and (out / "prs" / "PRS.parquet").exists()
@@ -83,6 +83,11 @@ def test_demo_runs_and_resumes(tmp_path, meds_evaluation):
     assert (out / "evaluation" / "report.html").exists() and (out / "models" / "prs" / "model" / "model.safetensors").exists()
     assert "skipped" in results["transfer"] and "tasks" in results["report"]
     assert "ceiling" in (out / "report.md").read_text() and "<html>" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "<th>subjects</th><th>cases</th>" in page and "<a href='evaluation/report.html'>" in page  # counts; links, not text
+    assert "Fewer than 10 cases" in page  # 150 subjects: every task has few held-out cases, and says so
+    for report in out.rglob("report.md"):
+        assert "nan%" not in report.read_text().lower(), report
     hospital = results["hospital"]["outcomes"]
     assert set(hospital) == {"hospital_mortality", "prolonged_stay", "icu_admission", "composite"}
     assert all(o["n"] > 0 for o in hospital.values()) and "In-hospital risk" in (out / "report.md").read_text()
@@ -163,3 +168,18 @@ def test_prs_and_tokenize_commands(tmp_path):
     m = run("train", str(tmp_path / "tok"), "--prs", str(out), "--preset", "tiny", "--steps", "4", "--batch-size", "2",
             "--seq-len", "32", "--out", str(tmp_path / "run"), "--quiet")
     assert "validation loss" in m.stdout and (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_every_option_has_help_with_its_default():
+    """Every flag of every command says what it does and what it is when not given."""
+    import argparse
+
+    from ehrfast.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {'/'.join(a.option_strings)}" for name, sub in commands.items() for a in sub._actions
+               if a.option_strings and not isinstance(a, argparse._HelpAction)
+               and not (a.help and ("default" in a.help.lower() or "(required)" in a.help))]
+    assert not missing, missing
+    assert run("--version").stdout.startswith("ehrfast ")

@@ -35,6 +35,7 @@ from ehrfast import registry
 from ehrfast.demo.options import DemoOptions
 from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.evaluate.options import EvaluateOptions, EvaluateStageOptions
+from ehrfast.evaluate.report import MIN_CASES
 from ehrfast.infer.ares.options import AresStageOptions, NextTokenStageOptions, TrajectorySettings
 from ehrfast.infer.options import ScoreOptions, ScoreStageOptions
 from ehrfast.labels.options import LabelOptions
@@ -79,8 +80,8 @@ def demo_event_task(name: str) -> EventTask:
 
 def _train(tokens: Path, out: Path, o: DemoOptions) -> dict:
     cfg = TrainConfig(preset="demo", modality="none", steps=o.ares_train_steps, batch_size=8, seq_len=384, lr=2e-3, warmup_steps=20,
-                      eval_every=max(1, o.ares_train_steps // 2), eval_batches=2, seed=o.seed)
-    s = registry.TRAIN.run(TrainOptions(tokens, out, cfg, overwrite=True))
+                      eval_every=max(1, o.ares_train_steps // 2), eval_batches=2, seed=o.seed, device=o.device)
+    s = registry.TRAIN.run(TrainOptions(tokens, out, cfg, overwrite=True, progress=o.progress))
     print(f"  {s.describe().splitlines()[0]}")
     return {"steps": o.ares_train_steps}
 
@@ -127,7 +128,8 @@ def mimic_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
         for split, labels_path in labels.items():
             pred = out / f"run_{run}_{split}.parquet"
             s = registry.SCORE.run(ScoreStageOptions(model, out / "tokens" / split, labels_path, task, pred,
-                                                     ScoreOptions(seed=o.seed, context_tokens=CONTEXT_TOKENS), overwrite=True, progress=False))
+                                                     ScoreOptions(seed=o.seed, context_tokens=CONTEXT_TOKENS, device=o.device), overwrite=True,
+                                                     progress=False))
             print(f"  {s.describe()}")
             scored.append((pred, labels_path))
         for outcome in outcomes:
@@ -148,7 +150,8 @@ def mimic_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
             summary["outcomes"][name].update({"auroc_path": t.metrics_a.auroc, "auroc_mc": t.metrics_b.auroc, "auprc_path": t.metrics_a.auprc})
             print(f"  {name:<20} AUROC path {t.metrics_a.auroc:.3f}  MC {t.metrics_b.auroc:.3f}  "
                   f"({summary['outcomes'][name]['positive']} of {summary['outcomes'][name]['n']} positive, tuning + held_out)")
-    drg = registry.NEXT_TOKEN.run(NextTokenStageOptions(model, out / "tokens" / "held_out", "drg", out / "drg.parquet", overwrite=True))
+    drg = registry.NEXT_TOKEN.run(NextTokenStageOptions(model, out / "tokens" / "held_out", "drg", out / "drg.parquet", device=o.device,
+                                                        overwrite=True))
     print(f"  {drg.describe()}")
     summary["drg"] = {"reads": drg.reads, "top1": drg.top1, "top5": drg.top5}
     summary["ares"] = _trajectory(meds, out, model, out / "tokens", o, truth=None)
@@ -186,7 +189,7 @@ def _trajectory(meds: Path, out: Path, model: Path, tokens: Path, o: DemoOptions
     settings = TrajectorySettings(positions="per_timestamp", n_samples=TRAJECTORY_SAMPLES, max_new_tokens=MAX_NEW_TOKENS, context_tokens=CONTEXT_TOKENS,
                                   seed=o.seed, common_random_numbers=True)
     s = registry.ARES.run(AresStageOptions(model, tokens / split, labels, out / "ares", settings, stays=(stay,), truth_path=truth,
-                                           overwrite=True, progress=False))
+                                           device=o.device, overwrite=True, progress=False))
     print(f"  {s.describe()}")
     return {"stay": stay, "positions": s.positions, "tokens_generated": s.tokens_generated, "seconds": s.seconds, "truth_mae": s.truth_mae,
             "page": str(out / "ares" / "index.html")}
@@ -213,6 +216,16 @@ def synthetic_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     return {"subjects": SYNTH_SUBJECTS, "train": train, "ares": ares}
 
 
+def _subjects(folder: Path, run: str) -> str:
+    """Distinct subjects over the pooled splits' label files of ``run``."""
+    ids = set()
+    for split in SPLITS:
+        path = folder / f"labels_{run}_{split}.parquet"
+        if path.exists():
+            ids.update(pq.read_table(path, columns=["subject_id"]).column("subject_id").to_pylist())
+    return f"{len(ids):,}" if ids else "—"
+
+
 def report_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     from ehrfast.document import Document
 
@@ -224,14 +237,27 @@ def report_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
                   f"prediction ({TRAJECTORY_SAMPLES} per trajectory position), at most {MAX_NEW_TOKENS} tokens each. The numbers show the machinery at the paper's semantics, not "
                   "the paper's accuracy, which needs the full MIMIC-IV, the paper-sized model and the GPU.")
     doc.heading("MIMIC-IV demo: at admission (tuning + held_out pooled)")
-    rows = [[k, v["positive"], v["n"], v.get("auroc_path", "n/a"), v.get("auroc_mc", "n/a")] for k, v in mimic["outcomes"].items()]
-    doc.table(["outcome", "positive", "admissions", "AUROC (path)", "AUROC (MC)"], rows)
+    run_of = {outcome: run for run, outcomes in RUNS.items() for outcome in outcomes}
+
+    def auroc_cell(v: dict, key: str) -> str:
+        if key not in v:
+            return "n/a"
+        return f"{v[key]:.3f}{'†' if v['positive'] < MIN_CASES else ''}"
+
+    rows = [[k, _subjects(run_dir / "mimic", run_of.get(k, k)), v["positive"], v["n"], auroc_cell(v, "auroc_path"), auroc_cell(v, "auroc_mc")]
+            for k, v in mimic["outcomes"].items()]
+    doc.table(["outcome", "subjects", "cases", "admissions", "AUROC (path)", "AUROC (MC)"], rows)
+    if any(v["positive"] < MIN_CASES for v in mimic["outcomes"].values()):
+        doc.paragraph(f"† Fewer than {MIN_CASES} cases: the AUROC is shown for completeness and says little (the MIMIC-IV demo has "
+                      "100 subjects; the full MIMIC-IV is needed for the paper's numbers).")
     doc.paragraph(f"DRG at discharge, read as the softmax over the HCFA DRG tokens: top-1 {mimic['drg']['top1']:.3f}, top-5 "
-                  f"{mimic['drg']['top5']:.3f} over {mimic['drg']['reads']} held-out stays. Evaluation report: mimic/evaluation/report.html.")
+                  f"{mimic['drg']['top5']:.3f} over {mimic['drg']['reads']} held-out stays.")
     doc.heading("Trajectories")
-    doc.paragraph(f"MIMIC-IV demo: stay {mimic['ares']['stay']}, {mimic['ares']['positions']} positions — mimic/ares/index.html. "
-                  f"Synthetic hospital world: stay {synth['ares']['stay']}, {synth['ares']['positions']} positions beside the true risk "
-                  f"— synth/ares/index.html.")
+    doc.paragraph(f"MIMIC-IV demo: stay {mimic['ares']['stay']}, {mimic['ares']['positions']} positions. "
+                  f"Synthetic hospital world: stay {synth['ares']['stay']}, {synth['ares']['positions']} positions beside the true risk.")
+    doc.links("Pages:", [("MIMIC-IV evaluation report", "../mimic/evaluation/report.html"),
+                         ("MIMIC-IV stay trajectory", "../mimic/ares/index.html"),
+                         ("synthetic stay trajectory beside the true risk", "../synth/ares/index.html")])
     if synth["ares"].get("truth_mae"):
         doc.table(["component", "mean |estimate − truth|"], [[k, v] for k, v in synth["ares"]["truth_mae"].items()])
     (out / "report.html").write_text(doc.to_html())

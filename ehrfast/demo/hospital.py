@@ -67,12 +67,12 @@ def outcome_predictions(pred_path: Path, labels: pa.Table, outcome: str, out: Pa
     return out
 
 
-def score_with_both_models(run_dir: Path, out: Path, task: EventTask, name: str, seed: int) -> None:
+def score_with_both_models(run_dir: Path, out: Path, task: EventTask, name: str, seed: int, device: str = "cpu") -> None:
     """Both demo models' sampling run on ``out/labels_<name>.parquet`` -> ``out/run_<model>_<name>.parquet``."""
     for model in MODELS:
         s = registry.SCORE.run(ScoreStageOptions(
             run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", out / f"labels_{name}.parquet", task,
-            out / f"run_{model}_{name}.parquet", ScoreOptions(seed=seed, model_name=model, context_tokens=CONTEXT_TOKENS),
+            out / f"run_{model}_{name}.parquet", ScoreOptions(seed=seed, model_name=model, context_tokens=CONTEXT_TOKENS, device=device),
             prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, overwrite=True, progress=False))
         print(f"  {s.describe()}")
 
@@ -135,7 +135,7 @@ def baseline_methods(run_dir: Path, out: Path, task: EventTask, outcome: str, la
     return [*files, out / f"truth_{outcome}.parquet"]
 
 
-def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
+def hospital_step(run_dir: Path, out: Path, seed: int, device: str = "cpu") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cohort = run_dir / "cohort"
     summary: dict = {"anchors": ANCHORS, "samples": SAMPLES, "max_new_tokens": MAX_NEW_TOKENS, "outcomes": {}}
@@ -148,7 +148,7 @@ def hospital_step(run_dir: Path, out: Path, seed: int) -> dict:
         if labels.num_rows == 0:
             print(f"  {run}: no held-out admission; skipped")
             continue
-        score_with_both_models(run_dir, out, task, run, seed)
+        score_with_both_models(run_dir, out, task, run, seed, device)
         for outcome in outcomes:
             positive = int(np.sum(labels.column(f"label_{outcome}").to_numpy(zero_copy_only=False)))
             summary["outcomes"][outcome] = {"title": TITLES[outcome], "run": run, "ceiling": ceiling(cohort, labels, outcome),

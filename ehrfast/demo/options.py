@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ehrfast.stages import option
+from ehrfast.stages import option, progress_option
 
 
 @dataclass(frozen=True)
@@ -18,3 +18,5 @@ class DemoOptions:
                         "scoring at admission, trajectories with explanations, figures", False)
     mimic: Path | None = option("--ares: the MIMIC-IV demo in MEDS (default: ../shared/data/mimic-iv-demo-meds)", None)
     ares_train_steps: int = option("--ares: training steps per model", 400)
+    device: str = option("torch device for training and sampling (cpu, cuda, cuda:1, ...)", "cpu")
+    progress: bool = progress_option()

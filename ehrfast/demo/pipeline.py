@@ -106,7 +106,8 @@ def _say(summary) -> None:
 
 
 def _synth(run_dir: Path, out: Path, o: DemoOptions) -> dict:
-    summary = registry.SYNTH.run(SynthOptions(out, SyntheticConfig(n_subjects=o.n_subjects, seed=o.seed), overwrite=True))
+    summary = registry.SYNTH.run(SynthOptions(out, SyntheticConfig(n_subjects=o.n_subjects, seed=o.seed), overwrite=True,
+                                                 progress=o.progress))
     _say(summary)
     return _plain(summary)
 
@@ -122,13 +123,13 @@ def _prs(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     cohort = run_dir / "cohort"
     scores = tuple(sorted((cohort / "genomics" / "scores").glob("*.txt")))
     summary = registry.PRS.run(PRSStageOptions(cohort / "genomics" / "genotypes", scores, out / "PRS.parquet", meds_dir=cohort,
-                                               overwrite=True))
+                                               overwrite=True, progress=o.progress))
     _say(summary)
     return _plain(summary)
 
 
 def _tokenize(run_dir: Path, out: Path, o: DemoOptions) -> dict:
-    summary = registry.TOKENIZE.run(TokenizeOptions(run_dir / "cohort", out, overwrite=True))
+    summary = registry.TOKENIZE.run(TokenizeOptions(run_dir / "cohort", out, overwrite=True, progress=o.progress))
     _say(summary)
     return _plain(summary)
 
@@ -136,9 +137,9 @@ def _tokenize(run_dir: Path, out: Path, o: DemoOptions) -> dict:
 def _train(modality: str) -> Callable:
     def run(run_dir: Path, out: Path, o: DemoOptions) -> dict:
         cfg = TrainConfig(preset="demo", modality=modality, steps=o.train_steps, batch_size=8, seq_len=192, lr=2e-3, warmup_steps=20,
-                          eval_every=max(1, o.train_steps // 3), eval_batches=4, seed=o.seed)
+                          eval_every=max(1, o.train_steps // 3), eval_batches=4, seed=o.seed, device=o.device)
         summary = registry.TRAIN.run(TrainOptions(run_dir / "tokens", out, cfg, prs_path=run_dir / "prs" / "PRS.parquet"
-                                                  if modality != "none" else None, overwrite=True))
+                                                  if modality != "none" else None, overwrite=True, progress=o.progress))
         _say(summary)
         return _plain(summary)
 
@@ -163,8 +164,9 @@ def _score(model: str) -> Callable:
         for name in DEMO_TASKS:
             summary = registry.SCORE.run(ScoreStageOptions(
                 run_dir / "models" / model / "model", run_dir / "tokens" / "held_out", run_dir / "labels" / f"{name}.parquet",
-                demo_task(name), out / f"{name}.parquet", ScoreOptions(seed=o.seed, model_name=model), meds_dir=run_dir / "cohort",
-                prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, overwrite=True))
+                demo_task(name), out / f"{name}.parquet", ScoreOptions(seed=o.seed, model_name=model, device=o.device),
+                meds_dir=run_dir / "cohort", prs_path=run_dir / "prs" / "PRS.parquet" if model == "prs" else None, overwrite=True,
+                progress=o.progress))
             summaries[name] = _plain(summary)
         return summaries
 
@@ -213,17 +215,18 @@ def _evaluate(run_dir: Path, out: Path, o: DemoOptions) -> dict:
 def _transfer(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     summary = registry.TRANSFER.run(TransferStageOptions(
         run_dir / "tokens", run_dir / "cohort", run_dir / "models" / "ehr" / "model", run_dir / "models" / "prs" / "model",
-        run_dir / "prs" / "PRS.parquet", out, TransferOptions(seed=o.seed), overwrite=True, progress=False))
+        run_dir / "prs" / "PRS.parquet", out, TransferOptions(seed=o.seed, device=o.device), overwrite=True,
+        progress=False))
     _say(summary)
     return _plain(summary)
 
 
 def _hospital(run_dir: Path, out: Path, o: DemoOptions) -> dict:
-    return hospital_step(run_dir, out, o.seed)
+    return hospital_step(run_dir, out, o.seed, o.device)
 
 
 def _triage(run_dir: Path, out: Path, o: DemoOptions) -> dict:
-    return triage_step(run_dir, out, o.seed)
+    return triage_step(run_dir, out, o.seed, o.device)
 
 
 def _report(run_dir: Path, out: Path, o: DemoOptions) -> dict:

@@ -16,8 +16,29 @@ import pyarrow.parquet as pq
 
 from ehrfast.document import Document
 from ehrfast.evaluate.metrics import auroc
+from ehrfast.evaluate.report import MIN_CASES
 
 ALPHA = 0.05
+FEW = "†"
+FEW_NOTE = (f"{FEW} Fewer than {MIN_CASES} cases: the p-value and the ceiling are shown for completeness only; with so few "
+            "cases neither says much (a larger cohort, --subjects, gives more).")
+
+
+def _few(cases: int | None) -> bool:
+    return cases is not None and cases < MIN_CASES
+
+
+def _caveat(text: str, cases: int | None) -> str:
+    return f"{text}{FEW}" if _few(cases) else text
+
+
+def _evaluation_counts(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """{task title: (predictions, positives)} from the evaluation's results.json."""
+    path = run_dir / "evaluation" / "results.json"
+    if not path.exists():
+        return {}
+    tasks = json.loads(path.read_text()).get("tasks", {})
+    return {title: (int(t["n"]), int(t["n_positive"])) for title, t in tasks.items()}
 
 
 def ceiling_auroc(cohort: Path, labels_path: Path, disease: str, offset_days: int) -> float | None:
@@ -57,18 +78,26 @@ def write_demo_report(run_dir: Path, out: Path, tasks: dict[str, dict]) -> dict:
         "cohort's true risk, which no model can see."
     )
     rows, numbers = [], {}
+    counts = _evaluation_counts(run_dir)
     for name, spec in tasks.items():
         t = evaluation.get("tasks", {}).get(name)
         if t is None:
             continue
+        n, cases = counts.get(spec["title"], (None, None))
         ceiling = ceiling_auroc(run_dir / "cohort", run_dir / "labels" / f"{name}.parquet", *spec["truth"])
-        numbers[name] = {**t, "ceiling_auroc": ceiling}
-        rows.append([spec["title"], t["auroc_ehr"], t["auroc_prs"], f"{t['delta']:+.3f}", f"{t['p_value']:.3g}",
-                     "—" if ceiling is None else f"{ceiling:.3f}", f"{t['prs_model_path_auroc']:.3f} / {t['prs_model_path_points']}",
-                     f"{t['prs_model_mc_auroc']:.3f} / {t['prs_model_mc_points']}"])
+        numbers[name] = {**t, "ceiling_auroc": ceiling, "subjects": n, "cases": cases}
+        rows.append([spec["title"], "—" if n is None else f"{n:,}", "—" if cases is None else f"{cases:,}", f"{t['auroc_ehr']:.3f}",
+                     f"{t['auroc_prs']:.3f}", f"{t['delta']:+.3f}", _caveat(f"{t['p_value']:.3g}", cases),
+                     "—" if ceiling is None else _caveat(f"{ceiling:.3f}", cases),
+                     f"{t['prs_model_path_auroc']:.3f} / {t['prs_model_path_points']}", f"{t['prs_model_mc_auroc']:.3f} / {t['prs_model_mc_points']}"])
+    skipped = [tasks[n]["title"] for n in evaluation.get("skipped", []) if n in tasks]
     doc.heading("Zero-shot prediction, held-out subjects")
-    doc.table(["task", "AUROC EHR", "AUROC EHR+PRS", "Δ", "p", "ceiling (true risk)", "path prob. AUROC / points",
+    doc.table(["task", "subjects", "cases", "AUROC EHR", "AUROC EHR+PRS", "Δ", "p", "ceiling (true risk)", "path prob. AUROC / points",
                "MC freq. AUROC / points"], rows)
+    if any(_few(t["cases"]) for t in numbers.values()):
+        doc.paragraph(FEW_NOTE)
+    if skipped:
+        doc.paragraph(f"Not evaluated (no case or no non-case among the held-out subjects): {', '.join(skipped)}.")
     doc.paragraph(_reading(numbers, tasks, evaluation.get("meta_analysis_random")))
     forest = run_dir / "evaluation" / "plots" / "forest_auroc.png"
     if forest.exists():
@@ -76,47 +105,62 @@ def write_demo_report(run_dir: Path, out: Path, tasks: dict[str, dict]) -> dict:
         doc.figure(out / "forest_auroc.png", "Δ AUROC (EHR+PRS − EHR) per disease and pooled (random effects)")
     hospital = _summary(run_dir, "hospital")
     if hospital.get("outcomes"):
-        _hospital_section(doc, hospital)
+        _hospital_section(doc, run_dir, hospital)
     triage = _summary(run_dir, "triage")
     if any("methods" in t for t in triage.get("tasks", {}).values()):
         _triage_section(doc, run_dir, out, triage)
     doc.heading("Transfer learning")
-    transfer_rows = [[k, v["auroc_baseline"], v["auroc_transfer"], f"{v['delta']:+.3f}", f"{v['p_value']:.3g}"]
-                     for k, v in transfer.get("comparisons", {}).items()]
-    doc.table(["comparison", "AUROC baseline (A)", "AUROC transfer (B)", "Δ", "p"], transfer_rows)
+    comparisons = transfer.get("comparisons", {})
+    transfer_rows = [[k, f"{v.get('n', 0):,}", f"{v.get('cases', 0):,}", f"{v['auroc_baseline']:.3f}", f"{v['auroc_transfer']:.3f}",
+                      f"{v['delta']:+.3f}", _caveat(f"{v['p_value']:.3g}", v.get("cases"))] for k, v in comparisons.items()]
+    doc.table(["comparison", "subjects", "cases", "AUROC baseline (A)", "AUROC transfer (B)", "Δ", "p"], transfer_rows)
+    if any(_few(v.get("cases")) for v in comparisons.values()):
+        doc.paragraph(FEW_NOTE)
     cost = transfer.get("stroke_cost")
     if cost:
         doc.paragraph(f"Inference cost for stroke: the head needs one forward pass per subject ({cost['head_forward_passes']:,}); "
                       f"zero-shot sampling generated {cost['zero_shot_tokens_generated']:,} tokens.")
-    doc.paragraph("Details per task (bootstrap tables, ROC, precision differences, calibration): evaluation/report.html; "
-                  "transfer learning: transfer/report/report.html.")
+    details = [("zero-shot tasks (bootstrap tables, ROC, precision differences, calibration)", "evaluation/report.html"),
+               ("transfer learning", "transfer/report/report.html"), ("in-hospital tasks", "hospital/evaluation/report.html"),
+               ("ED triage tasks", "triage/evaluation/report.html")]
+    doc.links("Detail reports:", [(text, href) for text, href in details if (run_dir / href).exists()])
     (run_dir / "report.md").write_text(doc.to_markdown(run_dir) + "\n")
     (run_dir / "report.html").write_text(doc.to_html())
     return {"tasks": numbers, "meta_analysis_random": evaluation.get("meta_analysis_random"), "transfer": transfer,
             "hospital": hospital.get("outcomes", {}), "triage": triage.get("tasks", {})}
 
 
-def _hospital_section(doc: Document, hospital: dict) -> None:
+def _subjects(labels_path: Path) -> str:
+    """Distinct subjects of a label file, for a table cell ("—" when it is gone)."""
+    if not labels_path.exists():
+        return "—"
+    return f"{len(set(pq.read_table(labels_path, columns=['subject_id']).column('subject_id').to_pylist())):,}"
+
+
+def _hospital_section(doc: Document, run_dir: Path, hospital: dict) -> None:
     """The ETHOS-ARES in-hospital tasks: per outcome, both models' AUROC, AUPRC and Brier score,
     with the AUROC of the exact risk at admission as the ceiling."""
     doc.heading("In-hospital risk at admission (ETHOS-ARES tasks), held-out admissions")
     rows = []
     for o in hospital["outcomes"].values():
-        ceiling = "—" if o["ceiling"] is None else f"{o['ceiling']:.3f}"
+        ceiling = "—" if o["ceiling"] is None else _caveat(f"{o['ceiling']:.3f}", o["positive"])
+        subjects = _subjects(run_dir / "hospital" / f"labels_{o['run']}.parquet")
         if "auroc_ehr" not in o:  # one class only among the scored admissions
-            rows.append([o["title"], f"{o['positive']} / {o['n']}", *["—"] * 6, ceiling])
+            rows.append([o["title"], subjects, f"{o['positive']} / {o['n']}", *["—"] * 6, ceiling])
             continue
-        rows.append([o["title"], f"{o['positive']} / {o['n']}", f"{o['auroc_ehr']:.3f}", f"{o['auroc_prs']:.3f}", f"{o['auprc_ehr']:.3f}",
+        rows.append([o["title"], subjects, f"{o['positive']} / {o['n']}", f"{o['auroc_ehr']:.3f}", f"{o['auroc_prs']:.3f}", f"{o['auprc_ehr']:.3f}",
                      f"{o['auprc_prs']:.3f}", f"{o['brier_ehr']:.4f}", f"{o['brier_prs']:.4f}", ceiling])
-    doc.table(["outcome", "positive / admissions", "AUROC EHR", "AUROC EHR+PRS", "AUPRC EHR", "AUPRC EHR+PRS", "Brier EHR",
+    doc.table(["outcome", "subjects", "cases / admissions", "AUROC EHR", "AUROC EHR+PRS", "AUPRC EHR", "AUPRC EHR+PRS", "Brier EHR",
                "Brier EHR+PRS", "ceiling (true risk)"], rows)
+    if any(_few(o["positive"]) for o in hospital["outcomes"].values()):
+        doc.paragraph(FEW_NOTE)
     doc.paragraph(
         f"Each admission's futures were sampled {hospital['samples']} times with competing events, at most "
         f"{hospital['max_new_tokens']} tokens each; one run of the mortality task gives prolonged stay too, and one run of the ICU task "
         "the composite. The estimate is the path estimate (the probability, along each sampled path, that each event comes first). "
         "The ceiling is the AUROC of the synthetic world's exact risk at admission (a dynamic program over its latent severity), "
         "which no model sees. Futures longer than the token cap are out of reach: a stay of 10 days or more runs to several hundred "
-        "tokens here, so prolonged stay needs the GPU engine and longer generations. Calibration plots: hospital/evaluation/report.html.")
+        "tokens here, so prolonged stay needs the GPU engine and longer generations.")
     for o in hospital["outcomes"].values():
         if o.get("methods"):
             doc.paragraph(f"{o['title']}: the demo models beside the tabular models (lr, rf, gb, mlp: scikit-learn on age, gender, "
@@ -135,10 +179,11 @@ def _methods_table(doc: Document, methods: dict) -> None:
 def _triage_section(doc: Document, run_dir: Path, out: Path, triage: dict) -> None:
     """Tables S3–S5 on the synthetic world: per ED task, every method with its 95 % intervals."""
     doc.heading("At ED triage: ETHOS-style scoring against early-warning scores and tabular models, held-out visits")
-    for t in triage["tasks"].values():
+    for task, t in triage["tasks"].items():
         if "methods" not in t:
             continue
-        doc.paragraph(f"{t['title']}: {t['positive']} of {t['n']} scored anchors positive; tabular models fitted on "
+        subjects = _subjects(run_dir / "triage" / f"labels_{task}.parquet")
+        doc.paragraph(f"{t['title']}: {t['n']} scored anchors of {subjects} subjects, {t['positive']} positive; tabular models fitted on "
                       f"{t['train_anchors']:,} training anchors.")
         _methods_table(doc, t["methods"])
     doc.paragraph("EHR and EHR+PRS: the demo models' zero-shot risk (path estimate over sampled futures with competing events). "
@@ -147,7 +192,7 @@ def _triage_section(doc: Document, run_dir: Path, out: Path, triage: dict) -> No
                   "benchmark's features (age, gender, prior visits, triage vitals, Charlson/Elixhauser flags), fitted on the training "
                   "split. The scores do not apply after the patient left the ED (re-presentation). The last row is the synthetic world's "
                   "exact risk at the anchor, which no method sees: the ceiling. Sensitivity and specificity at each method's ROC point "
-                  "closest to (0, 1); intervals from 500 bootstrap resamples shared by all methods. Details: triage/evaluation/report.html.")
+                  "closest to (0, 1); intervals from 500 bootstrap resamples shared by all methods.")
     forest = run_dir / "triage" / "evaluation" / "plots" / "methods_auroc.png"
     if forest.exists():
         shutil.copy(forest, out / "triage_methods_auroc.png")
@@ -158,8 +203,11 @@ def _reading(numbers: dict, tasks: dict, meta: dict | None) -> str:
     """Plain-language reading of the zero-shot table."""
     parts = []
     for name, t in numbers.items():
-        parts.append(f"{tasks[name]['title']}: the PRS model's AUROC is {t['auroc_prs']:.3f} against {t['auroc_ehr']:.3f} "
-                     f"(Δ {t['delta']:+.3f}, p {t['p_value']:.3g}, {_significance(t['p_value'])}).")
+        head = f"{tasks[name]['title']}: the PRS model's AUROC is {t['auroc_prs']:.3f} against {t['auroc_ehr']:.3f} (Δ {t['delta']:+.3f}"
+        if _few(t.get("cases")):
+            parts.append(f"{head}; only {t['cases']} cases, too few to test).")
+        else:
+            parts.append(f"{head}, p {t['p_value']:.3g}, {_significance(t['p_value'])}).")
     if meta:
         parts.append(f"Pooled over the four diseases, Δ AUROC is {meta['estimate']:+.3f} (95% CI {meta['ci_low']:+.3f} to "
                      f"{meta['ci_high']:+.3f}, p {meta['p_value']:.3g}): {_significance(meta['p_value'])}.")

@@ -50,7 +50,7 @@ def positive_all(labels: pa.Table) -> int:
     return int(pc.sum(labels.column("boolean_value")).as_py() or 0)
 
 
-def triage_step(run_dir: Path, out: Path, seed: int) -> dict:
+def triage_step(run_dir: Path, out: Path, seed: int, device: str = "cpu") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cohort = run_dir / "cohort"
     summary: dict = {"anchors": ANCHORS, "tasks": {}}
@@ -68,7 +68,7 @@ def triage_step(run_dir: Path, out: Path, seed: int) -> dict:
         if not 0 < positive < labels.num_rows:
             print(f"  {title}: skipped ({positive} of {labels.num_rows} anchors positive)")
             continue
-        score_with_both_models(run_dir, out, event_task, task, seed)
+        score_with_both_models(run_dir, out, event_task, task, seed, device)
         train_positive = positive_all(everything) - positive_all(held)
         tabular = 0 < train_positive < summary["tasks"][task]["train_anchors"]  # a tiny cohort may have one class only
         if not tabular:

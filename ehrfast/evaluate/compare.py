@@ -39,7 +39,7 @@ def compare_pair(
     score_column: str = DEFAULT_SCORE,
     iterations: int = 2000,
     seed: int = 0,
-    threshold_rule: str = "fixed",
+    threshold_rule: str = "closest",
     fixed_threshold: float = 0.5,
     other_score_columns: tuple[str, ...] = (),
     cluster_by_subject: bool = False,

@@ -25,7 +25,9 @@ class EvaluateOptions:
     score_column: str = option("the score column to rank", DEFAULT_SCORE)
     iterations: int = option("bootstrap iterations", 2000)
     seed: int = option("random seed of the bootstrap", 0)
-    threshold_rule: str = option("threshold rule of the thresholded metrics", "fixed", flag="--threshold", choices=THRESHOLD_RULES)
+    threshold_rule: str = option("threshold rule of the thresholded metrics (precision, recall, F1, ...): closest (the ROC point "
+                                 "closest to (0, 1), chosen per model on the data), youden, or fixed (--fixed-threshold)", "closest",
+                                 flag="--threshold", choices=THRESHOLD_RULES)
     fixed_threshold: float = option("the threshold of the 'fixed' rule", 0.5)
     traits: tuple[str, ...] | None = option("PRS trait columns to correlate with P(B) − P(A)", None)
     subgroup_columns: tuple[str, ...] = option("columns of --subgroups to break AUROC down by", ())

@@ -36,6 +36,14 @@ def write_csv(path: Path, header: list[str], columns: list) -> None:
             w.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
 
 
+def _title(ax, text: str, width_inches: float) -> None:
+    """An axes title wrapped to the axes' width (about 9 characters per inch at 10 pt): long task
+    names would otherwise run off the figure and be cut."""
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(text, max(20, int(width_inches * 9)))), fontsize=10)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -55,7 +63,8 @@ def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]]
     for (name, (fpr, tpr, auc)), color in zip(curves.items(), COLORS.values()):
         ax.plot(fpr, tpr, color=color, lw=1.6, label=f"{name} (AUROC {auc:.3f})")
     ax.plot([0, 1], [0, 1], ls=":", color="black", lw=0.8)
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1))
+    _title(ax, title, 4.6)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
@@ -68,7 +77,8 @@ def pr_difference_plot(path: Path, pr, title: str) -> Path:
     ax.fill_between(pr.recall, pr.ci_low, pr.ci_high, color=COLORS["B"], alpha=0.25, label="95% bootstrap band")
     ax.plot(pr.recall, pr.mean, color=COLORS["B"], lw=1.6, label="mean Δ precision (B − A)")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set(xlabel="Recall", ylabel="Precision B − A", title=title, xlim=(0, 1))
+    ax.set(xlabel="Recall", ylabel="Precision B − A", xlim=(0, 1))
+    _title(ax, title, 5.2)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -81,12 +91,17 @@ def calibration_plot(path: Path, curves: dict[str, object], title: str) -> Path:
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     top = 0.0
     for (name, r), color in zip(curves.items(), COLORS.values()):
-        ax.errorbar(r.predicted, r.observed, yerr=[r.observed - r.observed_low, r.observed_high - r.observed], fmt="o-", ms=3, color=color, lw=1.2, capsize=2, label=f"{name} (Brier {r.brier:.4f})")
-        top = max(top, np.nanmax(r.observed_high), r.predicted.max())
-    top = min(1.0, top * 1.05 + 1e-3)
+        ax.errorbar(r.predicted, r.observed, yerr=[r.observed - r.observed_low, r.observed_high - r.observed], fmt="o-", ms=3, color=color, lw=1.2,
+                    capsize=2, label=f"{name} (Brier {r.brier:.4f})")
+        if len(r.predicted):
+            top = max(top, float(np.nanmax(r.predicted)), float(np.nanmax(r.observed)))
+    # the axes follow the points (predicted and observed means), not the widest bootstrap band:
+    # a sparse top bin's interval reaching 1 would squeeze every point into a corner
+    top = min(1.0, top * 1.15 + 1e-3)
     ax.plot([0, top], [0, top], ls=":", color="black", lw=0.8)
-    ax.set(xlabel="Mean predicted probability", ylabel="Observed frequency", title=title, xlim=(0, top), ylim=(0, top))
-    ax.legend(fontsize=8)
+    ax.set(xlabel="Mean predicted probability", ylabel="Observed frequency", xlim=(0, top), ylim=(0, top))
+    _title(ax, title, 4.6)
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     return _save(fig, path)
 
 
@@ -103,7 +118,8 @@ def risk_histogram(path: Path, label: np.ndarray, scores: dict[str, np.ndarray],
     for ax, (name, s) in zip(axes[0], scores.items()):
         ax.hist(s[~label], bins, density=True, alpha=0.6, color="#1b9e77", label="negative")
         ax.hist(s[label], bins, density=True, alpha=0.6, color="#d95f02", label="positive")
-        ax.set(xlabel="Predicted risk", ylabel="Density", title=f"{title}: {name}")
+        ax.set(xlabel="Predicted risk", ylabel="Density")
+        _title(ax, f"{title}: {name}", 4.2)
         ax.legend(fontsize=8)
     return _save(fig, path)
 

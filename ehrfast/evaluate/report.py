@@ -11,6 +11,8 @@ from ehrfast.evaluate.calibration import brier_label
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, roc_points
 from ehrfast.evaluate.result import BootstrapSummary, EvaluationResult, TaskComparison, TaskResult
 
+MIN_CASES = 10  # fewer positives: p-values and intervals are shown with a caveat, not read as findings
+
 
 def write_report(result: EvaluationResult, comparisons: list[TaskComparison], root: Path, *, threshold_rule: str,
                  fixed_threshold: float, loss_column: str | None, meta_considered: bool, meta_left_out: list[str]) -> Document:
@@ -22,7 +24,7 @@ def write_report(result: EvaluationResult, comparisons: list[TaskComparison], ro
     doc.paragraph(
         f"Paired bootstrap over predictions with {result.iterations:,} iterations (seed {result.seed}); Δ = metric(B) − metric(A), "
         f"so positive Δ favours B (for the Brier score, lower is better). Thresholded metrics use "
-        f"{_threshold_text(threshold_rule, fixed_threshold)}, chosen once per model on the full data."
+        f"{_threshold_text(threshold_rule, fixed_threshold)}, chosen once per model on the full data (the 'threshold' row)."
     )
     for t in comparisons:
         task = result.tasks[t.name]
@@ -51,6 +53,11 @@ def _threshold_text(rule: str, fixed: float) -> str:
             "closest": "the ROC point closest to (0, 1)"}[rule]
 
 
+def _pct(value: float) -> str:
+    """A % change, or "—" where A's value is 0 (no change can be expressed relative to it)."""
+    return "—" if value != value or abs(value) == float("inf") else f"{value:+.1f}%"
+
+
 def _fmt_p(d, boot: BootstrapSummary) -> str:
     return f"< {boot.p_floor:.1e}" if d.p_at_floor else f"{d.p_value:.4f}"
 
@@ -58,19 +65,24 @@ def _fmt_p(d, boot: BootstrapSummary) -> str:
 def _task_section(doc: Document, root: Path, t: TaskComparison, task: TaskResult, model_names, alpha: float) -> None:
     ma, mb, boot = task.metrics_a, task.metrics_b, task.bootstrap
     doc.heading(f"Task: {t.name}")
-    doc.paragraph(f"{ma.n:,} predictions, {ma.n_positive:,} positive ({ma.n_positive / ma.n:.1%}). " + " ".join(task.notes))
+    few = ma.n_positive < MIN_CASES
+    caveat = (f" Fewer than {MIN_CASES} cases: the p-values and intervals below are shown for completeness and say little; "
+              "the comparison is not read as a finding." if few else "")
+    doc.paragraph(f"{ma.n:,} predictions ({len(set(t.subject_id.tolist())):,} subjects), {ma.n_positive:,} positive "
+                  f"({ma.n_positive / ma.n:.1%}).{caveat} " + " ".join(task.notes))
     rows = [[m, getattr(ma, m), getattr(mb, m)] for m in (*BOOTSTRAP_METRICS, "threshold", "operating_points")]
     doc.table(["metric", _label("A", model_names[0]), _label("B", model_names[1])], rows)
     doc.paragraph("Paired bootstrap of the differences (the genomics paper's Table 2):")
     doc.table(
         ["metric", "mean Δ (B − A)", "95% CI", "p (two-sided)", "% change"],
-        [[m, d.mean, f"[{d.ci_low:.4f}, {d.ci_high:.4f}]", _fmt_p(d, boot), f"{d.pct_change:+.1f}%"] for m, d in boot.deltas.items()],
+        [[m, d.mean, f"[{d.ci_low:.4f}, {d.ci_high:.4f}]", _fmt_p(d, boot), _pct(d.pct_change)] for m, d in boot.deltas.items()],
     )
     d = boot.deltas["auroc"]
-    verdict = "significant" if d.p_value < alpha else "not significant"
+    verdict = (f"with {ma.n_positive} cases, too few to test" if few else
+               f"the difference is {'significant' if d.p_value < alpha else 'not significant'} at {alpha}")
     doc.paragraph(
         f"Reading: B's AUROC is {mb.auroc:.3f} against {ma.auroc:.3f} for A (Δ {d.mean:+.4f}, 95% CI "
-        f"[{d.ci_low:.4f}, {d.ci_high:.4f}], p {_fmt_p(d, boot)}): the difference is {verdict} at {alpha}. "
+        f"[{d.ci_low:.4f}, {d.ci_high:.4f}], p {_fmt_p(d, boot)}): {verdict}. "
         f"B offers {mb.operating_points:,} distinct operating points, A {ma.operating_points:,}."
     )
     if task.methods:

@@ -45,12 +45,15 @@ SPLITS = ("train", "held_out")
 
 @dataclass
 class Comparison:
-    """One transfer comparison: AUROC of the baseline (A) and the transfer model (B)."""
+    """One transfer comparison: AUROC of the baseline (A) and the transfer model (B), over ``n``
+    held-out subjects of whom ``cases`` are positive."""
 
     auroc_baseline: float
     auroc_transfer: float
     delta: float
     p_value: float
+    n: int = 0
+    cases: int = 0
 
 
 @dataclass
@@ -108,8 +111,9 @@ def run_transfer(tokens_dir: str | os.PathLike, meds_dir: str | os.PathLike, ehr
                            EvaluateOptions(names=tuple(usable), model_names=("baseline", "transfer"), seed=options.seed, meta_tasks=()),
                            progress=False)
             for name in usable:
-                d = res.tasks[name].bootstrap.deltas["auroc"]
-                summary.comparisons[name] = Comparison(d.value_a, d.value_b, d.mean, d.p_value)
+                t = res.tasks[name]
+                d = t.bootstrap.deltas["auroc"]
+                summary.comparisons[name] = Comparison(d.value_a, d.value_b, d.mean, d.p_value, t.n, t.n_positive)
         summary.skipped += [k for k in comparisons if k not in usable]
     return summary
 

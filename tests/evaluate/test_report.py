@@ -131,3 +131,27 @@ def test_meta_analysis_pools_only_the_chosen_tasks_with_varying_deltas(tmp_path)
     with pytest.raises(ValueError, match="not among the tasks"):
         evaluate(pairs, tmp_path / "r2", EvaluateOptions(names=names, meta_tasks=["stroke"]), progress=False)
     assert not (tmp_path / "r2").exists()
+
+
+def test_report_threshold_is_data_driven_and_few_cases_are_caveated(tmp_path):
+    """Low-prevalence probabilities (all below 0.5): a fixed 0.5 threshold made precision, recall
+    and F1 zero and printed '+nan%'; the default is now each model's ROC point closest to (0, 1).
+    A task with fewer than 10 cases shows its p-value with a caveat, not a verdict."""
+    rng = np.random.default_rng(3)
+    n = 800
+    sid = np.arange(n)
+    y = rng.random(n) < 0.03
+    a = _write_predictions(tmp_path / "a.parquet", sid, y, 0.02 + 0.02 * y * rng.random(n) + 0.01 * rng.random(n))
+    b = _write_predictions(tmp_path / "b.parquet", sid, y, 0.02 + 0.03 * y * rng.random(n) + 0.01 * rng.random(n))
+    few = np.zeros(n, bool)
+    few[:6] = True
+    c = _write_predictions(tmp_path / "c.parquet", sid, few, 0.01 + 0.02 * few + 0.01 * rng.random(n))
+    d = _write_predictions(tmp_path / "d.parquet", sid, few, 0.01 + 0.01 * few + 0.02 * rng.random(n))
+    res = evaluate([(a, b), (c, d)], tmp_path / "out", EvaluateOptions(names=["common", "rare"], iterations=200, meta_tasks=()),
+                   progress=False)
+    m = res.tasks["common"].metrics_a
+    assert 0 < m.threshold < 0.5 and m.precision > 0 and m.recall > 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "nan%" not in text.lower() and "NaN" not in text
+    assert "the ROC point closest to (0, 1)" in text
+    assert "Fewer than 10 cases" in text and "with 6 cases, too few to test" in text
