@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ehrfast.data.meds import STATIC_TIME, data_files
+from ehrfast.data.meds import STATIC_TIME, data_files, validate_shard_schema
 from ehrfast.errors import InvalidInputError
 
 
@@ -50,7 +50,9 @@ def read_matching_rows(meds_dir: str | os.PathLike, patterns: dict[str, str], sp
         if splits is not None and split not in splits:
             continue
         for path in files:
-            names = path.schema().names
+            schema = path.schema()
+            validate_shard_schema(path.path, schema)  # e.g. ns times: an error, not times 1000x off
+            names = schema.names
             table = path.read([c for c in ("subject_id", "time", "code", "numeric_value", "text_value") if c in names])
             codes = table.column("code")
             encoded = codes.combine_chunks().dictionary_encode() if not pa.types.is_dictionary(codes.type) else codes.combine_chunks()

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from ehrfast.baselines.rows import read_matching_rows
 from ehrfast.data.meds import MedsValidationError, data_files, strict_deviations, validate_meds_dataset
 from ehrfast.labels import make_labels
 from ehrfast.task import Task
@@ -143,6 +144,8 @@ def test_cast_timestamps(synthea, tmp_path, unit, tz):
     _rewrite(synthea, lambda t: _set(t, "time", t.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp(unit, tz=tz))))
     with pytest.raises(MedsValidationError, match="--cast-timestamps"):
         validate_meds_dataset(synthea)
+    with pytest.raises(MedsValidationError, match="MEDS requires timestamp"):  # baselines read no cast: an error, not shifted times
+        read_matching_rows(synthea, {"birth": "^MEDS_BIRTH$"})
     s = validate_meds_dataset(synthea, cast_timestamps=True)
     assert not s.conformant and "time" in s.deviations[0]
     tokenize_dataset(original, tmp_path / "a", progress=False)
