@@ -216,17 +216,8 @@ def synthetic_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
     return {"subjects": SYNTH_SUBJECTS, "train": train, "ares": ares}
 
 
-def _subjects(folder: Path, run: str) -> str:
-    """Distinct subjects over the pooled splits' label files of ``run``."""
-    ids = set()
-    for split in SPLITS:
-        path = folder / f"labels_{run}_{split}.parquet"
-        if path.exists():
-            ids.update(pq.read_table(path, columns=["subject_id"]).column("subject_id").to_pylist())
-    return f"{len(ids):,}" if ids else "—"
-
-
 def report_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
+    from ehrfast.demo.report import subject_count
     from ehrfast.document import Document
 
     out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +235,7 @@ def report_step(run_dir: Path, out: Path, o: DemoOptions) -> dict:
             return "n/a"
         return f"{v[key]:.3f}{'†' if v['positive'] < MIN_CASES else ''}"
 
-    rows = [[k, _subjects(run_dir / "mimic", run_of.get(k, k)), v["positive"], v["n"], auroc_cell(v, "auroc_path"), auroc_cell(v, "auroc_mc")]
+    rows = [[k, subject_count(*(run_dir / "mimic" / f"labels_{run_of.get(k, k)}_{split}.parquet" for split in SPLITS)), v["positive"], v["n"], auroc_cell(v, "auroc_path"), auroc_cell(v, "auroc_mc")]
             for k, v in mimic["outcomes"].items()]
     doc.table(["outcome", "subjects", "cases", "admissions", "AUROC (path)", "AUROC (MC)"], rows)
     if any(v["positive"] < MIN_CASES for v in mimic["outcomes"].values()):

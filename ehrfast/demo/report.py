@@ -130,11 +130,13 @@ def write_demo_report(run_dir: Path, out: Path, tasks: dict[str, dict]) -> dict:
             "hospital": hospital.get("outcomes", {}), "triage": triage.get("tasks", {})}
 
 
-def _subjects(labels_path: Path) -> str:
-    """Distinct subjects of a label file, for a table cell ("—" when it is gone)."""
-    if not labels_path.exists():
-        return "—"
-    return f"{len(set(pq.read_table(labels_path, columns=['subject_id']).column('subject_id').to_pylist())):,}"
+def subject_count(*labels_paths: Path) -> str:
+    """Distinct subjects over label files, for a table cell ("—" when none of them exists)."""
+    ids = set()
+    for path in labels_paths:
+        if path.exists():
+            ids.update(pq.read_table(path, columns=["subject_id"]).column("subject_id").to_pylist())
+    return f"{len(ids):,}" if ids else "—"
 
 
 def _hospital_section(doc: Document, run_dir: Path, hospital: dict) -> None:
@@ -144,7 +146,7 @@ def _hospital_section(doc: Document, run_dir: Path, hospital: dict) -> None:
     rows = []
     for o in hospital["outcomes"].values():
         ceiling = "—" if o["ceiling"] is None else _caveat(f"{o['ceiling']:.3f}", o["positive"])
-        subjects = _subjects(run_dir / "hospital" / f"labels_{o['run']}.parquet")
+        subjects = subject_count(run_dir / "hospital" / f"labels_{o['run']}.parquet")
         if "auroc_ehr" not in o:  # one class only among the scored admissions
             rows.append([o["title"], subjects, f"{o['positive']} / {o['n']}", *["—"] * 6, ceiling])
             continue
@@ -182,7 +184,7 @@ def _triage_section(doc: Document, run_dir: Path, out: Path, triage: dict) -> No
     for task, t in triage["tasks"].items():
         if "methods" not in t:
             continue
-        subjects = _subjects(run_dir / "triage" / f"labels_{task}.parquet")
+        subjects = subject_count(run_dir / "triage" / f"labels_{task}.parquet")
         doc.paragraph(f"{t['title']}: {t['n']} scored anchors of {subjects} subjects, {t['positive']} positive; tabular models fitted on "
                       f"{t['train_anchors']:,} training anchors.")
         _methods_table(doc, t["methods"])

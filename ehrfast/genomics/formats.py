@@ -51,7 +51,8 @@ def output_format(fmt: str, out_path: str | os.PathLike) -> str:
 class PRSTable:
     """Per-sample scores of every trait, ready to write: ids [n]; ``values`` [n, t] what the
     model reads (standardized, or the raw sums); ``sums``/``allele_ct``/``denom``/``named`` [n, t]
-    plink2's per-trait columns; ``shared`` [3, n] ALLELE_CT, DENOM, NAMED over all scored variants."""
+    plink2's per-trait columns (None for the standardized parquet, which holds none); ``shared``
+    [3, n] ALLELE_CT, DENOM, NAMED over all scored variants (sscore only, else None)."""
 
     family_ids: np.ndarray | None
     sample_ids: np.ndarray
@@ -60,10 +61,10 @@ class PRSTable:
     values: np.ndarray
     raw: bool
     sums: np.ndarray
-    allele_ct: np.ndarray
-    denom: np.ndarray
-    named: np.ndarray
-    shared: np.ndarray
+    allele_ct: np.ndarray | None
+    denom: np.ndarray | None
+    named: np.ndarray | None
+    shared: np.ndarray | None
 
     @property
     def averages(self) -> np.ndarray:
@@ -78,7 +79,7 @@ def write_parquet(table: PRSTable, path: str | os.PathLike) -> None:
         "sample_id": pa.array([str(s) for s in table.sample_ids], pa.string()),
         "subject_id": pa.array(list(table.subject_ids), pa.int64()),
     }
-    averages = table.averages
+    averages = table.averages if table.raw else None
     for j, trait in enumerate(table.traits):
         if not table.raw:
             columns[trait] = pa.array(table.values[:, j].astype(np.float32))

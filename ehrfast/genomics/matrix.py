@@ -10,8 +10,6 @@ ancestry-adjusted ``*_pgs.txt.gz``) are read as well.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.genomics.scorefile import open_text
 
 ID_COLUMNS = ("family_id", "sample_id", "subject_id")
 TRAITS_KEY = b"ehrfast.traits"  # parquet schema metadata: JSON list of the trait columns
@@ -102,13 +101,6 @@ def _check_unique(path: Path, subject_ids: np.ndarray) -> None:
                                 "one row per subject (two genotype samples of one subject?)")
 
 
-def _text_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    with (io.TextIOWrapper(gzip.open(path), encoding="utf-8") if gz else open(path, encoding="utf-8")) as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
-
-
 def read_pgsc_calc(path: str | os.PathLike) -> PRSMatrix:
     """pgsc_calc's scores as a matrix: ``aggregated_scores.txt.gz`` (``sampleset IID PGS SUM
     DENOM AVG``) or the ancestry step's ``<sampleset>_pgs.txt.gz`` (reference-panel rows,
@@ -117,7 +109,8 @@ def read_pgsc_calc(path: str | os.PathLike) -> PRSMatrix:
     over the file's samples and clipped at ±4 sd as ``ehrfast prs`` does. IIDs must be MEDS
     subject ids (integers)."""
     path = Path(path)
-    rows = _text_rows(path)
+    with open_text(path) as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
     if not rows or not {"IID", "PGS"} <= set(rows[0]):
         raise InvalidInputError(f"{path}: not pgsc_calc scores: needs tab-separated IID and PGS columns (and SUM or Z_norm*)")
     value = next((c for c in PGSC_VALUE_COLUMNS if c in rows[0]), None)

@@ -128,8 +128,10 @@ def meds_subjects(meds_dir: str | os.PathLike, split: str = "train") -> tuple[se
     return set(ids), {s for s, sp in zip(ids, splits) if sp == split}
 
 
-def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_map, meds_dir, genotype_options, progress):
-    """Reads genotypes and score files, matches, checks subjects, scores: the heavy part of compute_prs."""
+def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_map, meds_dir, genotype_options, progress, fmt: str):
+    """Reads genotypes and score files, matches, checks subjects, scores: the heavy part of
+    compute_prs. plink2's count columns (extra passes over the genotypes) only for the outputs
+    that hold them: raw parquet, pgsc_calc, and sscore (which also counts over all variants)."""
     source = open_genotypes(genotypes, **(genotype_options or {}))
     files = read_score_files(score_files)
     target_build = opt.target_build or source.genome_build
@@ -153,9 +155,10 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
             raise InvalidInputError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
                              "(give --sample-map SAMPLE_ID<TAB>SUBJECT_ID when IIDs are not MEDS subject ids)")
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
-    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=True, progress=bar.update)
+    counts = opt.raw or fmt != "parquet"
+    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=counts, progress=bar.update)
     bar.close()
-    shared = _shared_columns(source, matches, result, opt, backend)
+    shared = _shared_columns(source, matches, result, opt, backend) if fmt == "sscore" else None
     build_record = {"target": target_build, "target_from": "--target-build" if opt.target_build else "genotype header" if target_build else None,
                     "score_files": builds}
     return source, matches, dropped, result, shared, subject_ids, train_subjects, build_record
@@ -210,7 +213,7 @@ def compute_prs(
                   overwrite=overwrite)
     with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
         source, matches, dropped, result, shared, subject_ids, train_subjects, builds = _match_and_score(
-            genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress)
+            genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress, fmt)
     sums = result.sums
     train = _training_mask(subject_ids, train_subjects) & np.isfinite(sums).all(1)
     mean = sums[train].mean(0) if train.any() else sums.mean(0)
@@ -236,7 +239,7 @@ def compute_prs(
         "allele_frequency_source": "target genotypes (non-missing calls), as plink2 computes them",
         "match": {m.trait: {**m.report, "variants_used": int(len(m.variant)), "source": m.source} for m in matches},
     }
-    if not (np.isfinite(values).all() and np.isfinite(shared).all()):
+    if not (np.isfinite(values).all() and (shared is None or np.isfinite(shared).all())):
         raise InvalidInputError(f"{source.path}: scores are not finite for some samples; nothing written")  # before any output exists
     sampleset = sampleset or _sampleset_name(source.path)
     with atomic_output(out_path, overwrite=overwrite) as tmp:

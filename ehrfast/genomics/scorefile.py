@@ -55,7 +55,8 @@ class ScoreFile:
         return self.chrom is not None and self.pos is not None and bool((self.pos >= 0).any())
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
+    """A text reader of ``path``, gzip or plain (by its magic bytes)."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
@@ -71,7 +72,7 @@ def _norm_chrom(c: str) -> str:
 def _header(path: Path) -> tuple[dict[str, str], int, list[str]]:
     """(``#key=value`` header entries, number of lines before the column line, column names)."""
     header: dict[str, str] = {}
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for n, line in enumerate(fh):
             if line.startswith("#"):
                 if "=" in line and not line.startswith("##"):
