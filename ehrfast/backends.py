@@ -142,6 +142,24 @@ def use(**choices: str) -> Iterator[None]:
         _overrides.pop()
 
 
+def torch_device(name):
+    """``torch.device(name)`` checked at the boundary: a name torch does not know ("banana"), or
+    a CUDA device on a machine without one, is an error naming the option, not a failure deep
+    inside loading a checkpoint."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidInputError(f"device {name!r} (--device) is not a torch device; use cpu, cuda, cuda:1, ...") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(f"device {name!r} (--device): no CUDA GPU is visible here; use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidInputError(f"device {name!r} (--device): this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
 _warned: set[str] = set()
 
 
@@ -157,10 +175,29 @@ def warn_once(message: str, category: type[Warning] = RuntimeWarning, stacklevel
 _CORE_IMPORT_ERROR: str | None = None
 
 
+def _extension(name: str, variable: str) -> ModuleType:
+    """The compiled module ``ehrfast.<name>``, or the build that the environment variable
+    ``variable`` names (a path: e.g. one built with sanitizers, or instrumented for fuzzing)."""
+    import sys
+
+    path = os.environ.get(variable)
+    if not path:
+        return importlib.import_module(f"ehrfast.{name}")
+    full = f"ehrfast.{name}"
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, path)
+        if spec is None or spec.loader is None:
+            raise BackendUnavailableError(f"{variable}={path}: not a loadable extension module")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[full] = module
+    return sys.modules[full]
+
+
 def _load_core() -> ModuleType | None:
     global _CORE_IMPORT_ERROR
     try:
-        return importlib.import_module("ehrfast._core")
+        return _extension("_core", "EHRFAST_CORE_MODULE")
     except ImportError as exc:  # source checkout without a build, or a broken build
         _CORE_IMPORT_ERROR = str(exc)
         return None
@@ -209,21 +246,11 @@ def cuda_module() -> ModuleType | None:
 def cuda_host_module() -> ModuleType | None:
     """``ehrfast._cuda_host``: the CUDA kernels' sources compiled for the CPU (tests), or None.
     ``EHRFAST_CUDA_HOST_MODULE`` may name another build of it (e.g. one with sanitizers)."""
-    path = os.environ.get("EHRFAST_CUDA_HOST_MODULE")
-    if path:
-        import sys
-
-        if "ehrfast._cuda_host" not in sys.modules:
-            spec = importlib.util.spec_from_file_location("ehrfast._cuda_host", path)
-            if spec is None or spec.loader is None:
-                raise BackendUnavailableError(f"EHRFAST_CUDA_HOST_MODULE={path}: not a loadable extension module")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            sys.modules["ehrfast._cuda_host"] = module
-        return sys.modules["ehrfast._cuda_host"]
     try:
-        return importlib.import_module("ehrfast._cuda_host")
+        return _extension("_cuda_host", "EHRFAST_CUDA_HOST_MODULE")
     except ImportError:
+        if os.environ.get("EHRFAST_CUDA_HOST_MODULE"):
+            raise
         return None
 
 
@@ -305,5 +332,5 @@ def build_info() -> dict[str, Any]:
     }
 
 
-__all__ = ["CHOICES", "COMPONENTS", "BackendRow", "backend_table", "build_info", "choose", "configure", "core", "cuda_module",
+__all__ = ["CHOICES", "COMPONENTS", "BackendRow", "backend_table", "build_info", "choose", "configure", "core", "cuda_module", "torch_device",
            "cuda_host_module", "refresh", "require_core", "resolve_backend", "setting", "use", "warn_once"]

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ehrfast.errors import InputNotFoundError, InvalidInputError, NonFiniteResultError
+from ehrfast.inputs import read_parquet, read_parquet_schema
 from ehrfast.io import atomic_output
 
 LABEL_COLUMNS = ("subject_id", "prediction_time", "boolean_value")
@@ -115,6 +116,28 @@ def write_predictions(path: str | os.PathLike, table: pa.Table, *, strict_copy: 
             pq.write_table(strict, tmp)
 
 
+def read_labels(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """A label file (MEDS label schema, extra columns kept unless ``columns`` picks some): the
+    label columns present, ``subject_id`` and ``prediction_time`` without nulls (the first null
+    row is named) and ``prediction_time`` a timestamp. Null ``boolean_value`` stays (unlabelled rows)."""
+    path = Path(path)
+    names = read_parquet_schema(path, what="label file").names
+    missing = [c for c in LABEL_COLUMNS if c not in names]
+    if missing:
+        raise InvalidInputError(f"{path}: missing label column(s) {missing} (a MEDS label file has {list(LABEL_COLUMNS)})")
+    table = read_parquet(path, what="label file", columns=columns)
+    for name in ("subject_id", "prediction_time"):
+        column = table.column(name)
+        if column.null_count:
+            row = int(np.flatnonzero(~np.asarray(column.is_valid()))[0])
+            raise InvalidInputError(f"{path}: row {row}: {name} is null ({column.null_count:,} null rows); every label needs a subject and a time")
+    if not pa.types.is_timestamp(table.schema.field("prediction_time").type):
+        raise InvalidInputError(f"{path}: prediction_time must be a timestamp, got {table.schema.field('prediction_time').type}")
+    if not pa.types.is_integer(table.schema.field("subject_id").type):
+        raise InvalidInputError(f"{path}: subject_id must be an integer column, got {table.schema.field('subject_id').type}")
+    return table
+
+
 ANCHORED_LABEL_COLUMNS = (*LABEL_COLUMNS, "anchor_id", "anchor_code", "hadm_id", "true_event", "true_time_us")
 
 
@@ -126,12 +149,10 @@ def read_anchored_labels(path: str | os.PathLike, *, plain: bool = False) -> pa.
     number) whose context ends at its prediction time (``anchor_token_offset`` = −1), the data
     up to and including it — ACES's meaning of a prediction time."""
     path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"{path}: no such label file")
-    names = pq.read_schema(path).names
+    names = read_parquet_schema(path, what="label file").names
     missing = [c for c in ANCHORED_LABEL_COLUMNS if c not in names]
     if missing and plain and "anchor_id" not in names and all(c in names for c in LABEL_COLUMNS):
-        table = pq.read_table(path, columns=list(LABEL_COLUMNS))
+        table = read_labels(path, columns=list(LABEL_COLUMNS))
         if table.column("boolean_value").null_count:
             table = table.filter(table.column("boolean_value").is_valid())  # ACES writes no null labels; a null one is not a label
         return table.append_column("anchor_id", pa.array(np.arange(table.num_rows, dtype=np.int64))) \
@@ -139,7 +160,7 @@ def read_anchored_labels(path: str | os.PathLike, *, plain: bool = False) -> pa.
     if missing:
         raise InvalidInputError(f"{path}: an event task's labels need the column(s) {missing} (anchor_id keys each prediction); "
                                 "write them with 'ehrfast label --task <event task>'")
-    table = pq.read_table(path)
+    table = read_labels(path)
     if table.column("anchor_id").null_count:
         raise InvalidInputError(f"{path}: anchor_id has nulls")
     return table
@@ -185,7 +206,7 @@ def read_method_names(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"{path}: no such method-scores file")
-    meta = pq.read_schema(path).metadata or {}
+    meta = read_parquet_schema(path).metadata or {}
     if METHODS_METADATA_KEY not in meta:
         raise InvalidInputError(f"{path}: not a method-scores file (no {METHODS_METADATA_KEY.decode()} metadata); "
                                 "write one with 'ehrfast baselines'")
@@ -194,4 +215,4 @@ def read_method_names(path: str | os.PathLike) -> list[str]:
 
 __all__ = ["ANCHORED_LABEL_COLUMNS", "DECISION_THRESHOLD", "LABEL_COLUMNS", "LABEL_SCHEMA", "MEDS_EVALUATION_COLUMNS", "MEDS_EVALUATION_SCHEMA",
            "METHODS_METADATA_KEY", "PREDICTION_SCHEMA", "label_table", "meds_evaluation_table", "method_scores_table", "prediction_table",
-           "read_anchored_labels", "read_method_names", "strict_path", "write_labels", "write_predictions"]
+           "read_anchored_labels", "read_labels", "read_method_names", "strict_path", "write_labels", "write_predictions"]

@@ -172,7 +172,6 @@ void fill_byte_table(const double* lut_row, double weight, v4d* table) {
 // per kPairs table look-ups (the loop is bound by those stores).
 template <int kPairs>
 void add_pairs(const PackedGenotypes& g, const ValueRows& rows, const std::int32_t* row, const double* weight, v4d* tables, double* acc) {
-    using v4du = double __attribute__((vector_size(32), aligned(8)));  // four samples of an output row
     const std::uint8_t* bytes[kPairs];
     for (int j = 0; j < kPairs; ++j) {
         const auto r = static_cast<std::size_t>(row[j]);
@@ -183,8 +182,13 @@ void add_pairs(const PackedGenotypes& g, const ValueRows& rows, const std::int32
     for (std::size_t i = 0; i < full; ++i) {
         v4d sum = tables[bytes[0][i]];
         for (int j = 1; j < kPairs; ++j) sum += tables[256 * j + bytes[j][i]];
-        v4du* a = reinterpret_cast<v4du*>(acc + 4 * i);
-        *a += sum;
+        // acc is numpy's (8-byte aligned): an unaligned load and store, never a cast to a
+        // 32-byte vector pointer (clang ignores a reduced alignment on a vector typedef and
+        // emits an aligned access, which faults — found by fuzzing the clang build)
+        v4d a;
+        std::memcpy(&a, acc + 4 * i, sizeof a);
+        a += sum;
+        std::memcpy(acc + 4 * i, &a, sizeof a);
     }
     for (int j = 0; j < kPairs; ++j)  // the last, partial byte
         for (std::size_t s = 4 * full, k = 0; s < g.n_samples; ++s, ++k) acc[s] += tables[256 * j + ((bytes[j][full] >> (2 * k)) & 3)][0];

@@ -21,9 +21,9 @@ from ehrfast.baselines.scores import early_warning_scores
 from ehrfast.baselines.tabular import TABULAR_METHODS, fit_and_score
 from ehrfast.baselines.triage import FIELDS, TriageEvents, age_years, clean, fit_medians, impute, read_triage_events
 from ehrfast.data.meds import STATIC_TIME
-from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.errors import InvalidInputError
 from ehrfast.io import atomic_output, check_outputs
-from ehrfast.predictions import LABEL_COLUMNS, method_scores_table
+from ehrfast.predictions import method_scores_table, read_labels
 
 
 @dataclass
@@ -95,12 +95,7 @@ def run_baselines(meds_dir: str | os.PathLike, labels_path: str | os.PathLike, o
     check_outputs(files=[out_path], inputs=[meds_dir, labels_path], overwrite=overwrite)
     if not s.scores and not s.tabular:
         raise InvalidInputError("no baseline chosen: drop --no-scores or add --tabular")
-    if not labels_path.is_file():
-        raise InputNotFoundError(f"{labels_path}: no such label file")
-    labels = pq.read_table(labels_path)
-    missing = [c for c in LABEL_COLUMNS if c not in labels.column_names]
-    if missing:
-        raise InvalidInputError(f"{labels_path}: missing label column(s) {missing}")
+    labels = read_labels(labels_path)
     sid = labels.column("subject_id").to_numpy()
     time = pc.cast(labels.column("prediction_time"), "int64").to_numpy()
     split_of = subject_splits(meds_dir)

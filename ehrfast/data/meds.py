@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ehrfast.backends import require_core, resolve_backend
 from ehrfast.errors import InvalidInputError
+from ehrfast.inputs import read_parquet, read_parquet_rows, read_parquet_schema
 
 MEDS_VERSION = "0.4.1"
 SPLITS = ("train", "tuning", "held_out")
@@ -75,7 +75,7 @@ class ShardFile:
 
     def schema(self) -> pa.Schema:
         """The file's arrow schema (``time`` as read, i.e. after the cast)."""
-        schema = pq.read_schema(self.path)
+        schema = read_parquet_schema(self.path)
         i = schema.get_field_index("time")
         if self.cast_timestamps and i >= 0 and _castable_time(schema.field(i).type):
             schema = schema.set(i, schema.field(i).with_type(pa.timestamp("us")))
@@ -84,7 +84,7 @@ class ShardFile:
     @property
     def num_rows(self) -> int:
         if self.subjects is None:
-            return pq.ParquetFile(self.path).metadata.num_rows
+            return read_parquet_rows(self.path)
         return self.read(["subject_id"]).num_rows
 
     def read(self, columns: list[str] | None = None, **options) -> pa.Table:
@@ -92,7 +92,7 @@ class ShardFile:
         ``pyarrow.parquet.read_table`` (e.g. ``read_dictionary``)."""
         wanted = None if columns is None else list(columns)
         extra = self.subjects is not None and wanted is not None and "subject_id" not in wanted
-        table = pq.read_table(self.path, columns=None if wanted is None else wanted + (["subject_id"] if extra else []), **options)
+        table = read_parquet(self.path, columns=None if wanted is None else wanted + (["subject_id"] if extra else []), **options)
         if self.subjects is not None:
             table = table.filter(pc.is_in(table.column("subject_id"), value_set=pa.array(self.subjects, pa.int64())))
             if extra:
@@ -183,7 +183,7 @@ def _flat_shards(root: Path, files: list[Path], cast_timestamps: bool) -> dict[s
     splits_path = root / "metadata" / "subject_splits.parquet"
     if not splits_path.exists():
         raise MedsValidationError(f"{root}/data: flat data/*.parquet shards need {splits_path} to say which subject is in which split")
-    sp = pq.read_table(splits_path)
+    sp = read_parquet(splits_path)
     for col in ("subject_id", "split"):
         if col not in sp.column_names:
             raise MedsValidationError(f"{splits_path}: missing required column '{col}'")
@@ -193,7 +193,7 @@ def _flat_shards(root: Path, files: list[Path], cast_timestamps: bool) -> dict[s
     ids, names = ids[order], names[order]
     out: dict[str, list[ShardFile]] = {}
     for f in files:
-        subjects = np.unique(pq.read_table(f, columns=["subject_id"]).column("subject_id").to_numpy())
+        subjects = np.unique(read_parquet(f, columns=["subject_id"]).column("subject_id").to_numpy())
         at = np.clip(np.searchsorted(ids, subjects), 0, max(len(ids) - 1, 0))
         known = (ids[at] == subjects) if len(ids) else np.zeros(len(subjects), bool)
         if not known.all():
@@ -282,6 +282,19 @@ def numeric_values(column: pa.ChunkedArray, backend: str | None = None) -> np.nd
     return _filled(column, np.float32, np.nan, "fill_null_values", backend)
 
 
+def check_finite_values(shard, value: np.ndarray, code: pa.ChunkedArray | pa.Array) -> None:
+    """Refuses a shard whose ``numeric_value`` holds ±inf — or a number too large for MEDS's
+    float32, which becomes inf (1e308) — naming the row, the code and the value: a code whose
+    training values are all inf would get the quantile cut [inf], and every model input after
+    it a meaningless bin. ``value`` [n] float32 as read (NaN = null, allowed)."""
+    bad = np.isinf(value)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise MedsValidationError(f"{shard}: row {row} (code {code[row].as_py()!r}): numeric_value is {value[row]} "
+                                  f"({int(bad.sum()):,} such rows; values beyond float32's ±3.4e38 read as inf); "
+                                  "remove or null these values before tokenizing")
+
+
 def id_chunks(column: pa.ChunkedArray) -> list[np.ndarray]:
     """The non-null int64 column's chunks as numpy views of Arrow's buffers (no copy)."""
     return [values for values, _, _, _ in _arrow_chunks(column)]
@@ -348,8 +361,12 @@ def validate_meds_dataset(meds_dir: str | os.PathLike, cast_timestamps: bool = F
         n_subj = 0
         for f in files:
             validate_shard_schema(f.path, f.schema())
-            t = f.read(["subject_id", "time", "code"])
+            has_values = "numeric_value" in f.schema().names
+            t = f.read(["subject_id", "time", "code"] + (["numeric_value"] if has_values else []))
             t = t.set_column(2, "code", t.column("code").cast(pa.string()))  # large_string / dictionary codes read as strings
+            if has_values:
+                check_finite_values(f, numeric_values(t.column("numeric_value")), t.column("code"))
+                t = t.drop_columns(["numeric_value"])
             uniq, _, _ = shard_core_columns(f, t)  # sorted and distinct
             for s in uniq[np.isin(uniq, np.fromiter(seen_subjects, dtype=np.int64, count=len(seen_subjects)))]:
                 raise MedsValidationError(f"{f}: subject {s} also appears in {seen_subjects[int(s)]}; a subject must live in one shard")
@@ -407,7 +424,7 @@ def meds_deviations(root: Path, shard_paths: list[Path]) -> tuple[list[str], str
                if p.exists()]
     out = []
     for path, kind in checks:
-        schema = pq.read_schema(path)
+        schema = read_parquet_schema(path)
         if meds is None:
             out += [f"{path}: {d}" for d in strict_deviations(kind, schema)]
             continue
@@ -457,7 +474,7 @@ def _validate_metadata(root: Path, all_codes: set[str], subjects: dict[int, Shar
 
     codes_path = meta / "codes.parquet"
     if codes_path.exists():
-        codes = pq.read_table(codes_path)
+        codes = read_parquet(codes_path)
         if "code" not in codes.column_names:
             raise MedsValidationError(f"{codes_path}: missing required column 'code'")
         listed = set(codes.column("code").to_pylist())
@@ -471,7 +488,7 @@ def _validate_metadata(root: Path, all_codes: set[str], subjects: dict[int, Shar
 
     splits_path = meta / "subject_splits.parquet"
     if splits_path.exists():
-        sp = pq.read_table(splits_path)
+        sp = read_parquet(splits_path)
         for col in ("subject_id", "split"):
             if col not in sp.column_names:
                 raise MedsValidationError(f"{splits_path}: missing required column '{col}'")
@@ -507,7 +524,7 @@ def code_descriptions(meds_dir: str | os.PathLike) -> dict[str, str]:
     path = Path(meds_dir) / "metadata" / "codes.parquet"
     if not path.exists():
         return {}
-    t = pq.read_table(path, columns=[c for c in ("code", "description") if c in pq.read_schema(path).names])
+    t = read_parquet(path, columns=[c for c in ("code", "description") if c in read_parquet_schema(path).names])
     if "description" not in t.column_names:
         return {}
     return {c: d or "" for c, d in zip(t.column("code").to_pylist(), t.column("description").to_pylist())}

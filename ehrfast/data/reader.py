@@ -20,6 +20,7 @@ from ehrfast.data.meds import (
     MedsValidationError,
     ShardFile,
     as_shard,
+    check_finite_values,
     numeric_values,
     shard_core_columns,
     validate_shard_schema,
@@ -64,6 +65,7 @@ def read_shard(path: str | Path | ShardFile, backend: str | None = None) -> Shar
     dictionary = code.dictionary.to_pylist()
     if "numeric_value" in table.column_names:
         value = numeric_values(table.column("numeric_value"), backend)
+        check_finite_values(shard, value, table.column("code"))
     else:
         value = np.full(len(time), np.nan, np.float32)
     return ShardRows(path, subject_ids, seg, time, indices, dictionary, value)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast.errors import InvalidInputError
@@ -26,6 +25,7 @@ from ehrfast.evaluate.predictions import PredictionError, align_pair, load_predi
 from ehrfast.evaluate.report import write_report
 from ehrfast.evaluate.result import EvaluationResult, TaskComparison, TraitSpearman
 from ehrfast.genomics.matrix import read_prs_matrix
+from ehrfast.inputs import read_parquet
 from ehrfast.io import atomic_directory, check_outputs
 from ehrfast.predictions import read_method_names
 
@@ -158,7 +158,7 @@ def evaluate(
         if prs_path and opt.traits:
             result.spearman = trait_spearman(t, prs_path, list(opt.traits))
         if subgroups_path and opt.subgroup_columns:
-            result.subgroups = subgroups(t, pq.read_table(subgroups_path), opt.subgroup_columns, opt.model_names, opt.seed, str(subgroups_path))
+            result.subgroups = subgroups(t, read_parquet(subgroups_path), opt.subgroup_columns, opt.model_names, opt.seed, str(subgroups_path))
         if demographic_table is not None:
             result.subgroups = {**(result.subgroups or {}),
                                 **subgroups(t, demographic_table, ("gender", "race"), opt.model_names, opt.seed, str(demographics_from))}

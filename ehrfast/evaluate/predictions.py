@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.options import DEFAULT_SCORE
+from ehrfast.inputs import read_parquet
 from ehrfast.predictions import LABEL_COLUMNS, strict_path
 
 ACES_NULL_COLUMNS = ("integer_value", "float_value", "categorical_value")
@@ -66,7 +66,7 @@ def read_predictions(path: str | os.PathLike, score_column: str = DEFAULT_SCORE)
     files = [f for f in files if f not in copies]
     if not files:
         raise PredictionError(f"{path}: no parquet files")
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    table = pa.concat_tables([read_parquet(f) for f in files], promote_options="default")
     for col in ACES_NULL_COLUMNS:
         if col in table.column_names and table.column(col).null_count == table.num_rows:
             table = table.drop_columns([col])

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ehrfast.backends import require_core, resolve_backend
 from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.inputs import read_text
 from ehrfast.io import atomic_output
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])  # plink 1 magic + SNP-major mode
@@ -114,7 +114,7 @@ def read_fam(path: str | os.PathLike) -> np.ndarray:
 def read_fam_ids(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
     """(FIDs or None when every FID is "0" — plink2's "no family" —, IIDs) of a .fam file,
     string arrays in file order."""
-    rows = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = [line.split() for line in read_text(path, what=".fam file").splitlines() if line.strip()]
     for i, r in enumerate(rows, start=1):
         if len(r) < 6:
             raise InvalidInputError(f"{path}: line {i} has {len(r)} columns, a .fam row needs 6")
@@ -167,7 +167,7 @@ def _has_blank_field(t) -> bool:
 
 def _read_bim_lines(path: str | os.PathLike) -> BimTable:
     rows = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for i, line in enumerate(read_text(path, what=".bim file").splitlines(), start=1):
         if not line.strip():
             continue
         f = line.split()

@@ -20,6 +20,7 @@ import numpy as np
 from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.bed import BedFile, missing_files, unpack_bed
 from ehrfast.genomics.builds import build_from_header
+from ehrfast.inputs import read_text
 
 
 class GenotypeError(InvalidInputError):
@@ -58,6 +59,7 @@ class GenotypeSource(abc.ABC):
     variants: VariantTable
     family_ids: np.ndarray | None = None
     genome_build: str | None = None
+    sample_file: str | None = None  # where the sample ids come from (.fam, .psam), for messages
 
     @property
     def n_samples(self) -> int:
@@ -74,7 +76,7 @@ class GenotypeSource(abc.ABC):
             seen: dict = {}
             for k, key in enumerate(keys):
                 if key in seen:
-                    raise GenotypeError(f"{self.path}: samples {seen[key] + 1} and {k + 1} are both {self.sample_label(k)}; "
+                    raise GenotypeError(f"{self.sample_file or self.path}: samples {seen[key] + 1} and {k + 1} are both {self.sample_label(k)}; "
                                         "sample ids (FID, IID) must be unique")
                 seen[key] = k
 
@@ -89,6 +91,7 @@ class BedSource(GenotypeSource):
     def __init__(self, prefix: str | os.PathLike):
         self.bed = BedFile(prefix)
         self.path = str(prefix)
+        self.sample_file = f"{prefix}.fam"
         self.sample_ids = self.bed.sample_ids
         self.family_ids = self.bed.family_ids
         v = self.bed.variants
@@ -123,6 +126,7 @@ class PgenSource(GenotypeSource):
         if missing:
             raise GenotypeError(f"PLINK 2 fileset {prefix}: missing {missing[0]}")
         self.path = prefix
+        self.sample_file = prefix + ".psam"
         self.family_ids, self.sample_ids = _read_psam(prefix + ".psam")
         self.variants, self.genome_build = _read_pvar(prefix + ".pvar")
         try:
@@ -142,7 +146,7 @@ class PgenSource(GenotypeSource):
 
 def _read_psam(path: str) -> tuple[np.ndarray | None, np.ndarray]:
     """(FIDs or None, IIDs): a ``#FID IID ...`` or ``#IID ...`` header, or .fam-style rows."""
-    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    lines = [ln for ln in read_text(path, what=".psam file").splitlines() if ln.strip()]
     if not lines:
         raise GenotypeError(f"{path}: empty sample file")
     head = lines[0].lstrip("#").split()
@@ -163,7 +167,7 @@ def _read_psam(path: str) -> tuple[np.ndarray | None, np.ndarray]:
 
 def _read_pvar(path: str) -> tuple[VariantTable, str | None]:
     """(variants, the build the ``##`` header reveals or None)."""
-    text = Path(path).read_text().splitlines()
+    text = read_text(path, what=".pvar file").splitlines()
     build = build_from_header(ln for ln in text if ln.startswith("##"))
     rows = [ln.split("\t") for ln in text if ln and not ln.startswith("##")]
     if not rows or not rows[0][0].startswith("#CHROM"):
@@ -188,6 +192,14 @@ class VcfSource(GenotypeSource):
         except ImportError:
             raise GenotypeError("reading VCF/BCF needs the 'cyvcf2' package: pip install cyvcf2") from None
         self.path = str(path)
+        try:
+            self._read(cyvcf2, field)
+        except GenotypeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (cyvcf2 raises bare Exception for a header it cannot parse)
+            raise GenotypeError(f"{self.path}: not a readable VCF/BCF ({exc})") from None
+
+    def _read(self, cyvcf2, field: str) -> None:
         vcf = cyvcf2.VCF(self.path)
         self.sample_ids = np.array(vcf.samples, dtype=object)
         self.genome_build = build_from_header(vcf.raw_header.splitlines())
@@ -260,7 +272,7 @@ class BgenSource(GenotypeSource):
         if sample_file is None and os.path.exists(self.path[: -len(".bgen")] + ".sample"):
             sample_file = self.path[: -len(".bgen")] + ".sample"
         if sample_file is not None:
-            lines = [ln.split() for ln in Path(sample_file).read_text().splitlines() if ln.strip()]
+            lines = [ln.split() for ln in read_text(sample_file, what="BGEN .sample file").splitlines() if ln.strip()]
             ids = [r[1] for r in lines[2:]]  # header line, type line, then ID_1 ID_2 ...
         elif self._bgen.contain_samples:
             ids = [s.decode() if isinstance(s, bytes) else str(s) for s in self._bgen.read_samples()]

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.genomics.scorefile import open_text
+from ehrfast.inputs import read_parquet
 
 ID_COLUMNS = ("family_id", "sample_id", "subject_id")
 TRAITS_KEY = b"ehrfast.traits"  # parquet schema metadata: JSON list of the trait columns
@@ -72,7 +72,7 @@ def read_prs_matrix(path: str | os.PathLike) -> PRSMatrix:
         raise InputNotFoundError(f"{path}: no such PRS file")
     if path.name.endswith((".txt", ".txt.gz", ".tsv", ".tsv.gz")):
         return read_pgsc_calc(path)
-    table = pq.read_table(path)
+    table = read_parquet(path)
     traits = _trait_columns(table)
     if "subject_id" not in table.column_names or not traits:
         raise InvalidInputError(f"{path}: needs a subject_id column and at least one trait column")

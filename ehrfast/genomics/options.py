@@ -11,6 +11,7 @@ from ehrfast.genomics.builds import normalize_build
 from ehrfast.genomics.formats import FORMATS
 from ehrfast.genomics.match import MatchOptions
 from ehrfast.genomics.score import ScoreModel
+from ehrfast.inputs import DEFAULT_MIN_OVERLAP, check_min_overlap
 from ehrfast.stages import option, overwrite_option, progress_option
 
 
@@ -26,7 +27,11 @@ class PRSOptions:
     target_build: str | None = option("genome build of the genotypes (GRCh37/hg19 or GRCh38/hg38): position-matched score files "
                                       "of another build are refused; default: what the VCF/.pvar header says, else unchecked", None)
 
+    min_subject_overlap: float = option("refuse when fewer than this share of the genotype samples reach a subject (through "
+                                        "--sample-map) or a MEDS subject (--meds) — of the smaller side", DEFAULT_MIN_OVERLAP)
+
     def __post_init__(self):
+        check_min_overlap(self.min_subject_overlap, "min_subject_overlap (--min-subject-overlap)")
         if self.max_variants is not None and (isinstance(self.max_variants, bool) or not isinstance(self.max_variants, int)):
             raise InvalidInputError(f"max_variants must be an integer or None, got {self.max_variants!r}")
         if self.max_variants is not None and self.max_variants <= 0:

@@ -12,16 +12,15 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast._memory import reuse_freed_memory
 from ehrfast.backends import resolve_backend
-from ehrfast.errors import InvalidInputError
+from ehrfast.errors import InvalidInputError, NonFiniteResultError
 from ehrfast.genomics.builds import check_builds
 from ehrfast.genomics.formats import PRSTable, output_format, write_prs_table
 from ehrfast.genomics.genotypes import GENOTYPE_EXTENSIONS, GenotypeSource, genotype_files, open_genotypes
@@ -30,7 +29,11 @@ from ehrfast.genomics.matrix import meta_path as prs_meta_path
 from ehrfast.genomics.options import PRSOptions
 from ehrfast.genomics.score import distinct_variants, score_traits
 from ehrfast.genomics.scorefile import read_score_files
+from ehrfast.inputs import JoinReport, read_parquet, read_text
 from ehrfast.io import atomic_output, check_outputs
+
+# Fewer samples than this give a mean and sd too noisy to standardize a score with.
+MIN_STANDARDIZATION_SAMPLES = 20
 
 
 @dataclass
@@ -42,13 +45,30 @@ class PRSSummary:
     dropped_traits: list[str]
     seconds: float
     backend: str
+    joins: list[str] = field(default_factory=list)  # each subject join's JoinReport.describe()
 
     def describe(self) -> str:
         lines = [f"PRS for {len(self.traits)} traits x {self.n_samples:,} samples ({self.n_subjects_mapped:,} mapped to subjects) -> "
                  f"{self.out_path} in {self.seconds:.1f} s [{self.backend}]"]
         if self.dropped_traits:
             lines.append(f"  dropped (match rate below the minimum): {', '.join(self.dropped_traits)}")
+        lines += [f"  {j}" for j in self.joins]
         return "\n".join(lines)
+
+
+def _check_finite_sums(sums: np.ndarray, matches: list[TraitMatch], source: GenotypeSource) -> None:
+    """Refuses sums [n_samples, n_traits] that overflowed to ±inf or NaN, naming the trait and
+    its largest weight (a weight of 1e308 overflows the first sum it enters)."""
+    bad = ~np.isfinite(sums)
+    if not bad.any():
+        return
+    k = int(np.flatnonzero(bad.any(0))[0])
+    m = matches[k]
+    top = int(np.argmax(np.abs(m.weight)))
+    raise NonFiniteResultError(f"trait {m.trait} ({m.source}): the score of {int(bad[:, k].sum()):,} of {source.n_samples:,} samples is "
+                               f"{sums[bad[:, k], k][0]} — its weights overflow double precision (largest |weight| "
+                               f"{m.weight[top]:.6g}, at variant {source.variants.id[m.variant[top]]}); "
+                               "nothing written")
 
 
 def keep_top_variants(m: TraitMatch, max_variants: int | None) -> TraitMatch:
@@ -92,7 +112,7 @@ def map_subjects(source: GenotypeSource, sample_map: str | os.PathLike | None) -
 def _read_sample_map(path) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """({IID: subject} from 2-column lines, {(FID, IID): subject} from 3-column lines)."""
     by_iid, by_fid_iid = {}, {}
-    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for i, line in enumerate(read_text(path, what="sample map").splitlines(), start=1):
         parts = line.split()
         if not parts or (i == 1 and not parts[-1].lstrip("-").isdigit()):
             continue  # header or blank line
@@ -122,7 +142,7 @@ def _training_mask(subject_ids: np.ndarray, train_subjects: set[int] | None) -> 
 
 def meds_subjects(meds_dir: str | os.PathLike, split: str = "train") -> tuple[set[int], set[int]]:
     """(all subjects, subjects of ``split``) from a MEDS dataset's subject_splits.parquet."""
-    t = pq.read_table(Path(meds_dir) / "metadata" / "subject_splits.parquet")
+    t = read_parquet(Path(meds_dir) / "metadata" / "subject_splits.parquet")
     ids = t.column("subject_id").to_pylist()
     splits = t.column("split").to_pylist()
     return set(ids), {s for s, sp in zip(ids, splits) if sp == split}
@@ -148,12 +168,8 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
     if not matches:
         raise InvalidInputError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
     subject_ids = map_subjects(source, sample_map)
-    train_subjects = None
-    if meds_dir is not None:
-        all_subjects, train_subjects = meds_subjects(meds_dir)
-        if not any(s in all_subjects for s in subject_ids if s is not None):
-            raise InvalidInputError(f"none of the {len(subject_ids)} genotype sample ids of {source.path} matches a subject of {meds_dir} "
-                             "(give --sample-map SAMPLE_ID<TAB>SUBJECT_ID when IIDs are not MEDS subject ids)")
+    joins = _check_subject_joins(source, subject_ids, sample_map, meds_dir, opt.min_subject_overlap)
+    train_subjects = meds_subjects(meds_dir)[1] if meds_dir is not None else None
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
     counts = opt.raw or fmt != "parquet"
     result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=counts, progress=bar.update)
@@ -161,7 +177,28 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
     shared = _shared_columns(source, matches, result, opt, backend) if fmt == "sscore" else None
     build_record = {"target": target_build, "target_from": "--target-build" if opt.target_build else "genotype header" if target_build else None,
                     "score_files": builds}
-    return source, matches, dropped, result, shared, subject_ids, train_subjects, build_record
+    return source, matches, dropped, result, shared, subject_ids, train_subjects, build_record, joins
+
+
+def _check_subject_joins(source: GenotypeSource, subject_ids: np.ndarray, sample_map, meds_dir, min_overlap: float) -> list[JoinReport]:
+    """The joins samples → subjects (the sample map, when given) and subjects → MEDS (``meds_dir``):
+    reported, and refused when empty or below ``min_overlap`` (``JoinReport.check``). Without
+    either, samples need not be subjects (scoring 1000 Genomes IIDs as plink2 does)."""
+    mapped = int(sum(s is not None for s in subject_ids))
+    joins = []
+    if sample_map is not None:
+        entries = sum(len(t) for t in _read_sample_map(sample_map))
+        joins.append(JoinReport("genotype samples", source.n_samples, f"lines of {sample_map}", entries, mapped)
+                     .check(min_overlap, option="--min-subject-overlap", where=str(source.path)))
+    if meds_dir is not None:
+        all_subjects, _ = meds_subjects(meds_dir)
+        in_meds = int(sum(s is not None and s in all_subjects for s in subject_ids))
+        report = JoinReport("genotype samples", mapped, f"subjects of {meds_dir}", len(all_subjects), in_meds)
+        if in_meds == 0:
+            raise InvalidInputError(f"none of the {source.n_samples:,} genotype sample ids of {source.path} matches a subject of {meds_dir} "
+                                    "(give --sample-map 'IID subject_id' lines when IIDs are not MEDS subject ids)")
+        joins.append(report.check(min_overlap, option="--min-subject-overlap", where=str(source.path)))
+    return joins
 
 
 def _shared_columns(source, matches: list[TraitMatch], result, opt: PRSOptions, backend) -> np.ndarray:
@@ -212,14 +249,18 @@ def compute_prs(
     check_outputs(files=[out_path, meta_path], inputs=[*genotype_files(genotypes), *score_files, sample_map, meds_dir],
                   overwrite=overwrite)
     with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
-        source, matches, dropped, result, shared, subject_ids, train_subjects, builds = _match_and_score(
+        source, matches, dropped, result, shared, subject_ids, train_subjects, builds, joins = _match_and_score(
             genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress, fmt)
     sums = result.sums
-    train = _training_mask(subject_ids, train_subjects) & np.isfinite(sums).all(1)
-    mean = sums[train].mean(0) if train.any() else sums.mean(0)
-    sd = sums[train].std(0) if train.any() else sums.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
+    _check_finite_sums(sums, matches, source)
+    train = _training_mask(subject_ids, train_subjects)
     raw = opt.raw or fmt != "parquet"
+    if not raw and train.sum() < MIN_STANDARDIZATION_SAMPLES:
+        raise InvalidInputError(f"{source.path}: the standardization would be fitted on {int(train.sum())} sample(s) "
+                                f"({'of the MEDS train split' if meds_dir else 'in all'}); it needs at least {MIN_STANDARDIZATION_SAMPLES} — "
+                                "give more samples, or --raw for unstandardized sums")
+    mean, sd = sums[train].mean(0), sums[train].std(0)
+    sd = np.where(sd > 0, sd, 1.0)
     values = sums if raw else np.clip((sums - mean) / sd, -opt.clip_sd, opt.clip_sd)
     table = PRSTable(source.family_ids, source.sample_ids, subject_ids, result.traits, values, raw, sums, result.allele_ct,
                      result.denom, result.named_sum, shared)
@@ -239,13 +280,14 @@ def compute_prs(
         "allele_frequency_source": "target genotypes (non-missing calls), as plink2 computes them",
         "match": {m.trait: {**m.report, "variants_used": int(len(m.variant)), "source": m.source} for m in matches},
     }
-    if not (np.isfinite(values).all() and (shared is None or np.isfinite(shared).all())):
-        raise InvalidInputError(f"{source.path}: scores are not finite for some samples; nothing written")  # before any output exists
+    if not (np.isfinite(values).all() and (shared is None or np.isfinite(shared).all())):  # before any output exists
+        raise NonFiniteResultError(f"{source.path}: scores are not finite for some samples; nothing written")
     sampleset = sampleset or _sampleset_name(source.path)
     with atomic_output(out_path, overwrite=overwrite) as tmp:
         write_prs_table(table, tmp, fmt, sampleset)
         with atomic_output(meta_path, overwrite=overwrite) as tmp_meta:
             Path(tmp_meta).write_text(json.dumps(meta, indent=1) + "\n")
     n_mapped = int(sum(s is not None for s in subject_ids))
+    meta["subject_joins"] = [asdict(j) for j in joins]
     return PRSSummary(str(out_path), int(source.n_samples), n_mapped, result.traits, dropped, round(time.perf_counter() - t0, 3),
-                      resolve_backend(backend, "PRS scorer") if source.kind == "bed" else "numpy")
+                      resolve_backend(backend, "PRS scorer") if source.kind == "bed" else "numpy", [j.describe() for j in joins])

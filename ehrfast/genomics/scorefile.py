@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,6 +115,18 @@ def read_score_file(path: str | os.PathLike) -> ScoreFile:
     path = Path(path)
     if not path.exists():
         raise ScoreFileError(f"{path}: no such score file")
+    if path.is_dir():
+        raise ScoreFileError(f"{path}: is a directory; --scores takes the score files themselves (e.g. {path}/*.txt.gz)")
+    try:
+        return _parse_score_file(path)
+    except UnicodeDecodeError as exc:
+        raise ScoreFileError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}) — not a score file, or written in another "
+                             "encoding") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a broken gzip file
+        raise ScoreFileError(f"{path}: not a readable score file ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_score_file(path: Path) -> ScoreFile:
     header, body_start, columns = _header(path)
     if len(set(columns)) != len(columns):
         raise ScoreFileError(f"{path}: duplicate column names in {columns}")

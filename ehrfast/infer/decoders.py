@@ -10,6 +10,16 @@ drives it):
 
 A slot is refilled as soon as its subject's samples have all finished (continuous batching),
 so rows do not sit idle while other subjects' timelines run on.
+
+What is reproducible: the random stream is keyed by (seed, subject, sample, step), never by the
+batch. In the default mode the logits come from batched matmuls whose shapes depend on which
+subjects share a batch (slot count, left padding to the longest context of a prefill group), and
+floating-point rounding depends on the shapes: a row's logits can differ in the last bits between
+two batchings, and a draw that falls within that distance of a boundary goes the other way —
+after which the two trajectories diverge. Estimates agree in distribution, not bit for bit. For
+bit-identical results across slot counts and batch sizes, use the deterministic mode
+(``IsolatedDecoder``; ``ehrfast score --deterministic``), which computes every subject's logits
+on shapes set by that subject alone.
 """
 
 from __future__ import annotations
@@ -135,10 +145,61 @@ class CachedDecoder:
         return self.static_logits
 
 
-def decoder_for(model, contexts: Sequence[np.ndarray], max_new_tokens: int, device: str) -> CachedDecoder | RecomputeDecoder:
+class IsolatedDecoder(CachedDecoder):
+    """The deterministic mode's KV-cache decoder: every subject is decoded as if it were the only
+    one — its own cache sized to its own context (no left padding), its prefill and every step
+    a forward pass over its n rows alone — so a row's logits come from the same shapes, hence
+    the same reduction order in every matmul and softmax, whatever else is being scored: bit
+    for bit the same across slot counts, batch sizes, ranks and label files. The slots still
+    refill as subjects finish; what is lost is the batching of subjects into one matmul
+    (``benchmarks/RESULTS.md`` states the cost). No CUDA graphs."""
+
+    def __init__(self, model, max_new_tokens: int, device: str, subjects_per_batch: int = 32):
+        super().__init__(model, max_new_tokens, device, subjects_per_batch, cuda_graphs=False)
+
+    def begin(self, n_subjects: int, n_samples: int, longest_context: int) -> int:
+        self.n = n_samples
+        self.states: list = [None] * max(1, min(self.subjects_per_batch, n_subjects))
+        self.vocab = self.model.config.vocab_size
+        return len(self.states)
+
+    def fill(self, slot_ids: np.ndarray, contexts: Sequence[np.ndarray], prs: np.ndarray | None,
+             prefix_lengths: Sequence[int] | None = None) -> torch.Tensor:
+        out = []
+        zero = torch.zeros(1, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for k, (slot, ctx) in enumerate(zip(np.asarray(slot_ids).tolist(), contexts)):
+                state = decoding.slot_state(self.model, 1, self.n, len(ctx), self.max_new_tokens)
+                idx = torch.as_tensor(np.asarray(ctx, np.int64)[None], device=self.device)
+                rows_prs = None if prs is None else torch.as_tensor(np.asarray(prs)[k: k + 1], dtype=torch.float32, device=self.device)
+                logits = decoding.fill_slots(self.model, state, zero, idx, rows_prs, pad=zero)
+                self.states[slot] = state
+                out.append(logits.repeat_interleave(self.n, 0))
+        return torch.cat(out)
+
+    def step(self, token: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+        """Each occupied slot's n rows through the model on their own; empty slots get zeros."""
+        logits = torch.zeros(len(self.states) * self.n, self.vocab, device=self.device)
+        with torch.no_grad():
+            for slot, state in enumerate(self.states):
+                if state is None:
+                    continue
+                rows = slice(slot * self.n, (slot + 1) * self.n)
+                if alive is not None:
+                    if not bool(alive[rows].any()):
+                        continue  # all its samples finished: nothing reads these logits
+                    state.active.copy_(alive[rows])
+                logits[rows] = decoding.decode_slots(self.model, token[rows], state)
+        return logits
+
+
+def decoder_for(model, contexts: Sequence[np.ndarray], max_new_tokens: int, device: str,
+                deterministic: bool = False) -> CachedDecoder | RecomputeDecoder:
     """The KV-cache decoder when every context leaves room for ``max_new_tokens`` in the model's
-    window; else full recomputation, whose window slides (keeping each static prefix)."""
-    cached = CachedDecoder(model, max_new_tokens, device)
+    window; else full recomputation, whose window slides (keeping each static prefix).
+    ``deterministic``: the KV-cache decoder is ``IsolatedDecoder`` (the recomputing one already
+    decodes one subject at a time, on shapes set by that subject alone)."""
+    cached = (IsolatedDecoder if deterministic else CachedDecoder)(model, max_new_tokens, device)
     if all(cached.fits(len(c)) for c in contexts):
         return cached
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.inputs import DEFAULT_MIN_OVERLAP, check_min_overlap
 from ehrfast.stages import option, overwrite_option, progress_option
 from ehrfast.task import EventTask, Task
 
@@ -19,6 +20,7 @@ class ScoreOptions:
     tasks, ``context_tokens`` (contexts are never cut for the token cap unless asked)."""
 
     def __post_init__(self):
+        check_min_overlap(self.min_overlap, "min_overlap (--min-overlap)")
         if self.context_tokens is not None and (isinstance(self.context_tokens, bool) or self.context_tokens < 1):
             raise InvalidInputError(f"context_tokens must be a positive integer, got {self.context_tokens!r}")
 
@@ -30,6 +32,10 @@ class ScoreOptions:
                                True, flag="--no-strict-copy", negate="do not write the meds-evaluation copy")
     context_tokens: int | None = option("event tasks: cut each context to its last this many tokens, static prefix kept (default: the "
                                         "model's window); context + token cap within the window lets the KV cache run", None)
+    deterministic: bool = option("bit-identical results whatever the batching (slot count, batch size, ranks, other subjects): each "
+                                 "subject's logits on shapes set by that subject alone; slower. Default: the random stream is keyed by "
+                                 "(seed, subject, sample, step), but batched matmuls may round a row's logits differently", False)
+    min_overlap: float = option("refuse when fewer than this share of the label rows have a subject in DATA", DEFAULT_MIN_OVERLAP)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ehrfast.infer.sampler import SamplingResult, SamplingSettings, sample_traje
 from ehrfast.infer.score_events import EventScoreSummary, score_event_task
 from ehrfast.io import atomic_output, check_outputs
 from ehrfast.model.checkpoint import load_checkpoint
-from ehrfast.predictions import label_table, prediction_table, strict_path, write_predictions
+from ehrfast.predictions import label_table, prediction_table, read_labels, strict_path, write_predictions
 from ehrfast.task import EventTask, Task, load_task
 from ehrfast.tokenize.dataset import TokenizedDataset
 
@@ -60,8 +60,9 @@ class ScoreSummary:
     seconds: float
 
     def describe(self) -> str:
+        unmatched = f"; {self.labelled_not_in_split:,} label rows without a subject here" if self.labelled_not_in_split else ""
         return (f"scored {self.subjects:,} subjects for {self.task} ({self.targets_matched} target tokens) -> {self.out_path} in "
-                f"{self.seconds:.1f} s on {self.ranks} rank(s); {self.tokens_generated:,} tokens generated")
+                f"{self.seconds:.1f} s on {self.ranks} rank(s); {self.tokens_generated:,} tokens generated" + unmatched)
 
 
 def sampling_settings(task: Task, stop_ids, seed: int) -> SamplingSettings:
@@ -112,10 +113,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     ds = TokenizedDataset(data_dir)
     if len(ds.vocab) != model.config.vocab_size:
         raise InvalidInputError(f"{data_dir} has {len(ds.vocab)} tokens but the model {checkpoint} expects {model.config.vocab_size}")
-    labels = pq.read_table(labels_path)
-    for col in ("subject_id", "prediction_time", "boolean_value"):
-        if col not in labels.column_names:
-            raise InvalidInputError(f"{labels_path}: missing column '{col}'")
+    labels = read_labels(labels_path)
     descriptions = code_descriptions(meds_dir) if meds_dir else {}
     targets = task.target_token_ids(ds.vocab, descriptions)
     if not len(targets):
@@ -125,17 +123,14 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     context_len = max(window - min(task.max_new_tokens, window // 2), 1)
     sids = labels.column("subject_id").to_numpy()
     pts = labels.column("prediction_time").cast(pa.int64()).to_numpy()
-    in_split = set(np.asarray(ds.subject_ids).tolist())
-    keep = np.array([s in in_split for s in sids.tolist()], bool)
-    if not keep.any():
-        raise InvalidInputError(f"none of the {len(sids)} labelled subjects of {labels_path} is in {data_dir}")
+    keep = ds.labelled_rows(sids, pts, str(labels_path), options.min_overlap)
     sids, pts = sids[keep], pts[keep]
     mine = distributed.shard(np.arange(len(sids)), ranks)  # this rank's labelled rows
     contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_len, history_us=task.history_us)[0] for i in mine]
     prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
 
     # contexts are cut so that the KV cache fits whenever K <= half the window
-    decoder = decoder_for(model, contexts, task.max_new_tokens, device)
+    decoder = decoder_for(model, contexts, task.max_new_tokens, device, options.deterministic)
     bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress or not ranks.is_main)
     with contextlib.ExitStack() as stack:
         sink = None

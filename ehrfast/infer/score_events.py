@@ -62,9 +62,10 @@ class EventScoreSummary:
     seconds: float
 
     def describe(self) -> str:
+        unmatched = f"; {self.labelled_not_in_split:,} label rows without a subject here" if self.labelled_not_in_split else ""
         return (f"scored {self.predictions:,} predictions for {self.task} (outcomes {', '.join(self.outcomes)}) -> {self.out_path} in "
                 f"{self.seconds:.1f} s on {self.ranks} rank(s); {self.tokens_generated:,} tokens generated, "
-                f"{self.share_max_tokens:.1%} of samples at the token cap")
+                f"{self.share_max_tokens:.1%} of samples at the token cap" + unmatched)
 
 
 def event_token_classes(task: EventTask, tokens: list[str], source: str) -> np.ndarray:
@@ -125,10 +126,7 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     sids = labels.column("subject_id").to_numpy()
     pts = labels.column("prediction_time").cast(pa.int64()).to_numpy()
     anchors = labels.column("anchor_id").to_numpy()
-    in_split = set(np.asarray(ds.subject_ids).tolist())
-    keep = np.array([s in in_split for s in sids.tolist()], bool)
-    if not keep.any():
-        raise InvalidInputError(f"none of the {len(sids)} labelled subjects of {labels_path} is in {data_dir}")
+    keep = ds.labelled_rows(sids, pts, str(labels_path), options.min_overlap)
     labels = labels.filter(pa.array(keep))
     sids, pts, anchors = sids[keep], pts[keep], anchors[keep]
     window = model.config.token_window
@@ -141,7 +139,7 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
 
     max_new_tokens = task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-    decoder = decoder_for(model, contexts, max_new_tokens, device)
+    decoder = decoder_for(model, contexts, max_new_tokens, device, options.deterministic)
     settings = SamplingSettings(horizon_us=float(task.time_limit_us), n_samples=task.n_samples, max_new_tokens=max_new_tokens,
                                 temperature=task.temperature, top_p=task.top_p, seed=options.seed, time_edges_us=time_edges(task),
                                 estimator=task.estimator)

@@ -11,6 +11,7 @@ target unless they died (then False).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,7 @@ def incidence_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os
     subject, pred, label = [], [], []
     counts = {"positive": 0, "negative": 0, "excluded_prior_target": 0, "excluded_short_follow_up": 0}
     per_split: dict[str, int] = {}
+    before_birth: list[int] = []
     for split, paths in files.items():
         if splits and split not in splits:
             continue
@@ -73,6 +75,10 @@ def incidence_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os
                     continue
                 t0 = t[events][0]
                 pt = int(t0) + int(task.index_offset_days * US_PER_DAY)
+                births = t[is_birth[a:b] & timed[a:b]]
+                if len(births) and pt < births[0]:
+                    before_birth.append(sid)
+                    continue
                 end = pt + task.horizon_us
                 targets = t[is_target[a:b] & timed[a:b]]
                 if (targets <= pt + task.prevalence_window_days * US_PER_DAY).any():
@@ -88,5 +94,12 @@ def incidence_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os
                 label.append(positive)
                 counts["positive" if positive else "negative"] += 1
         per_split[split] = len(subject) - rows_before
+    if before_birth:
+        raise InvalidInputError(f"task {task.name!r}: index_offset_days {task.index_offset_days:g} puts the prediction time of "
+                                f"{len(before_birth):,} subject(s) before their birth (e.g. subject {before_birth[0]} of {meds_dir}); "
+                                "a prediction time must not precede birth — use a later offset")
+    if not subject:  # written (an empty split can be an answer), but never silently
+        warnings.warn(f"task {task.name!r}: no label rows in {meds_dir} (splits {sorted(per_split)}: "
+                      + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", RuntimeWarning, stacklevel=2)
     write_labels(out_path, label_table(subject, pred, label), overwrite=overwrite)
     return LabelSummary(str(out_path), task.name, **counts, rows_per_split=per_split)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ehrfast.errors import InvalidInputError
+from ehrfast.backends import torch_device
+from ehrfast.errors import InvalidInputError, NonFiniteResultError
 from ehrfast.io import atomic_directory
 from ehrfast.model.config import GPTConfig
 from ehrfast.model.gpt import GPT
@@ -30,6 +31,7 @@ def save_checkpoint(model: GPT, directory: str | os.PathLike, *, tokenizer_dir: 
 
     with atomic_directory(directory, overwrite=overwrite, kind="checkpoint") as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte
+        _check_finite_weights(state, Path(directory), writing=True)
         save_file(state, str(tmp / "model.safetensors"))
         meta = {"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), **(extra or {})}
         (tmp / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -54,10 +56,12 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
         meta = json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+    device = torch_device(map_location)  # a bad --device is the user's option, not a corrupt checkpoint
     try:
-        state = load_file(str(weights), device=str(map_location))
+        state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: unreadable or corrupt ({exc})") from None
+    _check_finite_weights(state, weights)
     if meta.get("model_type") == "gpt2" and isinstance(meta.get("ehrfast"), dict):
         return _load_hf_export(d, meta, state)
     if meta.get("model_type") == "gpt2":
@@ -81,6 +85,20 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     except RuntimeError as exc:
         raise CheckpointError(f"{weights}: does not fit {config_path} ({str(exc).splitlines()[0]})") from None
     return model.eval()
+
+
+def _check_finite_weights(state: dict[str, torch.Tensor], path: Path, writing: bool = False) -> None:
+    """Refuses a checkpoint with a NaN or infinite weight, naming the tensor: such a model
+    scores every subject as NaN (or as zero after a softmax of NaN), not as an error. On
+    ``writing``, nothing is saved (the model diverged)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            if writing:
+                raise NonFiniteResultError(f"{path}: not saved — tensor {name} has {bad:,} non-finite value(s) (NaN or inf); "
+                                           "training diverged (lower --lr, or keep --grad-clip)")
+            raise CheckpointError(f"{path}: tensor {name} has {bad:,} non-finite value(s) (NaN or inf) of {tensor.numel():,}; "
+                                  "a diverged or corrupted checkpoint — use an earlier one")
 
 
 def _load_hf_export(d: Path, meta: dict, state: dict[str, torch.Tensor]) -> GPT:

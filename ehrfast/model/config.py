@@ -26,14 +26,27 @@ class GPTConfig:
     bias: bool = True  # False: no bias in the linear layers and LayerNorms (nanoGPT's bias=False, the ETHOS-ARES model)
 
     def __post_init__(self):
+        # each field's type and range, every one named: a config.json edited by hand (or a
+        # corrupted one) must fail here, not as NaN losses or NaN probabilities for everyone
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "n_soft_tokens", "prs_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"model config: {name} must be a positive integer, got {value!r}")
+        if isinstance(self.n_prs_traits, bool) or not isinstance(self.n_prs_traits, int) or self.n_prs_traits < 0:
+            raise InvalidInputError(f"model config: n_prs_traits must be an integer >= 0, got {self.n_prs_traits!r}")
         if self.modality not in MODALITIES:
-            raise InvalidInputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+            raise InvalidInputError(f"model config: modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.n_embd % self.n_head:
-            raise InvalidInputError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if min(self.vocab_size, self.n_layer, self.n_head, self.n_embd, self.block_size) < 1:
-            raise InvalidInputError("vocab_size, n_layer, n_head, n_embd and block_size must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InvalidInputError(f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0.0 < eps < 1.0:
+            raise InvalidInputError(f"model config: layer_norm_epsilon must be a small positive number in (0, 1), got {eps!r}")
+        if not isinstance(self.bias, bool):
+            raise InvalidInputError(f"model config: bias must be true or false, got {self.bias!r}")
+        if self.modality == "prefix" and self.n_soft_tokens >= self.block_size:
+            raise InvalidInputError(f"model config: n_soft_tokens ({self.n_soft_tokens}) must be smaller than block_size ({self.block_size})")
 
     @property
     def head_dim(self) -> int:
@@ -54,6 +67,14 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
+        """From ``to_dict``'s mapping; an unknown key is an error naming the known ones."""
+        if not isinstance(d, dict):
+            raise InvalidInputError(f"model config must be a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInputError(f"model config: unknown key(s) {unknown}; a config has {sorted(cls.__dataclass_fields__)}")
+        if "vocab_size" not in d:
+            raise InvalidInputError("model config: vocab_size is missing")
         return cls(**d)
 
     @classmethod

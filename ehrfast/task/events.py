@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.task.files import number_as_text_hint
 from ehrfast.units import format_duration, parse_duration
 
 NO_EVENT = "none"  # the first "event" of a future that met none before the time limit
@@ -307,13 +308,15 @@ def _string(value, what: str) -> str:
 
 def _integer(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
-        raise InvalidInputError(f"'{what}' must be an integer, got {value!r}")
+        raise InvalidInputError(f"'{what}' must be an integer, got {value!r}{number_as_text_hint(value)}")
     return int(value)
 
 
 def _number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"'{what}' must be a number, got {value!r}")
+        raise InvalidInputError(f"'{what}' must be a number, got {value!r}{number_as_text_hint(value)}")
+    if not np.isfinite(value):
+        raise InvalidInputError(f"'{what}' must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from ehrfast.errors import InvalidInputError
-from ehrfast.task.files import read_task_mapping
+from ehrfast.task.files import number_as_text_hint, read_task_mapping
 from ehrfast.units import US_PER_DAY, US_PER_YEAR
 
 
@@ -124,7 +124,8 @@ class Task:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not float(value).is_integer()):
-                raise InvalidInputError(f"{source}: '{key}' must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+                raise InvalidInputError(f"{source}: '{key}' must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+                                        f"{number_as_text_hint(value)}")
             d[key] = kind(value)
         for key in ("name", "aggregation"):
             if key in d and not isinstance(d[key], str):

@@ -13,7 +13,6 @@ in time order, read by ``head`` at a window's start.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,12 +20,27 @@ import numpy as np
 
 from ehrfast.data.reader import STATIC_TIME
 from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.inputs import JoinReport, read_json
 from ehrfast.tokenize.reference import age_digits_at
 from ehrfast.tokenize.vocab import Vocabulary
+from ehrfast.units import US_PER_YEAR
 
+MAX_AGE_YEARS = 125  # a prediction time later than this after birth is a wrong date, not a patient
+EARLIEST_TIME_US = int(np.datetime64("1900-01-01", "us").astype(np.int64))  # for subjects without a birth date
+LATEST_TIME_US = int(np.datetime64("2100-01-01", "us").astype(np.int64))
 ARRAYS = ("tokens", "offsets", "subject_ids", "times", "static_lengths", "birth_times")
 AGE_AT = ("prediction", "window_start")  # when a context's age tokens are taken
 LATEST_ARRAYS = ("latest_offsets", "latest_times", "latest_tokens")  # with static_latest rules only
+
+
+def _load_array(path: Path, mode: str | None) -> np.ndarray:
+    """One ``.npy`` array, memory-mapped; a truncated or foreign file is an error naming it (numpy
+    says "mmap length is greater than file size")."""
+    try:
+        return np.load(path, mmap_mode=mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        size = path.stat().st_size if path.exists() else 0
+        raise InvalidInputError(f"{path}: not a complete .npy array ({size:,} bytes: truncated or not written by ehrfast; {exc})") from None
 
 
 class TokenizedDataset:
@@ -37,14 +51,18 @@ class TokenizedDataset:
             raise InputNotFoundError(f"{d}: not a TokenizedDataset (missing {missing})")
         mode = "r" if mmap else None
         for name in ARRAYS:
-            setattr(self, name, np.load(d / f"{name}.npy", mmap_mode=mode))
+            setattr(self, name, _load_array(d / f"{name}.npy", mode))
         self.directory = d
         self.vocab = Vocabulary.load(d / "vocab.json")
-        meta = json.loads((d / "tokenizer.json").read_text())
+        meta = read_json(d / "tokenizer.json", what="tokenizer description")
         self.config = meta["config"]
         n = len(self.subject_ids)
         if len(self.offsets) != n + 1 or self.offsets[-1] != len(self.tokens) or len(self.times) != len(self.tokens):
             raise InvalidInputError(f"{d}: arrays are inconsistent (offsets/tokens/times lengths differ)")
+        if len(self.tokens) and not 0 <= int(self.tokens.min()) <= int(self.tokens.max()) < len(self.vocab):
+            bad = int(np.flatnonzero((np.asarray(self.tokens) < 0) | (np.asarray(self.tokens) >= len(self.vocab)))[0])
+            raise InvalidInputError(f"{d / 'tokens.npy'}: token {bad} has id {int(self.tokens[bad])}, outside the vocabulary of "
+                                    f"{len(self.vocab)} tokens ({d / 'vocab.json'}); the arrays do not belong to this vocabulary")
         self._row_of = None
         # static_latest categories (ehrfast/tokenize/rules.py): each token's category, each category's UNKNOWN
         self.latest_prefixes = [r["prefix"] for r in self.config.get("code_rules", ()) if r.get("kind") == "static_latest"]
@@ -52,7 +70,7 @@ class TokenizedDataset:
             for name in LATEST_ARRAYS:
                 if not (d / f"{name}.npy").exists():
                     raise InputNotFoundError(f"{d}: a tokenizer with static_latest rules needs {name}.npy")
-                setattr(self, name, np.load(d / f"{name}.npy", mmap_mode=mode))
+                setattr(self, name, _load_array(d / f"{name}.npy", mode))
             if len(self.latest_offsets) != n + 1 or self.latest_offsets[-1] != len(self.latest_tokens):
                 raise InvalidInputError(f"{d}: latest_* arrays are inconsistent")
             self._category_of = np.full(len(self.vocab), -1, np.int32)
@@ -74,6 +92,51 @@ class TokenizedDataset:
         if self._row_of is None:
             self._row_of = {int(s): i for i, s in enumerate(np.asarray(self.subject_ids))}
         return self._row_of[int(subject_id)]
+
+    def labelled_rows(self, subject_ids: np.ndarray, times_us: np.ndarray, where: str, min_overlap: float,
+                      option: str = "--min-overlap") -> np.ndarray:
+        """bool [n]: the label rows (``subject_ids`` [n] int64, ``times_us`` [n] int64 µs) whose
+        subject has a timeline here. The join is reported and refused when empty or below
+        ``min_overlap`` of the label rows (``JoinReport``); a prediction time before the
+        subject's birth, or at an age over ``MAX_AGE_YEARS``, is refused naming the row."""
+        subject_ids = np.asarray(subject_ids, np.int64)
+        order = np.argsort(np.asarray(self.subject_ids), kind="stable")
+        known = np.asarray(self.subject_ids)[order]
+        at = np.clip(np.searchsorted(known, subject_ids), 0, max(len(known) - 1, 0))
+        keep = (known[at] == subject_ids) if len(known) else np.zeros(len(subject_ids), bool)
+        elsewhere = self._in_sibling_splits(subject_ids[~keep])  # label rows of TOKENS/train when scoring TOKENS/held_out
+        JoinReport("label rows" + (f" (besides {elsewhere:,} of other splits)" if elsewhere else ""), len(subject_ids) - elsewhere,
+                   f"subjects of {self.directory}", len(self), int(keep.sum()), denominator="left").check(min_overlap, option=option,
+                                                                                                        where=where)
+        rows = order[at[keep]]
+        times = np.asarray(times_us, np.int64)[keep]
+        birth = np.asarray(self.birth_times)[rows]
+        known_birth = birth != np.iinfo(np.int64).min
+        age_years = (times - birth) / US_PER_YEAR
+        for bad, what in ((known_birth & (times < birth), "before the subject's birth"),
+                          (known_birth & (age_years > MAX_AGE_YEARS), f"at an age over {MAX_AGE_YEARS} years"),
+                          (~known_birth & ((times < EARLIEST_TIME_US) | (times > LATEST_TIME_US)), "outside the years 1900–2100")):
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                row = int(np.flatnonzero(keep)[k])
+                stamp = np.datetime64(int(times[k]), "us")
+                raise InvalidInputError(f"{where}: row {row}: prediction time {stamp} of subject {int(subject_ids[row])} is {what} "
+                                        f"({int(bad.sum()):,} such rows); check the label file's times")
+        return keep
+
+    def _in_sibling_splits(self, subject_ids: np.ndarray) -> int:
+        """How many of ``subject_ids`` are subjects of the other splits of the same tokenize
+        output (the directories beside this one): skipped by design, not lost."""
+        if not len(subject_ids):
+            return 0
+        found = np.zeros(len(subject_ids), bool)
+        for sibling in sorted(p for p in self.directory.parent.iterdir() if p.is_dir() and p != self.directory):
+            if (sibling / "subject_ids.npy").is_file() and (sibling / "tokens.npy").is_file():
+                try:
+                    found |= np.isin(subject_ids, np.load(sibling / "subject_ids.npy", mmap_mode="r"))
+                except (ValueError, OSError):
+                    continue  # not readable: those rows count as unmatched
+        return int(found.sum())
 
     def timeline(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(tokens int32 [L], times int64 [L]) of the i-th subject."""

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ehrfast.backends import require_core, resolve_backend
 from ehrfast.data.reader import ShardRows, SubjectRegistry, shards_in_order
 from ehrfast.errors import InputNotFoundError, InvalidInputError
+from ehrfast.inputs import read_parquet
 from ehrfast.io import NpyAppender
 from ehrfast.tokenize import reference
 from ehrfast.tokenize.config import TOKENIZER_FORMAT_VERSION, TokenizerConfig
@@ -331,7 +332,7 @@ class Tokenizer:
         meta = json.loads((d / "tokenizer.json").read_text())
         if meta.get("format_version") != TOKENIZER_FORMAT_VERSION:
             raise InvalidInputError(f"{d / 'tokenizer.json'}: format version {meta.get('format_version')}, expected {TOKENIZER_FORMAT_VERSION}")
-        q = pq.read_table(d / "quantiles.parquet")
+        q = read_parquet(d / "quantiles.parquet")
         cuts = dict(zip(q.column("code").to_pylist(), q.column("cuts").to_pylist()))
         return cls(TokenizerConfig.from_dict(meta["config"]), Vocabulary.load(d / "vocab.json"), meta["codes"], cuts, meta.get("report", {}),
                    meta.get("code_tokens"), meta.get("latest_codes"))

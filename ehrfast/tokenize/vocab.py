@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.inputs import read_json
 
 PAD, UNK, TIMELINE_END = "[PAD]", "[UNK]", "TIMELINE_END"
 RESERVED = (PAD, UNK, TIMELINE_END)  # fixed ids 0, 1, 2
@@ -86,5 +87,5 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
-        d = json.loads(Path(path).read_text())
+        d = read_json(path, what="vocabulary")
         return cls(d["tokens"], d["kinds"], {t: IntervalDuration(**v) for t, v in d.get("intervals", {}).items()})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
+from ehrfast.inputs import DEFAULT_MIN_OVERLAP, check_min_overlap
 from ehrfast.model.config import MODALITIES, PRESET_NAMES
 from ehrfast.stages import option, overwrite_option, progress_option
 
@@ -39,6 +40,8 @@ class TrainConfig:
     device: str = option("torch device (cpu, cuda, cuda:1, ...)", "cpu")
     missing_prs: str = option("subjects without PRS: a learned 'missing' vector, or left out of training", "embedding",
                               choices=("embedding", "exclude"))
+    min_prs_overlap: float = option("cross/prefix: refuse when fewer than this share of the training subjects (or of the PRS file's "
+                                    "subjects, the smaller side) have PRS", DEFAULT_MIN_OVERLAP)
     pack: bool = option("several subjects per row, each with its own soft tokens (any modality)", True, flag="--no-pack",
                         negate="one subject per row, right-padded, instead of packed rows")
 
@@ -71,6 +74,7 @@ class TrainConfig:
             raise InvalidInputError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if self.modality not in MODALITIES:
             raise InvalidInputError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        check_min_overlap(self.min_prs_overlap, "min_prs_overlap (--min-prs-overlap)")
         if self.missing_prs not in ("embedding", "exclude"):
             raise InvalidInputError(f"missing_prs must be 'embedding' or 'exclude', got {self.missing_prs!r}")
 

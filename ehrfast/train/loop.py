@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ehrfast import distributed
-from ehrfast.errors import InvalidInputError, OutputExistsError
+from ehrfast.backends import torch_device
+from ehrfast.errors import InvalidInputError, NonFiniteResultError, OutputExistsError
 from ehrfast.genomics.matrix import read_prs_matrix
+from ehrfast.inputs import JoinReport
 from ehrfast.io import check_no_overlap, check_replaceable, has_marker, write_marker
 from ehrfast.model import GPT, GPTConfig
 from ehrfast.model.checkpoint import load_checkpoint, save_checkpoint
@@ -47,12 +49,13 @@ class TrainSummary:
     config: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     tokens_per_second: float | None = None
+    prs_join: str | None = None  # JoinReport.describe() of training subjects × PRS subjects
 
     @classmethod
     def of(cls, history: dict, out_dir: Path, steps_done: int, finished: bool) -> TrainSummary:
         return cls(str(out_dir), steps_done, finished, list(history["train_loss"]), [tuple(v) for v in history["val_loss"]],
                    list(history["traits"]), int(history["train_subjects"]), int(history["world_size"]), history["config"],
-                   history["model"], history.get("tokens_per_second"))
+                   history["model"], history.get("tokens_per_second"), history.get("prs_join"))
 
     def describe(self) -> str:
         cfg = self.config
@@ -62,6 +65,8 @@ class TrainSummary:
         lines = [f"trained {cfg['preset']} ({cfg['modality']}) for {self.steps_done} steps -> {self.out_dir}/model; validation loss {vals}"]
         if self.tokens_per_second is not None:
             lines.append(f"  {self.tokens_per_second:,.0f} real tokens/s on {cfg['device']}")
+        if self.prs_join:
+            lines.append(f"  PRS: {self.prs_join}")
         return "\n".join(lines)
 
 
@@ -133,19 +138,25 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     started afresh with ``overwrite`` (only a run directory ehrfast wrote), and refused
     otherwise."""
     cfg = cfg or TrainConfig()
+    torch_device(cfg.device)
     ranks, device = distributed.join(cfg.device)
     cfg = replace(cfg, device=device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    _prepare_run_directory(out_dir, [data_dir, prs_path], resume, overwrite, ranks)
+    _check_run_directory(out_dir, [data_dir, prs_path], resume, overwrite, ranks)
     train_ds, val_ds = TokenizedDataset(data_dir / "train"), TokenizedDataset(data_dir / "tuning")
     torch.manual_seed(cfg.seed)
     prs_train = prs_val = None
+    prs_join = None
     traits: list[str] = []
     if cfg.modality != "none":
         if prs_path is None:
             raise InvalidInputError(f"modality {cfg.modality!r} needs --prs PRS.parquet")
         matrix = read_prs_matrix(prs_path)
         prs_train, prs_val, traits = matrix.rows_for(train_ds.subject_ids), matrix.rows_for(val_ds.subject_ids), matrix.traits
+        with_prs = int((~np.isnan(prs_train).all(1)).sum())
+        prs_join = JoinReport("training subjects", len(train_ds), f"subjects with PRS in {prs_path}", len(matrix.subject_ids),
+                              with_prs).check(cfg.min_prs_overlap, option="--min-prs-overlap", where=f"train {data_dir / 'train'}",
+                                              warn=False).describe()  # subjects without PRS are normal: the summary says how many
     subjects = np.arange(len(train_ds))
     if prs_train is not None and cfg.missing_prs == "exclude":
         subjects = np.flatnonzero(~np.isnan(prs_train).all(1))
@@ -153,11 +164,12 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
     model_cfg = GPTConfig.preset(cfg.preset, vocab_size=len(train_ds.vocab), modality=cfg.modality, n_prs_traits=len(traits))
     if cfg.seq_len > model_cfg.token_window:
         raise InvalidInputError(f"seq_len {cfg.seq_len} does not fit the {cfg.preset} preset's window of {model_cfg.block_size}")
+    _create_run_directory(out_dir, overwrite, ranks)  # only now: a refused run leaves no directory behind
     model = GPT(model_cfg).to(cfg.device)
     opt = _optimizer(model, cfg)
     sampler = BatchSampler(train_ds, cfg.seq_len, cfg.batch_size, cfg.seed + 1000 * ranks.rank, prs_train, cfg.pack, subjects)
     history: dict = {"train_loss": [], "val_loss": [], "config": asdict(cfg), "model": model_cfg.to_dict(), "traits": traits,
-                     "prs_missing": cfg.missing_prs, "train_subjects": int(distributed.total(len(sampler.subjects), ranks)),
+                     "prs_missing": cfg.missing_prs, "prs_join": prs_join, "train_subjects": int(distributed.total(len(sampler.subjects), ranks)),
                      "world_size": ranks.world}
     step = 0
     state_path = out_dir / "last"
@@ -220,10 +232,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainCon
 RUN_FILES = ("model", "last", "history.json")  # what a training run writes into its directory
 
 
-def _prepare_run_directory(out_dir: Path, inputs: list, resume: bool, overwrite: bool, ranks: distributed.Ranks) -> None:
-    """Checks ``out_dir`` against the resume / overwrite rule (every rank, before any writes),
-    then rank 0 creates it, marked as an ehrfast run, clearing a previous run's files under
-    ``overwrite``."""
+def _check_run_directory(out_dir: Path, inputs: list, resume: bool, overwrite: bool, ranks: distributed.Ranks) -> None:
+    """Checks ``out_dir`` against the resume / overwrite rule (every rank, before any work)."""
     check_no_overlap([out_dir], inputs)
     if resume and overwrite:
         raise InvalidInputError("give --resume (continue the run) or --overwrite (start it afresh), not both")
@@ -236,6 +246,11 @@ def _prepare_run_directory(out_dir: Path, inputs: list, resume: bool, overwrite:
             raise OutputExistsError(f"{out_dir} already exists (pass --resume to continue that run, or overwrite=True / --overwrite "
                                     "to start it afresh)")
         check_replaceable(out_dir, overwrite, directory=True)
+
+
+def _create_run_directory(out_dir: Path, overwrite: bool, ranks: distributed.Ranks) -> None:
+    """Rank 0 creates ``out_dir`` (checked by ``_check_run_directory``), marked as an ehrfast run,
+    clearing a previous run's files under ``overwrite``."""
     distributed.barrier(ranks)  # every rank has checked before rank 0 changes anything
     if ranks.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -255,6 +270,10 @@ def _read_losses(unread: list[torch.Tensor], history: dict, bar) -> None:
     """Moves the losses still on the device into the history, in one transfer."""
     if unread:
         values = torch.stack(unread).float().tolist()
+        if not all(math.isfinite(v) for v in values):
+            step = len(history["train_loss"]) + next(i for i, v in enumerate(values) if not math.isfinite(v))
+            raise NonFiniteResultError(f"training loss is {values[step - len(history['train_loss'])]} at step {step}: the run diverged "
+                                       "(lower --lr, keep --grad-clip); nothing after the last saved state (OUT/last) was written")
         history["train_loss"].extend(values)
         bar.set_postfix(loss=f"{values[-1]:.3f}")
         unread.clear()

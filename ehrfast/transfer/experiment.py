@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from ehrfast.evaluate.compare import evaluate
 from ehrfast.evaluate.options import EvaluateOptions
 from ehrfast.genomics.matrix import read_prs_matrix
 from ehrfast.infer.options import ScoreOptions
 from ehrfast.infer.score import score_cohort
+from ehrfast.inputs import read_parquet
 from ehrfast.io import atomic_directory, check_outputs
 from ehrfast.labels import make_labels
 from ehrfast.model.checkpoint import load_checkpoint
@@ -125,7 +125,7 @@ def _task_of(prediction_name: str) -> str:
 def _labels(meds_dir: Path, task: Task, ds: TokenizedDataset, split: str, path: Path):
     """The split's labels, kept to the subjects the tokenizer kept (its event filters may drop some)."""
     make_labels(meds_dir, task, path, splits=(split,))
-    table = pq.read_table(path)
+    table = read_parquet(path)
     kept = np.isin(table.column("subject_id").to_numpy(), np.asarray(ds.subject_ids))
     table = table.filter(kept)
     write_labels(path, table, overwrite=True)

@@ -71,3 +71,45 @@ def cohort(tiny_cohort, tmp_path) -> Path:
     dest = tmp_path / "r" / "meds"
     shutil.copytree(tiny_cohort, dest)
     return dest
+
+
+@dataclass(frozen=True)
+class World:
+    """A small pipeline already run, shared by the bad-input cases (read-only: every case hashes
+    what it reads): the cohort, its tokens, a tiny trained model, held-out T2D labels, a PRS
+    file and the task file."""
+
+    cohort: Path
+    tokens: Path
+    model: Path
+    labels: Path
+    prs: Path
+    task: Path
+
+    def inputs(self) -> list[Path]:
+        return [self.cohort, self.tokens, self.model, self.labels, self.prs, self.task]
+
+
+@pytest.fixture(scope="session")
+def world(tiny_cohort, tmp_path_factory) -> World:
+    from ehrfast.genomics import compute_prs
+    from ehrfast.labels import make_labels
+    from ehrfast.tokenize import tokenize_dataset as tokenize
+    from ehrfast.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("world")
+    task = root / "t2d.yaml"
+    task.write_text("name: t2d\ntarget_regex: [\"E11\"]\nn_samples: 2\nmax_new_tokens: 12\n")
+    tokenize(tiny_cohort, root / "tokens", progress=False)
+    train(root / "tokens", root / "run", TrainConfig(preset="tiny", modality="none", steps=4, seq_len=64, batch_size=4), progress=False)
+    make_labels(tiny_cohort, task, root / "labels.parquet", splits=("held_out",))
+    scores = sorted((tiny_cohort / "genomics" / "scores").glob("*.txt"))
+    compute_prs(tiny_cohort / "genomics" / "genotypes", scores, root / "PRS.parquet", meds_dir=tiny_cohort, progress=False)
+    return World(tiny_cohort, root / "tokens", root / "run" / "model", root / "labels.parquet", root / "PRS.parquet", task)
+
+
+def assert_untouched(before: dict[str, str], *paths: Path) -> None:
+    """No input changed, and no ``.tmp`` / ``.old`` is left beside them."""
+    assert tree_hash(*paths) == before
+    for p in paths:
+        assert not leftovers(p if p.is_dir() else p.parent)

@@ -156,6 +156,9 @@ def _fileset(prefix, fids, iids):
     (prefix.parent / (prefix.name + ".fam")).write_text("".join(f"{f} {i} 0 0 0 -9\n" for f, i in zip(fids, iids)))
 
 
+RAW = PRSOptions(raw=True)  # four samples: fewer than the standardization needs (MIN_STANDARDIZATION_SAMPLES)
+
+
 @pytest.fixture
 def weights(tmp_path):
     path = tmp_path / "w.tsv"
@@ -170,7 +173,7 @@ def test_family_ids_are_kept_and_duplicates_refused(tmp_path, weights):
         compute_prs(prefix, [weights], tmp_path / "o.parquet", progress=False)
     sample_map = tmp_path / "map.tsv"
     sample_map.write_text("FID\tIID\tsubject_id\nF1\t7\t1\nF2\t7\t2\nF1\t8\t3\n")
-    compute_prs(prefix, [weights], tmp_path / "o.parquet", sample_map=sample_map, progress=False)
+    compute_prs(prefix, [weights], tmp_path / "o.parquet", RAW, sample_map=sample_map, progress=False)
     t = pq.read_table(tmp_path / "o.parquet")
     assert t.column("family_id").to_pylist() == ["F1", "F2", "F1", "F3"] and t.column("sample_id").to_pylist() == ["7", "7", "8", "9"]
     assert t.column("subject_id").to_pylist() == [1, 2, 3, None]
@@ -190,7 +193,7 @@ def test_family_ids_are_kept_and_duplicates_refused(tmp_path, weights):
     out = tmp_path / "nofam.sscore"
     compute_prs(prefix, [weights], out, progress=False)
     assert _table(out)[0][:2] == ["#IID", "ALLELE_CT"]
-    assert pq.read_table(compute_prs(prefix, [weights], tmp_path / "n.parquet", progress=False).out_path).column("family_id").null_count == 4
+    assert pq.read_table(compute_prs(prefix, [weights], tmp_path / "n.parquet", RAW, progress=False).out_path).column("family_id").null_count == 4
 
 
 def test_prefix_with_bed_and_pgen_reads_the_bed_without_pgenlib(tmp_path, weights, monkeypatch):
@@ -200,7 +203,7 @@ def test_prefix_with_bed_and_pgen_reads_the_bed_without_pgenlib(tmp_path, weight
         (tmp_path / f"both{ext}").write_text("not read\n")
     monkeypatch.setitem(sys.modules, "pgenlib", None)  # import pgenlib raises ImportError
     assert isinstance(open_genotypes(prefix), BedSource)
-    compute_prs(prefix, [weights], tmp_path / "o.parquet", progress=False)
+    compute_prs(prefix, [weights], tmp_path / "o.parquet", RAW, progress=False)
     with pytest.raises(GenotypeError, match="needs the 'pgenlib' package"):
         open_genotypes(tmp_path / "both.pgen")  # asked for explicitly
 
@@ -236,7 +239,7 @@ def test_build_mismatch_is_refused(tmp_path):
         compute_prs(prefix, [b37], tmp_path / "o.parquet", PRSOptions(target_build="GRCh38"), progress=False)
     with pytest.raises(InvalidInputError, match=r"P37.txt is GRCh37, .*P38.txt is GRCh38"):
         compute_prs(prefix, [b37, b38], tmp_path / "o.parquet", progress=False)
-    s = compute_prs(prefix, [b38], tmp_path / "o.parquet", PRSOptions(target_build="hg38"), progress=False)
+    s = compute_prs(prefix, [b38], tmp_path / "o.parquet", PRSOptions(target_build="hg38", raw=True), progress=False)
     meta = json.loads(meta_path(s.out_path).read_text())
     assert meta["genome_build"] == {"target": "GRCh38", "target_from": "--target-build", "score_files": {str(b38): "GRCh38"}}
     # harmonized positions: #HmPOS_build decides, not the author's #genome_build
@@ -244,7 +247,7 @@ def test_build_mismatch_is_refused(tmp_path):
     hm.write_text("#pgs_id=HM\n#genome_build=GRCh37\n#HmPOS_build=GRCh38\n"
                   "rsID\tchr_name\tchr_position\teffect_allele\teffect_weight\thm_chr\thm_pos\nrs1\t1\t999\tA\t0.5\t1\t10\n")
     assert read_score_file(hm).genome_build == "GRCh38"
-    compute_prs(prefix, [hm], tmp_path / "hm.parquet", PRSOptions(target_build="GRCh38"), progress=False)
+    compute_prs(prefix, [hm], tmp_path / "hm.parquet", PRSOptions(target_build="GRCh38", raw=True), progress=False)
     with pytest.raises(InvalidInputError, match="unknown genome build"):
         PRSOptions(target_build="hg17")
 
@@ -269,7 +272,7 @@ def test_cli_warnings_carry_no_source_lines(tmp_path, weights):
     far = tmp_path / "far.tsv"
     far.write_text("ID\teffect_allele\tT9\nrs7\tA\t0.5\nrs8\tC\t1.0\n")
     run = subprocess.run([sys.executable, "-m", "ehrfast.cli", "prs", "--genotypes", str(prefix), "--scores", str(weights), str(far),
-                          "--out", str(tmp_path / "o.parquet"), "--quiet"], capture_output=True, text=True, timeout=300)
+                          "--out", str(tmp_path / "o.parquet"), "--raw", "--quiet"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "ehrfast prs: warning: 1 trait(s) matched below the minimum overlap" in run.stderr
     assert "warnings.warn" not in run.stderr and ".py:" not in run.stderr and "RuntimeWarning" not in run.stderr

@@ -43,6 +43,8 @@ class TrajectorySettings:
     seed: int = option("random seed of the sampled futures", 0)
     common_random_numbers: bool = option("one random stream per stay, shared by its positions: low-variance risk differences for the "
                                          "explanations", False, flag="--crn")
+    deterministic: bool = option("bit-identical trajectories whatever the batching: each stay position decoded on its own "
+                                 "(slower; see ehrfast score --deterministic)", False)
     mortality_task: str | EventTask = option("base task of the mortality run", "hospital_mortality", cli=False, parse=str)
     icu_task: str | EventTask = option("base task of the ICU run", "icu_admission", cli=False, parse=str)
 

@@ -32,6 +32,7 @@ from ehrfast.infer.ares.figures import SHOWN, overview_html, overview_markdown, 
 from ehrfast.infer.ares.next_token import NEXT_TOKEN_TASKS, read_next_tokens
 from ehrfast.infer.ares.options import TrajectorySettings
 from ehrfast.infer.ares.trajectory import COMPONENTS, RiskTrajectory, Stay, StayTrajectory, risk_trajectory, stays_from_labels
+from ehrfast.inputs import read_parquet
 from ehrfast.io import atomic_directory, atomic_output, check_outputs
 from ehrfast.model.checkpoint import load_checkpoint
 from ehrfast.predictions import read_anchored_labels
@@ -84,7 +85,7 @@ def select_stays(stays: list[Stay], wanted: tuple[str, ...] | None, max_stays: i
 
 def read_truth(truth_path: Path) -> pa.Table:
     """A synthetic cohort's ``stay_trajectories.parquet``, its columns checked."""
-    table = pq.read_table(truth_path)
+    table = read_parquet(truth_path)
     missing = [c for c in ("subject_id", "hadm_id", "elapsed_hours", *TRUTH_COLUMNS.values()) if c not in table.column_names]
     if missing:
         raise InvalidInputError(f"{truth_path}: not a stay_trajectories.parquet (missing {missing})")

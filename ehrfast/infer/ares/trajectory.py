@@ -265,7 +265,7 @@ def risk_trajectory(model, ds: TokenizedDataset, stays: Sequence[Stay], settings
     def run(task: EventTask, rows: np.ndarray):
         classes = event_token_classes(task, tokens, str(ds.directory))
         ctx = [contexts[i] for i in rows]
-        decoder = decoder_for(model, ctx, max_new, device) if hasattr(model, "config") else RecomputeDecoder(model, window, device)
+        decoder = decoder_for(model, ctx, max_new, device, settings.deterministic) if hasattr(model, "config") else RecomputeDecoder(model, window, device)
         sampling = SamplingSettings(horizon_us=float(task.time_limit_us), n_samples=settings.n_samples, max_new_tokens=max_new,
                                     temperature=task.temperature, top_p=task.top_p, seed=settings.seed, estimator="mc")
         res = sample_trajectories(decoder, ctx, np.zeros(0, np.int64), durations, sampling, subject_keys=keys[rows],
