@@ -20,6 +20,7 @@ Besides the sums, ``plink2_columns=True`` gives ALLELE_CT (2 × non-missing call
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,7 +230,8 @@ def alt_frequency(source: GenotypeSource, variants: np.ndarray, block: int = 409
         return out
     for a in range(0, len(variants), block):
         x = source.dosages(variants[a : a + block])
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a variant without calls: NaN, refused by the caller
             out[a : a + block] = np.nanmean(x, axis=1) / 2 if x.shape[1] else np.nan
     return out
 

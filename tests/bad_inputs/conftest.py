@@ -3,7 +3,9 @@ input changed (a hash of every file before and after), and that nothing half-wri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import shutil
 import subprocess
 import sys
@@ -39,11 +41,25 @@ class Outcome:
     stderr: str
 
 
-def ehrfast(*args) -> Outcome:
-    """Runs the console script as a user would."""
-    cmd = [EHRFAST, *map(str, args)] if EHRFAST else [sys.executable, "-m", "ehrfast.cli", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return Outcome(proc.returncode, proc.stdout, proc.stderr)
+def ehrfast(*args, separate_process: bool = False) -> Outcome:
+    """Runs a command line: in this process through ``ehrfast.cli.main`` (what the console
+    script calls; stdout and stderr captured, argparse's exit caught) — a second apart instead
+    of a fresh interpreter importing torch per case — or, with ``separate_process``, the console
+    script as a user would. An exception that escapes ``main`` (a traceback) fails the test."""
+    argv = [str(a) for a in args]
+    if separate_process:
+        cmd = [EHRFAST, *argv] if EHRFAST else [sys.executable, "-m", "ehrfast.cli", *argv]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        return Outcome(proc.returncode, proc.stdout, proc.stderr)
+    from ehrfast import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse: a usage error
+            code = exc.code if isinstance(exc.code, int) else 2
+    return Outcome(code, out.getvalue(), err.getvalue())
 
 
 def assert_refused(outcome: Outcome, *culprits: str) -> None:

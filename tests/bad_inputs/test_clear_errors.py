@@ -54,7 +54,9 @@ def test_a_damaged_label_file_is_named(world, tmp_path, damage, culprit):
 
 
 def test_a_missing_label_file_says_so(world, tmp_path):
+    before = tree_hash(*world.inputs())
     assert_refused(_score(world, tmp_path / "p.parquet", labels=tmp_path / "lab" / "nope.parquet"), "nope.parquet", "no such label file")
+    assert_untouched(before, *world.inputs())
 
 
 def test_a_null_prediction_time_names_the_row(world, tmp_path):
@@ -64,13 +66,17 @@ def test_a_null_prediction_time_names_the_row(world, tmp_path):
     bad = tmp_path / "labels.parquet"
     pq.write_table(t.set_column(t.schema.get_field_index("prediction_time"), "prediction_time",
                                 pa.array(times, t.schema.field("prediction_time").type)), bad)
+    before = tree_hash(bad, *world.inputs())
     assert_refused(_score(world, tmp_path / "p.parquet", labels=bad), str(bad), "row 2", "prediction_time is null")
+    assert_untouched(before, bad, *world.inputs())
 
 
 def test_scores_pointing_at_a_directory_is_refused(world, tmp_path):
     scores = world.cohort / "genomics" / "scores"
+    before = tree_hash(world.cohort)
     assert_refused(ehrfast("prs", "--genotypes", world.cohort / "genomics" / "genotypes", "--scores", scores, "--out",
                            tmp_path / "p.parquet", "--quiet"), str(scores), "is a directory", "--scores")
+    assert_untouched(before, world.cohort)
 
 
 @pytest.mark.parametrize("content", [b"garbage\nnot a vcf\n", b"##fileformat=VCFv4.2\n#CHROM\tPOS\n1\tx\n", bytes(range(256)) * 4])
@@ -78,15 +84,19 @@ def test_a_garbage_vcf_is_refused_naming_it(world, tmp_path, content):
     vcf = tmp_path / "g.vcf"
     vcf.write_bytes(content)
     scores = sorted((world.cohort / "genomics" / "scores").glob("*.txt"))[:1]
+    before = tree_hash(vcf, *scores)
     assert_refused(ehrfast("prs", "--genotypes", vcf, "--scores", *scores, "--out", tmp_path / "p.parquet", "--quiet"), str(vcf))
     assert not (tmp_path / "p.parquet").exists()
+    assert_untouched(before, vcf, *scores)
 
 
 def test_a_binary_score_file_is_refused_naming_it(world, tmp_path):
     bad = tmp_path / "PGS.txt"
     bad.write_bytes(b"#pgs_id=X\n" + bytes(range(128, 256)) * 3)
+    before = tree_hash(bad, world.cohort)
     assert_refused(ehrfast("prs", "--genotypes", world.cohort / "genomics" / "genotypes", "--scores", bad, "--out",
                            tmp_path / "p.parquet", "--quiet"), str(bad), "UTF-8")
+    assert_untouched(before, bad, world.cohort)
 
 
 def test_token_ids_outside_the_vocabulary_are_refused(world, tmp_path):
@@ -107,7 +117,9 @@ def test_a_truncated_token_array_is_named(world, tmp_path):
     shutil.copytree(world.tokens, tokens)
     with open(tokens / "held_out" / "tokens.npy", "r+b") as fh:
         fh.truncate(1000)
+    before = tree_hash(tokens)
     assert_refused(_score(world, tmp_path / "p.parquet", tokens=tokens / "held_out"), "tokens.npy", "truncated")
+    assert_untouched(before, tokens)
 
 
 @pytest.mark.parametrize("args, culprits", [
@@ -137,7 +149,9 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(world, tmp_path, monkeypatch
 
     monkeypatch.setattr(parquet, "write_table", full)
     out = tmp_path / "l.parquet"
+    before = tree_hash(*world.inputs())
     code = cli.main(["label", str(world.cohort), "--task", str(world.task), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "No space left on device" in err and "Traceback" not in err
     assert not out.exists() and not leftovers(tmp_path)
+    assert_untouched(before, *world.inputs())

@@ -33,7 +33,7 @@ def test_tokenize_never_writes_over_its_input(cohort, where, culprit):
     (cohort.parent / "notes.txt").write_text("a user's file beside the data")
     out = {"same": cohort, "parent": cohort.parent, "inside": cohort / "tokens"}[where]
     before = tree_hash(cohort.parent)
-    assert_refused(ehrfast("tokenize", cohort, out, "--overwrite", "--quiet"), culprit, str(cohort))
+    assert_refused(ehrfast("tokenize", cohort, out, "--overwrite", "--quiet", separate_process=True), culprit, str(cohort))
     assert tree_hash(cohort.parent) == before and not leftovers(cohort.parent)
 
 
