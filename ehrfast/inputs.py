@@ -38,42 +38,38 @@ def _existing_file(path: PathLike, what: str) -> Path:
     return path
 
 
-def read_parquet(path: PathLike, *, what: str = "parquet file", columns: list[str] | None = None, **options) -> pa.Table:
-    """``pyarrow.parquet.read_table`` whose every failure — missing, a directory, truncated, not
-    parquet, a corrupt page — is an ``EhrfastError`` naming the file (``what`` says what it was
-    meant to be: "label file")."""
+def _parquet(path: PathLike, what: str, read):
+    """``read(path)`` for a pyarrow.parquet call, every failure — missing, a directory, truncated,
+    not parquet, a corrupt page — an ``EhrfastError`` naming the file."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path = _existing_file(path, what)
     try:
-        return pq.read_table(path, columns=columns, **options)
+        return read(path)
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInputError(f"{path}: not a readable {what} ({_reason(exc)})") from None
+
+
+def read_parquet(path: PathLike, *, what: str = "parquet file", columns: list[str] | None = None, **options) -> pa.Table:
+    """``pyarrow.parquet.read_table`` with the file named in every error (``what`` says what it
+    was meant to be: "label file")."""
+    import pyarrow.parquet as pq
+
+    return _parquet(path, what, lambda p: pq.read_table(p, columns=columns, **options))
 
 
 def read_parquet_schema(path: PathLike, *, what: str = "parquet file") -> pa.Schema:
     """The schema of a parquet file (its footer only), with the same errors as ``read_parquet``."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = _existing_file(path, what)
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(f"{path}: not a readable {what} ({_reason(exc)})") from None
+    return _parquet(path, what, pq.read_schema)
 
 
 def read_parquet_rows(path: PathLike, *, what: str = "parquet file") -> int:
     """The row count of a parquet file from its footer."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = _existing_file(path, what)
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(f"{path}: not a readable {what} ({_reason(exc)})") from None
+    return _parquet(path, what, lambda p: pq.ParquetFile(p).metadata.num_rows)
 
 
 def decode_text(raw: bytes, path: PathLike, what: str = "text file") -> str:

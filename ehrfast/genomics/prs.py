@@ -168,11 +168,16 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
     if not matches:
         raise InvalidInputError(f"no trait reached the minimum overlap of {opt.match.min_overlap:.0%} with {source.path}; nothing to score")
     subject_ids = map_subjects(source, sample_map)
-    joins = _check_subject_joins(source, subject_ids, sample_map, meds_dir, opt.min_subject_overlap)
-    train_subjects = meds_subjects(meds_dir)[1] if meds_dir is not None else None
+    all_subjects, train_subjects = meds_subjects(meds_dir) if meds_dir is not None else (None, None)
+    joins = _check_subject_joins(source, subject_ids, sample_map, meds_dir, all_subjects, opt.min_subject_overlap)
+    raw = opt.raw or fmt != "parquet"
+    n_fit = int(_training_mask(subject_ids, train_subjects).sum())
+    if not raw and n_fit < MIN_STANDARDIZATION_SAMPLES:  # before the kernels run
+        raise InvalidInputError(f"{source.path}: the standardization would be fitted on {n_fit} sample(s) "
+                                f"({'of the MEDS train split' if meds_dir else 'in all'}); it needs at least {MIN_STANDARDIZATION_SAMPLES} — "
+                                "give more samples, or --raw for unstandardized sums")
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
-    counts = opt.raw or fmt != "parquet"
-    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=counts, progress=bar.update)
+    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=raw, progress=bar.update)
     bar.close()
     shared = _shared_columns(source, matches, result, opt, backend) if fmt == "sscore" else None
     build_record = {"target": target_build, "target_from": "--target-build" if opt.target_build else "genotype header" if target_build else None,
@@ -180,7 +185,8 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
     return source, matches, dropped, result, shared, subject_ids, train_subjects, build_record, joins
 
 
-def _check_subject_joins(source: GenotypeSource, subject_ids: np.ndarray, sample_map, meds_dir, min_overlap: float) -> list[JoinReport]:
+def _check_subject_joins(source: GenotypeSource, subject_ids: np.ndarray, sample_map, meds_dir, all_subjects: set[int] | None,
+                         min_overlap: float) -> list[JoinReport]:
     """The joins samples → subjects (the sample map, when given) and subjects → MEDS (``meds_dir``):
     reported, and refused when empty or below ``min_overlap`` (``JoinReport.check``). Without
     either, samples need not be subjects (scoring 1000 Genomes IIDs as plink2 does)."""
@@ -191,7 +197,6 @@ def _check_subject_joins(source: GenotypeSource, subject_ids: np.ndarray, sample
         joins.append(JoinReport("genotype samples", source.n_samples, f"lines of {sample_map}", entries, mapped)
                      .check(min_overlap, option="--min-subject-overlap", where=str(source.path)))
     if meds_dir is not None:
-        all_subjects, _ = meds_subjects(meds_dir)
         in_meds = int(sum(s is not None and s in all_subjects for s in subject_ids))
         report = JoinReport("genotype samples", mapped, f"subjects of {meds_dir}", len(all_subjects), in_meds)
         if in_meds == 0:
@@ -253,13 +258,10 @@ def compute_prs(
             genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress, fmt)
     sums = result.sums
     _check_finite_sums(sums, matches, source)
-    train = _training_mask(subject_ids, train_subjects)
+    train = _training_mask(subject_ids, train_subjects)  # at least MIN_STANDARDIZATION_SAMPLES unless raw (checked before scoring)
     raw = opt.raw or fmt != "parquet"
-    if not raw and train.sum() < MIN_STANDARDIZATION_SAMPLES:
-        raise InvalidInputError(f"{source.path}: the standardization would be fitted on {int(train.sum())} sample(s) "
-                                f"({'of the MEDS train split' if meds_dir else 'in all'}); it needs at least {MIN_STANDARDIZATION_SAMPLES} — "
-                                "give more samples, or --raw for unstandardized sums")
-    mean, sd = sums[train].mean(0), sums[train].std(0)
+    fit = sums[train] if train.any() else sums  # raw sums record their own mean/sd even without a train split
+    mean, sd = fit.mean(0), fit.std(0)
     sd = np.where(sd > 0, sd, 1.0)
     values = sums if raw else np.clip((sums - mean) / sd, -opt.clip_sd, opt.clip_sd)
     table = PRSTable(source.family_ids, source.sample_ids, subject_ids, result.traits, values, raw, sums, result.allele_ct,
