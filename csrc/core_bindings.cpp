@@ -449,6 +449,35 @@ class TrainStatistics {
         return py::make_tuple(to_numpy(q.offsets), to_numpy(q.cuts), to_numpy(q.counts));
     }
 
+    py::tuple take_values() {
+        tokenizer::GroupedValues v;
+        {
+            py::gil_scoped_release release;
+            v = stats_.take_values();
+        }
+        return py::make_tuple(to_numpy(v.offsets), to_numpy(v.values));
+    }
+
+    void merge(const Int32Array& raw_of_other, const Int64Array& subject_counts, const UInt8Array& on_static_row,
+               const Int64Array& value_offsets, const Float32Array& values, std::size_t n_codes) {
+        const py::ssize_t n_other = raw_of_other.shape(0);
+        require_len(subject_counts, n_other, "subject_counts");
+        require_len(on_static_row, n_other, "on_static_row");
+        require_len(value_offsets, n_other + 1, "value_offsets");
+        const std::int64_t* off = value_offsets.data();
+        if (off[0] != 0 || off[n_other] != values.shape(0))
+            throw std::invalid_argument("value_offsets must run from 0 to len(values)");
+        for (py::ssize_t l = 0; l < n_other; ++l) {
+            if (raw_of_other.data()[l] < 0 || static_cast<std::size_t>(raw_of_other.data()[l]) >= n_codes)
+                throw std::invalid_argument("raw_of_other[" + std::to_string(l) + "] = " + std::to_string(raw_of_other.data()[l]) +
+                                            " is outside [0, n_codes)");
+            if (off[l + 1] < off[l]) throw std::invalid_argument("value_offsets must not decrease");
+        }
+        py::gil_scoped_release release;
+        stats_.merge(raw_of_other.data(), static_cast<std::size_t>(n_other), subject_counts.data(), on_static_row.data(), off,
+                     values.data(), n_codes);
+    }
+
   private:
     tokenizer::TrainStatistics stats_;
 };
@@ -469,6 +498,15 @@ py::tuple take_gaps(tokenizer::IntervalGaps& gaps) {
         m = gaps.take();
     }
     return py::make_tuple(to_numpy(m.count), to_numpy(m.mean), to_numpy(m.median));
+}
+
+py::tuple take_gap_shares(tokenizer::IntervalGaps& gaps) {
+    std::pair<std::vector<std::int32_t>, std::vector<double>> shares;
+    {
+        py::gil_scoped_release release;
+        shares = gaps.take_shares();
+    }
+    return py::make_tuple(to_numpy(shares.first), to_numpy(shares.second));
 }
 
 prs::PackedGenotypes packed_view(const UInt8Array& packed, std::size_t n_samples) {
@@ -584,7 +622,8 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init<std::size_t>(), py::arg("n_bins"))
         .def_property_readonly("n_bins", &tokenizer::IntervalGaps::n_bins)
         .def("add", &add_gaps, py::arg("bins"), py::arg("shares"))
-        .def("take", &take_gaps, "(count, mean, median) per bin; consumes the gaps.");
+        .def("take", &take_gaps, "(count, mean, median) per bin; consumes the gaps.")
+        .def("take_shares", &take_gap_shares, "(bins, shares): every share so far, in the order added; consumes them.");
     py::class_<TrainStatistics>(m, "TrainStatistics", "Training-split code statistics accumulated shard by shard.")
         .def(py::init<>())
         .def("add", &TrainStatistics::add, py::arg("time"), py::arg("code"), py::arg("raw_of_code"), py::arg("value"), py::arg("seg"),
@@ -592,7 +631,11 @@ PYBIND11_MODULE(_core, m) {
              py::arg("n_codes"), py::arg("birth_code"))
         .def("subject_counts", &TrainStatistics::subject_counts)
         .def("on_static_row", &TrainStatistics::on_static_row)
-        .def("take_quantiles", &TrainStatistics::take_quantiles, py::arg("probs"), py::arg("min_count"));
+        .def("take_quantiles", &TrainStatistics::take_quantiles, py::arg("probs"), py::arg("min_count"))
+        .def("take_values", &TrainStatistics::take_values, "(offsets [n_codes + 1], values float32) per code; consumes the values.")
+        .def("merge", &TrainStatistics::merge, py::arg("raw_of_other"), py::arg("subject_counts"), py::arg("on_static_row"),
+             py::arg("value_offsets"), py::arg("values"), py::arg("n_codes"),
+             "Adds another accumulation's partial (its code l is raw id raw_of_other[l] here).");
     m.def("fill_null_times", &fill_null_times, py::arg("values"), py::arg("validity"), py::arg("bit_offset"), py::arg("out"),
           "out = times µs, the static-time marker (int64 min) where the Arrow validity bit is clear.");
     m.def("fill_null_values", &fill_null_values, py::arg("values"), py::arg("validity"), py::arg("bit_offset"), py::arg("out"),

@@ -53,6 +53,8 @@ class IntervalGaps:
     def add(self, bins: npt.NDArray[np.int32], shares: npt.NDArray[np.float64]) -> None: ...
     def take(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """(count, mean, median) per bin; consumes the gaps."""
+    def take_shares(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+        """(bins, shares µs): every share so far, part by part in the order added; consumes them."""
 
 class TrainStatistics:
     """Per raw code id: kept subjects it occurs in, whether on a static row, its numeric values."""
@@ -66,6 +68,14 @@ class TrainStatistics:
     def on_static_row(self) -> npt.NDArray[np.uint8]: ...
     def take_quantiles(self, probs: list[float], min_count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """(offsets [n_codes + 1], cut points, value counts) — numpy 'nearest' quantiles, duplicates removed; consumes the values."""
+    def take_values(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(offsets [n_codes + 1], values): each code's values in the order added; consumes them."""
+    def merge(
+        self, raw_of_other: npt.NDArray[np.int32], subject_counts: npt.NDArray[np.int64], on_static_row: npt.NDArray[np.uint8],
+        value_offsets: npt.NDArray[np.int64], values: npt.NDArray[np.float32], n_codes: int,
+    ) -> None:
+        """Adds another accumulation's partial (of other subjects): its code l is raw id raw_of_other[l] here; counts add,
+        static flags OR, values are appended."""
 
 def fill_null_times(values: npt.NDArray[np.int64], validity: npt.NDArray[np.uint8], bit_offset: int, out: npt.NDArray[np.int64]) -> None:
     """out = values, int64 min (static time) where the Arrow validity bit is clear (empty validity = no nulls)."""

@@ -214,6 +214,14 @@ class NpyAppender:
             view = view[self._file.write(view):]
         self.length += len(array)
 
+    def append_npy(self, path: str | os.PathLike) -> None:
+        """Appends the items of another 1-D ``.npy`` file of the same dtype (a part written by a task)."""
+        part = np.load(path, mmap_mode="r")
+        if part.dtype != self.dtype or part.ndim != 1:
+            raise TypeError(f"{path}: expected a 1-D {self.dtype} array, got {part.ndim}-D {part.dtype}")
+        if len(part):
+            self.append(part)
+
     def fileno(self) -> int:
         """For writers that append to the file themselves (the C++ core); then call ``wrote``."""
         return self._file.fileno()

@@ -54,6 +54,13 @@ def progress_option() -> Any:
     return option("show progress bars", True, flag="--quiet", negate="no progress bars")
 
 
+def cluster_option() -> Any:
+    """``cluster: str | None = None``, ``--cluster ADDRESS|local:N`` (``ehrfast.cluster``)."""
+    return option("run the tasks on a Dask cluster: local:N (N worker processes here) or a scheduler address (tcp://host:8786); "
+                  "the output is the same as without it; needs pip install 'ehrfast[dask]' (default: this process, no Dask)", None,
+                  metavar="ADDRESS")
+
+
 def overwrite_option(what: str = "the output") -> Any:
     """``overwrite: bool = False``, ``--overwrite``."""
     return option(f"replace {what} if present (only what ehrfast itself wrote; never an input)", False)

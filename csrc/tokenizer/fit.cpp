@@ -110,6 +110,30 @@ GroupedQuantiles TrainStatistics::take_quantiles(const std::vector<double>& prob
     return concatenate(per_code, offsets);
 }
 
+GroupedValues TrainStatistics::take_values() {
+    GroupedValues out;
+    out.offsets.assign(values_.size() + 1, 0);
+    for (std::size_t c = 0; c < values_.size(); ++c) out.offsets[c + 1] = out.offsets[c] + static_cast<std::int64_t>(values_[c].size());
+    out.values.reserve(static_cast<std::size_t>(out.offsets.back()));
+    for (auto& v : values_) {
+        out.values.insert(out.values.end(), v.begin(), v.end());
+        std::vector<float>().swap(v);
+    }
+    return out;
+}
+
+void TrainStatistics::merge(const std::int32_t* raw_of_other, std::size_t n_other, const std::int64_t* other_subject_counts,
+                            const std::uint8_t* other_on_static_row, const std::int64_t* other_value_offsets, const float* other_values,
+                            std::size_t n_codes) {
+    grow(n_codes);
+    for (std::size_t l = 0; l < n_other; ++l) {
+        const auto c = static_cast<std::size_t>(raw_of_other[l]);  // checked by the caller
+        subject_counts_[c] += other_subject_counts[l];
+        on_static_row_[c] |= other_on_static_row[l];
+        values_[c].insert(values_[c].end(), other_values + other_value_offsets[l], other_values + other_value_offsets[l + 1]);
+    }
+}
+
 std::vector<std::vector<double>>& IntervalGaps::part(std::size_t i) {
     while (parts_.size() <= i) parts_.emplace_back(n_bins_);
     return parts_[i];
@@ -148,6 +172,17 @@ GroupedMoments IntervalGaps::take() {
         // numpy: the mean of the two middle values for an even count
         out.median[g] = m % 2 ? hi : (*std::max_element(v.begin(), v.begin() + m / 2) + hi) / 2.0;
     }
+    parts_.clear();
+    return out;
+}
+
+std::pair<std::vector<std::int32_t>, std::vector<double>> IntervalGaps::take_shares() {
+    std::pair<std::vector<std::int32_t>, std::vector<double>> out;
+    for (auto& by_bin : parts_)
+        for (std::size_t g = 0; g < n_bins_; ++g) {
+            out.first.insert(out.first.end(), by_bin[g].size(), static_cast<std::int32_t>(g));
+            out.second.insert(out.second.end(), by_bin[g].begin(), by_bin[g].end());
+        }
     parts_.clear();
     return out;
 }

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace ehrfast::tokenizer {
@@ -17,6 +18,11 @@ struct GroupedQuantiles {
     std::vector<std::int64_t> offsets;  // [n_groups + 1] into cuts
     std::vector<double> cuts;           // ascending, duplicates removed, per group
     std::vector<std::int64_t> counts;   // [n_groups] values seen per group
+};
+
+struct GroupedValues {
+    std::vector<std::int64_t> offsets;  // [n_groups + 1] into values
+    std::vector<float> values;
 };
 
 // Training-split statistics accumulated shard by shard, in one pass over each shard's rows:
@@ -37,6 +43,15 @@ class TrainStatistics {
     // Per code: numpy's quantile(method="nearest") of its values at `probs`, duplicates
     // removed; codes with fewer than `min_count` values get none. Consumes the values.
     GroupedQuantiles take_quantiles(const std::vector<double>& probs, std::int64_t min_count);
+    // Per code, its values so far: offsets [n_codes + 1] into values, each code's values in the
+    // order they were added. Consumes them (a partial shipped to the reducer).
+    GroupedValues take_values();
+    // Adds another accumulation's statistics (a partial of other subjects): its code l is raw
+    // id raw_of_other[l] here (in [0, n_codes)); its subject counts add, its static flags OR,
+    // its values are appended. other_value_offsets: [n_other + 1] into other_values.
+    void merge(const std::int32_t* raw_of_other, std::size_t n_other, const std::int64_t* other_subject_counts,
+               const std::uint8_t* other_on_static_row, const std::int64_t* other_value_offsets, const float* other_values,
+               std::size_t n_codes);
 
   private:
     void grow(std::size_t n_codes);
@@ -67,6 +82,9 @@ class IntervalGaps {
     void add(const std::int32_t* bin, const double* share, std::size_t n);
     // Count, mean and median (numpy's) per bin; consumes the gaps.
     GroupedMoments take();
+    // Every share so far as (bin, share) pairs, part by part, in the order added; consumes them
+    // (a partial shipped to the reducer, which adds them to its own IntervalGaps).
+    std::pair<std::vector<std::int32_t>, std::vector<double>> take_shares();
 
   private:
     std::size_t n_bins_;

@@ -96,11 +96,15 @@ class SubjectRegistry:
         self._paths: list[Path] = []
 
     def add(self, shard: ShardRows) -> None:
-        for ids, path in zip(self._ids, self._paths):
-            both = np.intersect1d(ids, shard.subject_ids, assume_unique=True)
+        self.add_ids(shard.subject_ids, shard.path)
+
+    def add_ids(self, subject_ids: np.ndarray, path: Path | ShardFile) -> None:
+        """Adds one shard's subjects ([m] int64, distinct), read from ``path``."""
+        for ids, seen in zip(self._ids, self._paths):
+            both = np.intersect1d(ids, subject_ids, assume_unique=True)
             if len(both):
                 raise MedsValidationError(
-                    f"{shard.path}: subject {both[0]} also appears in {path}; a subject's rows must all be in one shard"
+                    f"{path}: subject {both[0]} also appears in {seen}; a subject's rows must all be in one shard"
                 )
-        self._ids.append(shard.subject_ids)
-        self._paths.append(shard.path)
+        self._ids.append(subject_ids)
+        self._paths.append(path)

@@ -60,6 +60,14 @@ class GenotypeSource(abc.ABC):
     family_ids: np.ndarray | None = None
     genome_build: str | None = None
     sample_file: str | None = None  # where the sample ids come from (.fam, .psam), for messages
+    opened_as: tuple[str, dict] | None = None  # open_genotypes' arguments: how a Dask worker reopens it
+
+    def __reduce__(self):
+        """Pickled as the way to open it again (a Dask worker reopens the files from the shared
+        filesystem), never as the genotypes themselves."""
+        if self.opened_as is None:
+            raise TypeError(f"{self.path}: a genotype source not made by open_genotypes cannot be sent to another process")
+        return _reopen, self.opened_as
 
     @property
     def n_samples(self) -> int:
@@ -314,7 +322,15 @@ def open_genotypes(path: str | os.PathLike, **options) -> GenotypeSource:
     or a BGEN file (``options`` go to its reader, e.g. ``ref_first=False``)."""
     source = _open(str(path), options)
     source.check_unique_samples()
+    source.opened_as = (str(path), dict(options))
     return source
+
+
+def _reopen(path: str, options: dict) -> GenotypeSource:
+    """The source a pickled one stands for: opened once per process (each Dask task that gets it)."""
+    from ehrfast.cluster import opened
+
+    return opened(("genotypes", path, tuple(sorted(options.items()))), lambda: open_genotypes(path, **options))
 
 
 def _open(p: str, options: dict) -> GenotypeSource:

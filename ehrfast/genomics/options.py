@@ -12,7 +12,7 @@ from ehrfast.genomics.formats import FORMATS
 from ehrfast.genomics.match import MatchOptions
 from ehrfast.genomics.score import ScoreModel
 from ehrfast.inputs import DEFAULT_MIN_OVERLAP, check_min_overlap
-from ehrfast.stages import option, overwrite_option, progress_option
+from ehrfast.stages import cluster_option, option, overwrite_option, progress_option
 
 
 @dataclass
@@ -27,6 +27,8 @@ class PRSOptions:
     target_build: str | None = option("genome build of the genotypes (GRCh37/hg19 or GRCh38/hg38): position-matched score files "
                                       "of another build are refused; default: what the VCF/.pvar header says, else unchecked", None)
 
+    variant_block: int = option("distinct variants per scoring block (one Dask task each with --cluster; a worker holds one "
+                                "block's genotype rows and weights, plus one [samples x traits] partial sum)", 100_000)
     min_subject_overlap: float = option("refuse when fewer than this share of the genotype samples reach a subject (through "
                                         "--sample-map) or a MEDS subject (--meds) — of the smaller side", DEFAULT_MIN_OVERLAP)
 
@@ -37,6 +39,8 @@ class PRSOptions:
         if self.max_variants is not None and self.max_variants <= 0:
             self.max_variants = None  # "0 = all", as the command line spells it
         self.target_build = normalize_build(self.target_build, where="target_build (--target-build)")
+        if isinstance(self.variant_block, bool) or not isinstance(self.variant_block, int) or self.variant_block < 1:
+            raise InvalidInputError(f"variant_block (--variant-block) must be a positive number of variants, got {self.variant_block!r}")
         if not 0 < self.clip_sd < math.inf:
             raise InvalidInputError(f"clip_sd (--clip) must be a positive finite number of standard deviations, got {self.clip_sd}")
 
@@ -61,6 +65,7 @@ class PRSStageOptions:
     sampleset: str | None = option("pgsc_calc sampleset column; default: the genotype file's name", None)
     overwrite: bool = overwrite_option("the output files")
     progress: bool = progress_option()
+    cluster: str | None = cluster_option()
 
 
 __all__ = ["PRSOptions", "PRSStageOptions"]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ehrfast._memory import reuse_freed_memory
 from ehrfast.backends import resolve_backend
+from ehrfast.cluster import Cluster, check_cluster, connect
 from ehrfast.errors import InvalidInputError, NonFiniteResultError
 from ehrfast.genomics.builds import check_builds
 from ehrfast.genomics.formats import PRSTable, output_format, write_prs_table
@@ -148,7 +149,8 @@ def meds_subjects(meds_dir: str | os.PathLike, split: str = "train") -> tuple[se
     return set(ids), {s for s, sp in zip(ids, splits) if sp == split}
 
 
-def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_map, meds_dir, genotype_options, progress, fmt: str):
+def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_map, meds_dir, genotype_options, progress, fmt: str,
+                     cluster: Cluster | None):
     """Reads genotypes and score files, matches, checks subjects, scores: the heavy part of
     compute_prs. plink2's count columns (extra passes over the genotypes) only for the outputs
     that hold them: raw parquet, pgsc_calc, and sscore (which also counts over all variants)."""
@@ -177,9 +179,10 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
                                 f"({'of the MEDS train split' if meds_dir else 'in all'}); it needs at least {MIN_STANDARDIZATION_SAMPLES} — "
                                 "give more samples, or --raw for unstandardized sums")
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
-    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=raw, progress=bar.update)
+    result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=raw, progress=bar.update,
+                          variant_block=opt.variant_block, cluster=cluster)
     bar.close()
-    shared = _shared_columns(source, matches, result, opt, backend) if fmt == "sscore" else None
+    shared = _shared_columns(source, matches, result, opt, backend, cluster) if fmt == "sscore" else None
     build_record = {"target": target_build, "target_from": "--target-build" if opt.target_build else "genotype header" if target_build else None,
                     "score_files": builds}
     return source, matches, dropped, result, shared, subject_ids, train_subjects, build_record, joins
@@ -206,7 +209,7 @@ def _check_subject_joins(source: GenotypeSource, subject_ids: np.ndarray, sample
     return joins
 
 
-def _shared_columns(source, matches: list[TraitMatch], result, opt: PRSOptions, backend) -> np.ndarray:
+def _shared_columns(source, matches: list[TraitMatch], result, opt: PRSOptions, backend, cluster: Cluster | None) -> np.ndarray:
     """[3, n_samples] ALLELE_CT, DENOM, NAMED_ALLELE_DOSAGE_SUM over every scored variant (plink2
     counts them per score file): the traits' own when they share one variant set, else one
     unit-weight pass over the union (each variant's allele as its first trait names it)."""
@@ -221,7 +224,8 @@ def _shared_columns(source, matches: list[TraitMatch], result, opt: PRSOptions, 
         effect[pos[new]] = m.effect_is_alt[new]
         assigned[pos] = True
     everything = TraitMatch("all variants", source.path, union, effect, np.ones(len(union)), {})
-    counts = score_traits(source, [everything], opt.model, backend=backend, plink2_columns=True)
+    counts = score_traits(source, [everything], opt.model, backend=backend, plink2_columns=True, variant_block=opt.variant_block,
+                          cluster=cluster)
     return np.stack([counts.allele_ct[:, 0], counts.denom[:, 0], counts.named_sum[:, 0]])
 
 
@@ -239,13 +243,16 @@ def compute_prs(
     sampleset: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    cluster=None,
 ) -> PRSSummary:
     """Matches every score file to the genotypes, scores all traits at once and writes the
     PRS matrix. With ``meds_dir``, sample ids must reach MEDS subjects and the standardization
     is fitted on the MEDS training split; otherwise on all samples. ``bgen_ref_last``: the BGEN
     file stores ALT first (plink2's 'ref-last'). ``format``: parquet (model-ready), sscore
     (plink2) or pgsc_calc (``aggregated_scores.txt.gz``, ``sampleset`` defaulting to the genotype
-    file's name); "auto" picks by the output's name. sscore and pgsc_calc hold raw sums."""
+    file's name); "auto" picks by the output's name. sscore and pgsc_calc hold raw sums.
+    ``cluster``: score the variant blocks as Dask tasks (``ehrfast.cluster``): matching happens
+    once, here; the output is the same to the bit (see ``score_traits``)."""
     t0 = time.perf_counter()
     opt = options or PRSOptions()
     out_path = Path(out_path)
@@ -253,9 +260,10 @@ def compute_prs(
     meta_path = prs_meta_path(out_path)
     check_outputs(files=[out_path, meta_path], inputs=[*genotype_files(genotypes), *score_files, sample_map, meds_dir],
                   overwrite=overwrite)
-    with reuse_freed_memory():  # large temporaries: reuse pages instead of faulting fresh ones in
+    check_cluster(cluster)
+    with reuse_freed_memory(), connect(cluster) as c:  # large temporaries: reuse pages instead of faulting fresh ones in
         source, matches, dropped, result, shared, subject_ids, train_subjects, builds, joins = _match_and_score(
-            genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress, fmt)
+            genotypes, score_files, opt, backend, sample_map, meds_dir, {"ref_first": False} if bgen_ref_last else None, progress, fmt, c)
     sums = result.sums
     _check_finite_sums(sums, matches, source)
     train = _training_mask(subject_ids, train_subjects)  # at least MIN_STANDARDIZATION_SAMPLES unless raw (checked before scoring)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ehrfast.backends import require_core, resolve_backend
+from ehrfast.cluster import Cluster, results_in_order
 from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.genotypes import BedSource, GenotypeSource
 from ehrfast.genomics.match import TraitMatch
@@ -236,6 +237,9 @@ def alt_frequency(source: GenotypeSource, variants: np.ndarray, block: int = 409
     return out
 
 
+DEFAULT_VARIANT_BLOCK = 100_000  # distinct variants per block (per Dask task with --cluster)
+
+
 def score_traits(
     source: GenotypeSource,
     matches: list[TraitMatch],
@@ -245,10 +249,107 @@ def score_traits(
     plink2_columns: bool = False,
     block: int = 4096,
     progress=None,
+    variant_block: int = DEFAULT_VARIANT_BLOCK,
+    cluster: Cluster | None = None,
 ) -> ScoreResult:
     """Scores every trait of ``matches`` on every sample of ``source``. ``progress(k)`` is
-    called as work proceeds; the calls add up to the number of distinct variants."""
+    called as work proceeds; the calls add up to the number of distinct variants.
+
+    The distinct variants are cut into blocks of ``variant_block``, each scored alone (its own
+    allele frequencies, partial sums from zero) and the partials added in block order — in
+    this process, or as one Dask task per block on ``cluster`` (the source is reopened on each
+    worker, each task gets only its block's weights): the same sums to the bit either way."""
     m = model or ScoreModel()
+    if isinstance(variant_block, bool) or not isinstance(variant_block, int) or variant_block < 1:
+        raise InvalidInputError(f"variant_block must be a positive number of variants, got {variant_block!r}")
+    union = distinct_variants(matches)
+    bounds = [(a, min(a + variant_block, len(union))) for a in range(0, len(union), variant_block)] or [(0, 0)]
+    blocks = [_Block(_block_matches(matches, union, a, b)) for a, b in bounds]
+    labels = [f"{source.path}: variants {a + 1:,}-{b:,} of {len(union):,}" for a, b in bounds]
+    if cluster is None:
+        parts = results_in_order(None, _score_block, blocks, labels=labels, name="prs",
+                                 args=(source, m, backend, plink2_columns, block, progress))
+    else:
+        # each block's weights travel inside its task, not as scattered data: a task lost with
+        # its worker is rerun from what the scheduler holds; the source pickles as its path
+        # (each worker opens the files once)
+        parts = results_in_order(cluster, _score_block, blocks, labels=labels, name="prs", args=(source, m, backend, plink2_columns, block, None),
+                                 progress=progress, sizes=[b - a for a, b in bounds])
+    total: _BlockScores | None = None
+    p_alt = []
+    for part in parts:
+        p_alt.append(part.p_alt)
+        total = part if total is None else total.add(part)
+    p_alt = np.concatenate(p_alt)
+    n_traits = len(matches)
+    result = ScoreResult([t.trait for t in matches], source.sample_ids, np.ascontiguousarray(total.sums))
+    if plink2_columns:
+        result.allele_ct = total.allele_ct
+        result.named_sum = total.named_sum
+        n_vars = np.array([len(t.variant) for t in matches], np.float64)
+        result.denom = np.broadcast_to(2 * n_vars, (source.n_samples, n_traits)).copy() if m.mean_impute else result.allele_ct
+    result.effect_allele_freq = {}
+    freq_of = {}  # traits of one file share their variants and alleles (and so one frequency array)
+    position = _union_positions(union, matches)
+    for t in matches:
+        key = (id(t.variant), id(t.effect_is_alt))
+        if key not in freq_of:
+            p = p_alt[position[id(t.variant)]]
+            freq_of[key] = np.where(t.effect_is_alt, p, 1 - p)
+        result.effect_allele_freq[t.trait] = freq_of[key]
+    return result
+
+
+@dataclass
+class _Block:
+    """One block's traits, sent as one object: Dask serializes a bare list element by element,
+    which would part traits that share their arrays (and score a wide file as sparse pairs)."""
+
+    matches: list[TraitMatch]
+
+
+@dataclass
+class _BlockScores:
+    """One block's partial sums [n_samples, n_traits] float64 (plink2's counts when asked) and
+    the ALT frequency of its variants [b - a]."""
+
+    sums: np.ndarray
+    allele_ct: np.ndarray | None
+    named_sum: np.ndarray | None
+    p_alt: np.ndarray
+
+    def add(self, other: _BlockScores) -> _BlockScores:
+        self.sums += other.sums
+        if self.allele_ct is not None:
+            self.allele_ct += other.allele_ct
+            self.named_sum += other.named_sum
+        return self
+
+
+def _block_matches(matches: list[TraitMatch], union: np.ndarray, a: int, b: int) -> list[TraitMatch]:
+    """Every trait restricted to the distinct variants ``union[a:b]`` (views, not copies; traits
+    that shared their variant and allele arrays still share them, so a wide score file is still
+    scored as one matrix)."""
+    if a == 0 and b == len(union):
+        return matches
+    lo, hi = union[a], union[b - 1]
+    cuts: dict[int, tuple[int, int]] = {}
+    shared: dict[int, np.ndarray] = {}
+    out = []
+    for t in matches:
+        if id(t.variant) not in cuts:
+            cuts[id(t.variant)] = (int(np.searchsorted(t.variant, lo, side="left")), int(np.searchsorted(t.variant, hi, side="right")))
+        i, j = cuts[id(t.variant)]
+        variant = shared.setdefault(id(t.variant), t.variant[i:j])
+        effect = shared.setdefault(id(t.effect_is_alt), t.effect_is_alt[i:j])
+        out.append(TraitMatch(t.trait, t.source, variant, effect, t.weight[i:j], t.report))
+    return out
+
+
+def _score_block(task: _Block, source: GenotypeSource, m: ScoreModel, backend: str | None, plink2_columns: bool, block: int,
+                 progress) -> _BlockScores:
+    """The partial scores of one block's traits from zero."""
+    matches = task.matches
     union = distinct_variants(matches)
     p_alt = alt_frequency(source, union, block, backend)
     if np.isnan(p_alt).any():
@@ -262,23 +363,10 @@ def score_traits(
 
         def engine(output, unit_weights, report):
             return pair_engine(source, _pairs(matches, union, unit_weights), p_alt, m, output, block, report).T
-    n_traits = len(matches)
-    result = ScoreResult([t.trait for t in matches], source.sample_ids, np.ascontiguousarray(engine(SCORE, False, progress)))
-    if plink2_columns:
-        result.allele_ct = 2 * engine(NONMISSING, True, None)
-        result.named_sum = engine(NAMED, True, None)
-        n_vars = np.array([len(t.variant) for t in matches], np.float64)
-        result.denom = np.broadcast_to(2 * n_vars, (source.n_samples, n_traits)).copy() if m.mean_impute else result.allele_ct
-    result.effect_allele_freq = {}
-    freq_of = {}  # traits of one file share their variants and alleles (and so one frequency array)
-    position = _union_positions(union, matches)
-    for t in matches:
-        key = (id(t.variant), id(t.effect_is_alt))
-        if key not in freq_of:
-            p = p_alt[position[id(t.variant)]]
-            freq_of[key] = np.where(t.effect_is_alt, p, 1 - p)
-        result.effect_allele_freq[t.trait] = freq_of[key]
-    return result
+    sums = np.ascontiguousarray(engine(SCORE, False, progress))
+    if not plink2_columns:
+        return _BlockScores(sums, None, None, p_alt)
+    return _BlockScores(sums, np.ascontiguousarray(2 * engine(NONMISSING, True, None)), np.ascontiguousarray(engine(NAMED, True, None)), p_alt)
 
 
 def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, output: CallOutput) -> np.ndarray:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ehrfast.cluster import Cluster, connect, map_tasks
 from ehrfast.data.meds import ShardFile, code_descriptions, data_files
 from ehrfast.data.reader import STATIC_TIME, read_shard
 from ehrfast.errors import InvalidInputError
@@ -174,10 +175,37 @@ def _hadm_column(shard: ShardFile) -> np.ndarray | None:
     return column.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _shard_codes(path: ShardFile) -> list[str]:
+    return path.read(["code"]).column("code").cast(pa.string()).unique().to_pylist()
+
+
+@dataclass(frozen=True)
+class _AnchorShard:
+    path: ShardFile
+    ordinal0: int  # anchor_id of the shard's first row
+    split: str
+
+
+def _anchored_shard(item: _AnchorShard, task: EventTask) -> tuple[_Columns, dict[str, int]]:
+    """One shard's anchored label columns and drop counts (a task with --cluster)."""
+    out = _Columns()
+    dropped = {"hadm_id": 0, "preceded_by": 0, "not_first": 0}
+    _shard_labels(task, read_shard(item.path), _hadm_column(item.path), item.ordinal0, item.split, out, dropped)
+    return out, dropped
+
+
 def anchored_labels(meds_dir: str | os.PathLike, task: EventTask, out_path: str | os.PathLike, *, splits: tuple[str, ...] | None = None,
-                    drop_timeline_end: bool = False, cast_timestamps: bool = False, overwrite: bool = False) -> AnchoredLabelSummary:
+                    drop_timeline_end: bool = False, cast_timestamps: bool = False, overwrite: bool = False,
+                    cluster=None) -> AnchoredLabelSummary:
     """Writes one label row per kept anchor of ``task`` in ``meds_dir`` (see the module
-    docstring); ``drop_timeline_end`` leaves out anchors whose record ends before any event."""
+    docstring); ``drop_timeline_end`` leaves out anchors whose record ends before any event.
+    ``cluster``: one Dask task per shard."""
+    with connect(cluster) as c:
+        return _anchored_labels(meds_dir, task, out_path, splits, drop_timeline_end, cast_timestamps, overwrite, c)
+
+
+def _anchored_labels(meds_dir, task: EventTask, out_path, splits, drop_timeline_end: bool, cast_timestamps: bool, overwrite: bool,
+                     c: Cluster | None) -> AnchoredLabelSummary:
     files = data_files(meds_dir, cast_timestamps=cast_timestamps)
     if splits is not None and (not splits or set(splits) - set(files)):
         raise InvalidInputError(f"{meds_dir}: no split(s) {sorted(set(splits) - set(files)) or list(splits)}; "
@@ -185,21 +213,29 @@ def anchored_labels(meds_dir: str | os.PathLike, task: EventTask, out_path: str 
     codes = sorted(code_descriptions(meds_dir)) or []
     all_codes = set(codes)
     ordered = [(split, path) for split in sorted(files) for path in files[split]]
-    for _, path in ordered:  # codes.parquet may list fewer codes than the data holds
-        all_codes.update(path.read(["code"]).column("code").cast(pa.string()).unique().to_pylist())
+    # codes.parquet may list fewer codes than the data holds
+    for codes_of_shard in map_tasks(c, _shard_codes, [p for _, p in ordered], labels=[str(p) for _, p in ordered], name="label-codes"):
+        all_codes.update(codes_of_shard)
     all_codes.discard(None)
     te = task.timeline_end_event()
     task.check_events_match(sorted(all_codes), str(meds_dir), allow_unmatched=[te] if te else [])
     if not any(re.search(task.anchor.code_regex, c) for c in all_codes):
         raise InvalidInputError(f"task {task.name!r}: anchor.code_regex {task.anchor.code_regex!r} matches no code of {meds_dir}")
 
-    out = _Columns()
     dropped = {"hadm_id": 0, "preceded_by": 0, "not_first": 0, "timeline_end": 0}
-    ordinal = 0
+    items, ordinal = [], 0
     for split, path in ordered:
         if splits is None or split in splits:
-            _shard_labels(task, read_shard(path), _hadm_column(path), ordinal, split, out, dropped)
+            items.append(_AnchorShard(path, ordinal, split))
         ordinal += path.num_rows
+    out = _Columns()
+    for part, part_dropped in map_tasks(c, _anchored_shard, items, labels=[str(i.path) for i in items], name="label", args=(task,)):
+        for name in ("subject", "time", "label", "anchor_id", "anchor_code", "hadm", "event", "elapsed", "split"):
+            getattr(out, name).extend(getattr(part, name))
+        for name, parts in part.outcomes.items():
+            out.outcomes.setdefault(name, []).extend(parts)
+        for k, v in part_dropped.items():
+            dropped[k] += v
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ehrfast.cluster import check_cluster
 from ehrfast.errors import InvalidInputError
 from ehrfast.io import check_outputs
 from ehrfast.labels.anchored import AnchoredLabelSummary, anchored_labels
@@ -15,20 +16,22 @@ from ehrfast.units import format_duration
 
 def make_labels(meds_dir: str | os.PathLike, task: Task | EventTask | str | os.PathLike, out_path: str | os.PathLike, *,
                 splits: tuple[str, ...] | None = None, drop_timeline_end: bool = False, cast_timestamps: bool = False,
-                overwrite: bool = False) -> LabelSummary | AnchoredLabelSummary:
+                overwrite: bool = False, cluster=None) -> LabelSummary | AnchoredLabelSummary:
     """Writes the labels of ``task`` (a task, a task file or a catalog name) for ``meds_dir``
     (the given ``splits``, default all) to ``out_path``. ``drop_timeline_end`` (event tasks):
     leave out anchors whose record ends before any event. ``cast_timestamps``: read ns /
-    time-zone-aware times as µs UTC."""
+    time-zone-aware times as µs UTC. ``cluster``: one Dask task per shard (``ehrfast.cluster``),
+    the same file as one process writes."""
     check_outputs(files=[out_path], inputs=[meds_dir, task if not isinstance(task, Task | EventTask) else None], overwrite=overwrite)
+    check_cluster(cluster)
     task = load_task(task)
     if isinstance(task, EventTask):
         _check_labelable(task)
         return anchored_labels(meds_dir, task, out_path, splits=splits, drop_timeline_end=drop_timeline_end,
-                               cast_timestamps=cast_timestamps, overwrite=overwrite)
+                               cast_timestamps=cast_timestamps, overwrite=overwrite, cluster=cluster)
     if drop_timeline_end:
         raise InvalidInputError(f"task {task.name!r}: drop_timeline_end applies to event tasks (with anchor and events), not incidence tasks")
-    return incidence_labels(meds_dir, task, out_path, splits=splits, cast_timestamps=cast_timestamps, overwrite=overwrite)
+    return incidence_labels(meds_dir, task, out_path, splits=splits, cast_timestamps=cast_timestamps, overwrite=overwrite, cluster=cluster)
 
 
 def _check_labelable(task: EventTask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ehrfast.stages import option, overwrite_option
+from ehrfast.stages import cluster_option, option, overwrite_option
 from ehrfast.task import EventTask, Task
 
 
@@ -21,3 +21,4 @@ class LabelOptions:
     drop_timeline_end: bool = option("event tasks: leave out anchors whose record ends before any event", False)
     cast_timestamps: bool = option("read nanosecond or time-zone-aware 'time' columns as timestamp[us] (UTC)", False)
     overwrite: bool = overwrite_option("the label file")
+    cluster: str | None = cluster_option()

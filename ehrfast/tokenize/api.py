@@ -16,12 +16,14 @@ from tqdm.auto import tqdm
 
 from ehrfast._memory import reuse_freed_memory
 from ehrfast.backends import resolve_backend
+from ehrfast.cluster import check_cluster
 from ehrfast.data.meds import data_files
 from ehrfast.data.reader import ShardRows, SubjectRegistry, shards_in_order
 from ehrfast.errors import InvalidInputError
 from ehrfast.io import NpyAppender, atomic_directory, check_outputs
 from ehrfast.tokenize.config import TokenizerConfig
-from ehrfast.tokenize.tokenizer import Tokenizer, fit_statistics
+from ehrfast.tokenize.dataset import write_subject_index
+from ehrfast.tokenize.tokenizer import ShardTokens, Tokenizer, fit_statistics
 
 
 @dataclass
@@ -48,33 +50,15 @@ def write_split(tok: Tokenizer, directory: Path, paths: list[Path], cached: dict
     """Tokenizes one split's shards into ``directory``, streaming each shard's tokens to disk;
     interval gaps are added to ``gaps`` when given. Returns the split's summary."""
     directory.mkdir()
-    per_subject: dict[str, list[np.ndarray]] = {"n_tokens": [], "subject_ids": [], "static_lengths": [], "births": []}
-    filtered = {"too_few_events": 0, "too_many_events": 0}
-    latest: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[ShardTokens] = []
     with NpyAppender(directory / "tokens.npy", np.int32) as tokens, NpyAppender(directory / "times.npy", np.int64) as times:
         for _, shard, fresh in tqdm(shards_in_order(paths, backend, cached), total=len(paths), desc=desc, unit="shard",
                                     disable=not progress, leave=False):
             if fresh and registry is not None:
                 registry.add(shard)
-            out = tok.tokenize_shard(shard, backend, gaps, files=(tokens, times))
-            for name, arrays in per_subject.items():
-                arrays.append(getattr(out, name))
-            for k in filtered:
-                filtered[k] += out.n_filtered[k]
-            if out.latest is not None:
-                latest.append(out.latest)
+            parts.append(tok.tokenize_shard(shard, backend, gaps, files=(tokens, times)))
         n_tokens = tokens.length
-    joined = {name: np.concatenate(arrays) if arrays else np.zeros(0) for name, arrays in per_subject.items()}
-    np.save(directory / "offsets.npy", np.r_[0, np.cumsum(joined["n_tokens"])].astype(np.int64))
-    np.save(directory / "subject_ids.npy", joined["subject_ids"].astype(np.int64))
-    np.save(directory / "static_lengths.npy", joined["static_lengths"].astype(np.int32))
-    np.save(directory / "birth_times.npy", joined["births"].astype(np.int64))
-    if tok.has_latest:  # static_latest rows per subject (TokenizedDataset.head)
-        counts = np.concatenate([c for c, _, _ in latest]) if latest else np.zeros(0, np.int64)
-        np.save(directory / "latest_offsets.npy", np.r_[0, np.cumsum(counts)].astype(np.int64))
-        np.save(directory / "latest_times.npy", np.concatenate([t for _, t, _ in latest]) if latest else np.zeros(0, np.int64))
-        np.save(directory / "latest_tokens.npy", np.concatenate([k for _, _, k in latest]) if latest else np.zeros(0, np.int32))
-    return {"subjects": len(joined["subject_ids"]), "tokens": int(n_tokens), "filtered": filtered}
+    return write_subject_index(directory, parts, n_tokens, tok.has_latest)
 
 
 def tokenize_dataset(
@@ -88,40 +72,56 @@ def tokenize_dataset(
     cast_timestamps: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    cluster=None,
 ) -> TokenizeSummary:
     """Fits a tokenizer on the training split (or loads one from ``vocab_from``) and writes
     ``out_dir/<split>/`` TokenizedDatasets for every split, plus the fitted tokenizer files at
     ``out_dir/``. ``config``: a TokenizerConfig or a config file; ``preset``: a shipped config
     (``TokenizerConfig.preset``) instead. Inputs are validated as they are read; the output
-    directory appears only when everything succeeded."""
+    directory appears only when everything succeeded. ``cluster``: run the shards as Dask tasks
+    (``ehrfast.cluster``; ``local:N``, a scheduler address or a Client) — the same files as one
+    process writes (``ehrfast.tokenize.on_cluster``)."""
     if preset is not None:
         if config is not None:
             raise InvalidInputError("give either a config or a preset, not both")
         config = TokenizerConfig.preset(preset)
     check_outputs(directories=[out_dir], inputs=[meds_dir, vocab_from, config if not isinstance(config, TokenizerConfig) else None],
                   overwrite=overwrite)
+    check_cluster(cluster)
     if config is not None and not isinstance(config, TokenizerConfig):
         config = TokenizerConfig.load(config)
     with reuse_freed_memory():
-        return _tokenize_dataset(meds_dir, out_dir, config, backend, vocab_from, cast_timestamps, overwrite, progress)
+        return _tokenize_dataset(meds_dir, out_dir, config, backend, vocab_from, cast_timestamps, overwrite, progress, cluster)
+
+
+def loaded_or_config(meds_dir, shards: dict, config: TokenizerConfig | None, vocab_from) -> tuple[Tokenizer | None, TokenizerConfig]:
+    """(the tokenizer loaded from ``vocab_from``, its config) or (None, the config to fit)."""
+    if vocab_from is not None:
+        if config is not None:
+            raise InvalidInputError("give either a config or --vocab FROM_DIR, not both (the fitted tokenizer carries its config)")
+        tok = Tokenizer.load(vocab_from)
+        return tok, tok.config
+    config = config or TokenizerConfig()
+    if config.train_split not in shards:
+        raise InvalidInputError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
+    return None, config
 
 
 def _tokenize_dataset(meds_dir, out_dir, config: TokenizerConfig | None, backend, vocab_from, cast_timestamps: bool, overwrite: bool,
-                      progress: bool) -> TokenizeSummary:
+                      progress: bool, cluster) -> TokenizeSummary:
     t0 = time.perf_counter()
     backend = resolve_backend(backend, "tokenizer")
     shards = data_files(meds_dir, cast_timestamps=cast_timestamps)
     registry = SubjectRegistry()
     cached: dict[Path, ShardRows] = {}
-    fitting = vocab_from is None
-    if not fitting:
-        if config is not None:
-            raise InvalidInputError("give either a config or --vocab FROM_DIR, not both (the fitted tokenizer carries its config)")
-        tok = Tokenizer.load(vocab_from)
-    else:
-        config = config or TokenizerConfig()
-        if config.train_split not in shards:
-            raise InvalidInputError(f"{meds_dir}: no '{config.train_split}' split to fit on (splits: {sorted(shards)})")
+    tok, config = loaded_or_config(meds_dir, shards, config, vocab_from)
+    if cluster is not None:
+        from ehrfast.tokenize.on_cluster import tokenize_on_cluster
+
+        tok, summary = tokenize_on_cluster(shards, tok, config, backend, out_dir, overwrite, progress, cluster)
+        return TokenizeSummary(str(out_dir), summary, len(tok.vocab), round(time.perf_counter() - t0, 3), backend, str(meds_dir))
+    fitting = tok is None
+    if fitting:
         tok, cached = fit_statistics(shards[config.train_split], config, backend, registry, progress)
     with atomic_directory(out_dir, overwrite=overwrite, kind="tokens") as root:
         summary = {}

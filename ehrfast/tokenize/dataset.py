@@ -256,3 +256,29 @@ class TokenizedDataset:
     def _age_tokens(self, t_us: int, birth_us: int) -> list[int]:
         q1 = self.vocab.id("Q1")
         return [q1 + d for d in age_digits_at(t_us, birth_us, int(self.config.get("n_quantiles", 10)), self.config.get("age_rounding", "half_up"))]
+
+
+def write_subject_index(directory: Path, parts: list, n_tokens: int, has_latest: bool) -> dict:
+    """Writes a split's per-subject arrays (offsets, subject ids, static lengths, births, the
+    static_latest rows) from its shards' results in shard order (``ShardTokens``, tokens already
+    written), beside its ``tokens.npy`` and ``times.npy`` of ``n_tokens``. Returns the split's summary."""
+    filtered = {"too_few_events": 0, "too_many_events": 0}
+    for part in parts:
+        for k in filtered:
+            filtered[k] += part.n_filtered[k]
+
+    def joined(name: str, dtype) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
+    n_per_subject = joined("n_tokens", np.int64)
+    np.save(directory / "offsets.npy", np.r_[0, np.cumsum(n_per_subject)].astype(np.int64))
+    np.save(directory / "subject_ids.npy", joined("subject_ids", np.int64))
+    np.save(directory / "static_lengths.npy", joined("static_lengths", np.int32))
+    np.save(directory / "birth_times.npy", joined("births", np.int64))
+    if has_latest:  # static_latest rows per subject (TokenizedDataset.head)
+        latest = [p.latest for p in parts if p.latest is not None]
+        counts = np.concatenate([c for c, _, _ in latest]) if latest else np.zeros(0, np.int64)
+        np.save(directory / "latest_offsets.npy", np.r_[0, np.cumsum(counts)].astype(np.int64))
+        np.save(directory / "latest_times.npy", np.concatenate([t for _, t, _ in latest]) if latest else np.zeros(0, np.int64))
+        np.save(directory / "latest_tokens.npy", np.concatenate([k for _, _, k in latest]) if latest else np.zeros(0, np.int32))
+    return {"subjects": len(n_per_subject), "tokens": int(n_tokens), "filtered": filtered}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ehrfast.stages import option, overwrite_option, progress_option
+from ehrfast.stages import cluster_option, option, overwrite_option, progress_option
 from ehrfast.tokenize.config import TOKENIZER_PRESETS, TokenizerConfig
 
 
@@ -26,3 +26,4 @@ class TokenizeOptions:
     cast_timestamps: bool = option("read nanosecond or time-zone-aware 'time' columns as timestamp[us] (UTC)", False)
     overwrite: bool = overwrite_option("the output directory")
     progress: bool = progress_option()
+    cluster: str | None = cluster_option()

@@ -195,6 +195,27 @@ class CodeStatistics:
         self._codes, self._values = [], []
         return grouped_quantiles_reference(codes, values, len(self._counts), probs, min_count)
 
+    def take_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets [n_codes + 1] int64, values float32): each code's values in the order added; consumes them."""
+        codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32)
+        values = np.concatenate(self._values) if self._values else np.zeros(0)
+        self._codes, self._values = [], []
+        order = np.argsort(codes, kind="stable")
+        offsets = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(self._counts)))].astype(np.int64)
+        return offsets, values[order].astype(np.float32)
+
+    def merge(self, raw_of_other, subject_counts, on_static_row, value_offsets, values, n_codes) -> None:
+        """Adds another accumulation's partial: its code l is raw id ``raw_of_other[l]`` here."""
+        raw_of_other = np.asarray(raw_of_other, np.int64)
+        if len(raw_of_other) and (raw_of_other.min() < 0 or raw_of_other.max() >= n_codes):
+            raise ValueError("raw_of_other is outside [0, n_codes)")
+        grow = max(0, n_codes - len(self._counts))
+        self._counts, self._static = np.r_[self._counts, np.zeros(grow, np.int64)], np.r_[self._static, np.zeros(grow, np.uint8)]
+        np.add.at(self._counts, raw_of_other, np.asarray(subject_counts, np.int64))
+        np.bitwise_or.at(self._static, raw_of_other, np.asarray(on_static_row, np.uint8))
+        self._codes.append(np.repeat(raw_of_other, np.diff(value_offsets)).astype(np.int32))
+        self._values.append(np.asarray(values, np.float32).astype(np.float64))
+
 
 def grouped_quantiles_reference(group, values, n_groups, probs, min_count):
     offsets, cuts, counts = [0], [], []
@@ -219,6 +240,13 @@ class IntervalGaps:
     def add(self, bins, shares) -> None:
         self._bins.append(np.asarray(bins, np.int32))
         self._shares.append(np.asarray(shares, np.float64))
+
+    def take_shares(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bins, shares): every share so far, in the order added; consumes them."""
+        bins = np.concatenate(self._bins) if self._bins else np.zeros(0, np.int32)
+        shares = np.concatenate(self._shares) if self._shares else np.zeros(0)
+        self._bins, self._shares = [], []
+        return bins, shares
 
     def take(self):
         """(count, mean, median) per bin."""

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast.backends import require_core, resolve_backend
-from ehrfast.data.reader import ShardRows, SubjectRegistry, shards_in_order
+from ehrfast.data.reader import ShardRows, SubjectRegistry, read_shard, shards_in_order
 from ehrfast.errors import InputNotFoundError, InvalidInputError
 from ehrfast.inputs import read_parquet
 from ehrfast.io import NpyAppender
@@ -300,6 +300,11 @@ class Tokenizer:
 
     # ---- persistence ----------------------------------------------------------------
 
+    def __getstate__(self) -> dict:
+        """Pickled without the compiled TimelineProgram (rebuilt on first use): a tokenizer sent to
+        Dask workers."""
+        return {**self.__dict__, "_program": None}
+
     def save(self, directory: str | os.PathLike) -> None:
         from ehrfast._version import __version__
 
@@ -338,7 +343,33 @@ class Tokenizer:
                    meta.get("code_tokens"), meta.get("latest_codes"))
 
 
-class _TrainStatistics:
+@dataclass
+class ShardStatistics:
+    """One training shard's code statistics, by the shard's own code index (a Dask task's
+    partial of the fit; merged in shard order by ``TrainingStatistics.merge``)."""
+
+    path: object  # Path | ShardFile
+    subject_ids: np.ndarray  # [m] int64 every subject of the shard (kept or not)
+    code_dictionary: list[str]
+    subject_counts: np.ndarray  # [n codes] int64 kept subjects with the code
+    on_static_row: np.ndarray  # [n codes] uint8
+    value_offsets: np.ndarray  # [n codes + 1] int64 into values
+    values: np.ndarray  # float32, per code in row order
+    filtered: dict
+    n_kept: int
+
+
+def shard_statistics(path, config: TokenizerConfig, backend: str | None) -> ShardStatistics:
+    """Reads one training shard and accumulates its statistics alone (a task of the fit on a cluster)."""
+    shard = read_shard(path, backend)
+    stats = TrainingStatistics(config, backend)
+    stats.add(shard)  # raw ids = the shard's code indices
+    offsets, values = stats._stats.take_values()
+    return ShardStatistics(shard.path, shard.subject_ids, list(shard.code_dictionary), stats._stats.subject_counts(), stats._stats.on_static_row(),
+                           np.asarray(offsets, np.int64), np.asarray(values, np.float32), stats.filtered, stats.n_subjects)
+
+
+class TrainingStatistics:
     """Accumulates training-split statistics shard by shard: per source code, the kept
     subjects it occurs in, whether it occurs on a static row, and its numeric values."""
 
@@ -359,6 +390,15 @@ class _TrainStatistics:
             self.filtered[k] += v
         self.n_subjects += int(keep.sum())
         self._stats.add(shard.time, shard.code_index, raw_of_code, shard.value, shard.seg, keep.astype(np.uint8), len(self.raw), birth_id)
+
+    def merge(self, part: ShardStatistics) -> None:
+        """Adds one shard's statistics computed elsewhere (``shard_statistics``): the same
+        accumulation as ``add`` of that shard here, shards merged in the order added."""
+        raw_of_code = np.array([self.raw.setdefault(c, len(self.raw)) for c in part.code_dictionary], np.int32)
+        for k, v in part.filtered.items():
+            self.filtered[k] += v
+        self.n_subjects += part.n_kept
+        self._stats.merge(raw_of_code, part.subject_counts, part.on_static_row, part.value_offsets, part.values, len(self.raw))
 
     def _code_statistics(self) -> tuple[np.ndarray, set[int], np.ndarray, np.ndarray]:
         """(subject count per raw id, raw ids seen on static rows, quantile offsets, cut points)."""
@@ -432,7 +472,7 @@ def fit_statistics(paths: list[Path], config: TokenizerConfig, backend: str | No
     """First fitting pass over the training shards: vocabulary, quantile cut points, filters.
     Returns the tokenizer (interval durations not yet fitted) and the shards kept in memory
     (up to CACHE_ROWS rows) so the second pass need not read them again."""
-    stats = _TrainStatistics(config, backend)
+    stats = TrainingStatistics(config, backend)
     cached: dict[Path, ShardRows] = {}
     cached_rows = 0
     for path, shard, _ in tqdm(shards_in_order(paths, backend), total=len(paths), desc="fit: statistics", unit="shard",

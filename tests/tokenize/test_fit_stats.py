@@ -173,3 +173,68 @@ def test_timeline_program_blocks_in_order_to_memory_and_files(tmp_path):
     np.testing.assert_array_equal(np.fromfile(tmp_path / "s", np.int64), times)
     with open(tmp_path / "t", "rb") as ro, pytest.raises(OSError):  # a file open for reading only
         prog.tokenize(**rows, token_fd=ro.fileno(), time_fd=ro.fileno())
+
+
+@given(st.lists(st.lists(st.integers(0, 12), min_size=1, max_size=20), min_size=1, max_size=4), st.integers(1, 6),
+       st.integers(0, 10_000), st.integers(1, 5))
+@settings(max_examples=150, deadline=None)
+def test_merged_partials_equal_one_accumulation(shards, n_codes, seed, min_count):
+    """The cluster fit: each shard accumulated alone (its own code ids), its values taken, then
+    merged into one accumulator under a shuffled id map, gives the statistics of adding the
+    shards to one accumulator — in the C++ core and in the reference, which agree."""
+    rng = np.random.default_rng(seed)
+    probs = [i / 10 for i in range(1, 10)]
+    n_all = n_codes + len(shards)
+    results = []
+    global_of_local = rng.permutation(n_all).astype(np.int32)  # the reducer's ids of the shards' ids
+    for make in (core.TrainStatistics, reference.CodeStatistics):
+        rng_k = np.random.default_rng(seed)
+        whole, merged = make(), make()
+        for k, sizes in enumerate(shards):
+            time, code, raw_local, value, seg, keep = _random_shard(rng_k, sizes, n_codes + k)
+            birth = int(rng_k.integers(-3, n_codes))
+            valid = (raw_local >= 0) & (raw_local < n_codes + k)
+            raw_global = np.where(valid, global_of_local[np.clip(raw_local, 0, n_all - 1)], -1).astype(np.int32)
+            whole.add(time, code, raw_global, value, seg, keep, n_all, int(global_of_local[birth]) if birth >= 0 else birth)
+            part = make()
+            part.add(time, code, raw_local, value, seg, keep, n_codes + k, birth)
+            offsets, values = part.take_values()
+            merged.merge(global_of_local[: n_codes + k], part.subject_counts(), part.on_static_row(), offsets, values, n_all)
+        for a, b in ((whole.subject_counts(), merged.subject_counts()), (whole.on_static_row(), merged.on_static_row())):
+            np.testing.assert_array_equal(a, b)
+        q_whole, q_merged = whole.take_quantiles(probs, min_count), merged.take_quantiles(probs, min_count)
+        for a, b in zip(q_whole, q_merged):
+            np.testing.assert_array_equal(a, b)
+        results.append(q_merged)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_merge_refuses_an_id_outside_the_codes():
+    stats = core.TrainStatistics()
+    with pytest.raises(ValueError, match="outside"):
+        stats.merge(np.array([3], np.int32), np.array([1], np.int64), np.array([0], np.uint8), np.array([0, 0], np.int64),
+                    np.zeros(0, np.float32), 2)
+    with pytest.raises(ValueError, match="value_offsets"):
+        stats.merge(np.array([0], np.int32), np.array([1], np.int64), np.array([0], np.uint8), np.array([0, 2], np.int64),
+                    np.zeros(1, np.float32), 2)
+
+
+@given(st.lists(st.lists(st.integers(0, 5), max_size=30), min_size=1, max_size=4), st.integers(0, 1000))
+@settings(max_examples=100, deadline=None)
+def test_gap_shares_taken_and_added_give_the_same_moments(parts, seed):
+    rng = np.random.default_rng(seed)
+    n_bins = 6
+    for make in (core.IntervalGaps, reference.IntervalGaps):
+        whole, reduced = make(n_bins), make(n_bins)
+        for bins in parts:
+            bins = np.asarray(bins, np.int32)
+            shares = np.round(rng.random(len(bins)) * 1e9)  # whole µs: sums exact in any order
+            whole.add(bins, shares)
+            part = make(n_bins)
+            part.add(bins, shares)
+            taken = part.take_shares()
+            np.testing.assert_array_equal(np.sort(taken[0]), np.sort(bins))
+            reduced.add(*taken)
+        for a, b in zip(whole.take(), reduced.take()):
+            np.testing.assert_array_equal(a, b)
