@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +32,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _LOCAL = re.compile(r"^local:(\d+)$")
+STOP_WAIT_S = 600.0  # after a failure, how long the client waits for the tasks still running
+_log = logging.getLogger(__name__)
 
 
 class ClusterTaskError(EhrfastError, RuntimeError):
@@ -146,8 +149,28 @@ def results_in_order(cluster: Cluster | None, fn: Callable[..., R], items: Seque
                 yield done.pop(next_out)
                 next_out += 1
     finally:
-        for f in futures:
-            f.cancel()
+        _stop(cluster.client, futures)
+
+
+def _stop(client, futures) -> None:
+    """Cancels the tasks not yet run and waits for those still running (after a failure, or a
+    caller that stopped early): the stage removes its temporary output next, and a task that
+    ran on would write into it again. Dask cannot interrupt a running task; at most one per
+    worker thread runs."""
+    pending = [f for f in futures if not f.done()]
+    if not pending:
+        return
+    client.cancel(pending)
+    keys = {f.key for f in pending}
+    deadline = time.monotonic() + STOP_WAIT_S
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:  # twice idle: none was starting in between
+        # {worker: {key: stack}} of every task executing now (asking by key fails for a key already forgotten)
+        running = {key for stacks in client.call_stack().values() for key in stacks}
+        quiet = 0 if running & keys else quiet + 1
+        time.sleep(0.05)
+    if quiet < 2:
+        _log.warning("cluster tasks still running %.0f s after a failure; their partial output may be left", STOP_WAIT_S)
 
 
 def _run_one(fn, item, args, label):

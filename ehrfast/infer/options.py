@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ehrfast.errors import InvalidInputError
 from ehrfast.inputs import DEFAULT_MIN_OVERLAP, check_min_overlap
-from ehrfast.stages import option, overwrite_option, progress_option
+from ehrfast.stages import cluster_option, option, overwrite_option, progress_option
 from ehrfast.task import EventTask, Task
 
 
@@ -58,3 +58,4 @@ class ScoreStageOptions:
                                        role="output_file", flag="--samples")
     overwrite: bool = overwrite_option("existing output files")
     progress: bool = progress_option()
+    cluster: str | None = cluster_option()

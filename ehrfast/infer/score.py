@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast import distributed
+from ehrfast.cluster import connect, map_tasks, opened
 from ehrfast.data.meds import code_descriptions
 from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.matrix import model_prs_rows
+from ehrfast.infer.blocks import assembled, block_label, check_cluster_scoring, join_parts, part_path, row_blocks
 from ehrfast.infer.decoders import decoder_for
 from ehrfast.infer.options import ScoreOptions
 from ehrfast.infer.risk import binomial_interval, risk_level
@@ -77,7 +80,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
                  task: Task | EventTask | str | os.PathLike, out_path: str | os.PathLike, options: ScoreOptions | None = None, *,
                  meds_dir: str | os.PathLike | None = None, prs_path: str | os.PathLike | None = None,
                  trajectories_path: str | os.PathLike | None = None, samples_path: str | os.PathLike | None = None,
-                 overwrite: bool = False, progress: bool = True) -> ScoreSummary | EventScoreSummary:
+                 overwrite: bool = False, progress: bool = True, cluster=None) -> ScoreSummary | EventScoreSummary:
     """``data_dir`` is one split's TokenizedDataset; ``task`` a task, a task file or a catalog
     name. Returns a summary. ``trajectories_path`` (incidence tasks): also write every sampled
     future (``TRAJECTORY_SCHEMA``, one row per generated token) for inspection. An event task
@@ -87,7 +90,12 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
     Under ``torchrun`` (WORLD_SIZE > 1) each rank scores every world-th labelled subject on its
     own GPU (LOCAL_RANK); rank 0 gathers the predictions and writes ``out_path``, which equals a
     one-process run's (the random stream is keyed by subject and sample, not by batch). Each
-    rank writes its own trajectories, to ``<stem>.rank<r>.parquet`` beside ``trajectories_path``."""
+    rank writes its own trajectories, to ``<stem>.rank<r>.parquet`` beside ``trajectories_path``.
+
+    ``cluster`` (``ehrfast.cluster``; CPU only): one Dask task per block of labelled subjects,
+    the model sent once to each worker; the predictions are put back in label order and written
+    by this process (with ``options.deterministic``, the bytes of a one-process run), the
+    trajectories joined in block order into one file."""
     t0 = time.perf_counter()
     options = options or ScoreOptions()
     source = task if not isinstance(task, Task | EventTask) else None
@@ -99,10 +107,11 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
             raise InvalidInputError(f"task {task.name!r} is an event task: it writes each sample's first event with samples_path "
                                     "(--samples), not trajectories")
         return score_event_task(checkpoint, data_dir, labels_path, task, out_path, options, prs_path=prs_path, samples_path=samples_path,
-                                overwrite=overwrite, progress=progress)
+                                overwrite=overwrite, progress=progress, cluster=cluster)
     if samples_path is not None:
         raise InvalidInputError(f"task {task.name!r} is an incidence task: samples_path (--samples) is for event tasks")
     ranks, device = distributed.join(options.device)
+    check_cluster_scoring(cluster, device, ranks.world)
     if trajectories_path is not None and ranks.distributed:
         path = Path(trajectories_path)
         trajectories_path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
@@ -120,30 +129,33 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
         raise InvalidInputError(f"task {task.name!r}: no vocabulary token matches its target patterns")
     stops = [ds.vocab.id(t) for t in task.stop_tokens if t in ds.vocab]
     window = model.config.token_window
-    context_len = max(window - min(task.max_new_tokens, window // 2), 1)
     sids = labels.column("subject_id").to_numpy()
     pts = labels.column("prediction_time").cast(pa.int64()).to_numpy()
     keep = ds.labelled_rows(sids, pts, str(labels_path), options.min_overlap)
     sids, pts = sids[keep], pts[keep]
-    mine = distributed.shard(np.arange(len(sids)), ranks)  # this rank's labelled rows
-    contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_len, history_us=task.history_us)[0] for i in mine]
-    prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
+    rows = _IncidenceRows(
+        str(data_dir), None if prs_path is None else str(prs_path), sids, pts,
+        # contexts are cut so that the KV cache fits whenever K <= half the window
+        context_len=max(window - min(task.max_new_tokens, window // 2), 1), history_us=task.history_us, targets=targets,
+        durations_us=ds.vocab.interval_duration_us("mean"), settings=sampling_settings(task, stops, options.seed), window=window,
+        deterministic=options.deterministic, token_names=ds.vocab.decode(range(len(ds.vocab))) if trajectories_path else None)
 
-    # contexts are cut so that the KV cache fits whenever K <= half the window
-    decoder = decoder_for(model, contexts, task.max_new_tokens, device, options.deterministic)
-    bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="subject", disable=not progress or not ranks.is_main)
+    bar = tqdm(total=len(sids), desc=f"score {task.name}", unit="subject", disable=not progress or not ranks.is_main)
     with contextlib.ExitStack() as stack:
-        sink = None
-        if trajectories_path is not None:
-            writer = stack.enter_context(pq.ParquetWriter(stack.enter_context(atomic_output(trajectories_path, overwrite)),
-                                                          TRAJECTORY_SCHEMA))
-            sink = _trajectory_writer(writer, ds.vocab.decode(range(len(ds.vocab))), sids[mine], pts[mine])
-        # a rank may get no subject (more ranks than labels): sampling nothing returns empty arrays
-        res = sample_trajectories(decoder, contexts, targets, ds.vocab.interval_duration_us("mean"),
-                                  sampling_settings(task, stops, options.seed), subject_keys=sids[mine], prs=prs, window=window,
-                                  device=device, progress=bar.update, trajectory_sink=sink)
+        tmp_trajectories = None if trajectories_path is None else stack.enter_context(atomic_output(trajectories_path, overwrite))
+        cl = stack.enter_context(connect(cluster))
+        n_ranks = ranks.world if cl is None else cl.n_workers
+        if cl is None:
+            mine = distributed.shard(np.arange(len(sids)), ranks)  # this rank's labelled rows
+            sink = None
+            if tmp_trajectories is not None:
+                writer = stack.enter_context(pq.ParquetWriter(tmp_trajectories, TRAJECTORY_SCHEMA))
+                sink = _trajectory_writer(writer, rows.token_names, sids[mine], pts[mine])
+            # a rank may get no subject (more ranks than labels): sampling nothing returns empty arrays
+            res = _gathered(_sample_rows(mine, rows, model, ds, device, bar.update, sink), mine, len(sids), ranks)
+        else:
+            res = _sampled_on_cluster(cl, rows, model, bar.update, task.name, tmp_trajectories)
     bar.close()
-    res = _gathered(res, mine, len(sids), ranks)
     if ranks.is_main:
         lo, hi = binomial_interval(res.sample_hit.sum(1), task.n_samples)  # exact (Clopper-Pearson), as reports use
         probability = res.path_probability.astype(np.float32)
@@ -156,20 +168,75 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
         write_predictions(out_path, table, strict_copy=options.strict_copy, overwrite=overwrite)
     distributed.barrier(ranks)
     return ScoreSummary(str(out_path), task.name, int(len(targets)), int(len(sids)), int((~keep).sum()), int(res.tokens_generated.sum()),
-                        ranks.world, round(time.perf_counter() - t0, 2))
+                        n_ranks, round(time.perf_counter() - t0, 2))
+
+
+@dataclass(frozen=True)
+class _IncidenceRows:
+    """The labelled rows of an incidence run and how each is sampled — what every block needs
+    (sent once to each worker of a cluster). ``sids``/``pts`` [n] int64 (µs)."""
+
+    data_dir: str
+    prs_path: str | None
+    sids: np.ndarray
+    pts: np.ndarray
+    context_len: int
+    history_us: float | None
+    targets: np.ndarray
+    durations_us: np.ndarray
+    settings: SamplingSettings
+    window: int
+    deterministic: bool
+    token_names: list[str] | None  # with trajectories only
+
+
+def _sample_rows(mine: np.ndarray, rows: _IncidenceRows, model, ds: TokenizedDataset, device: str, progress=None,
+                 sink=None) -> SamplingResult:
+    """Samples the futures of label rows ``mine`` (indices into ``rows``)."""
+    contexts = [ds.context(int(rows.sids[i]), int(rows.pts[i]), max_tokens=rows.context_len, history_us=rows.history_us)[0] for i in mine]
+    prs = model_prs_rows(model.config.modality, rows.prs_path, rows.sids[mine])
+    decoder = decoder_for(model, contexts, rows.settings.max_new_tokens, device, rows.deterministic)
+    return sample_trajectories(decoder, contexts, rows.targets, rows.durations_us, rows.settings, subject_keys=rows.sids[mine], prs=prs,
+                               window=rows.window, device=device, progress=progress, trajectory_sink=sink)
+
+
+def _sampled_on_cluster(cl, rows: _IncidenceRows, model, progress, name: str, tmp_trajectories: str | None) -> SamplingResult:
+    """Every label row sampled on the cluster, one task per block of rows; the model and the
+    rows are sent once to each worker. Trajectories: each task writes its block's to a part
+    file beside the output, joined in block order into ``tmp_trajectories``."""
+    blocks = row_blocks(len(rows.sids), cl.n_workers)
+    if not blocks:  # nothing to sample: empty results of the right shapes
+        return _sample_rows(np.zeros(0, np.int64), rows, model, TokenizedDataset(rows.data_dir), "cpu")
+    with contextlib.ExitStack() as stack:
+        parts_dir = None
+        if tmp_trajectories is not None:
+            where = Path(tmp_trajectories)
+            parts_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{where.name}.", suffix=".parts", dir=where.parent))
+        results = map_tasks(cl, _block_task, blocks, labels=[block_label(f"score {name}", b, rows.sids) for b in blocks], name="score",
+                            progress=progress, sizes=[len(b) for b in blocks], args=(cl.broadcast(rows), cl.broadcast(model), parts_dir))
+        if parts_dir is not None:
+            join_parts([part_path(parts_dir, b) for b in blocks], tmp_trajectories, TRAJECTORY_SCHEMA)
+    return assembled(list(zip(blocks, results, strict=True)), len(rows.sids))
+
+
+def _block_task(mine: np.ndarray, rows: _IncidenceRows, model, parts_dir: str | None) -> SamplingResult:
+    """One cluster task: a block of label rows on this worker's CPU (its dataset opened once)."""
+    ds = opened(("tokens", rows.data_dir), lambda: TokenizedDataset(rows.data_dir))
+    if parts_dir is None:
+        return _sample_rows(mine, rows, model, ds, "cpu")
+    part = part_path(parts_dir, mine)
+    tmp = part.with_suffix(".tmp")  # a rerun of a task whose worker died writes its part again, whole
+    with pq.ParquetWriter(tmp, TRAJECTORY_SCHEMA) as writer:
+        res = _sample_rows(mine, rows, model, ds, "cpu", sink=_trajectory_writer(writer, rows.token_names, rows.sids[mine], rows.pts[mine]))
+    os.replace(tmp, part)
+    return res
 
 
 def _gathered(res: SamplingResult, mine: np.ndarray, n: int, ranks) -> SamplingResult:
     """Every rank's results put back in label order (the result itself with one rank)."""
     if not ranks.distributed:
         return res
-    parts = distributed.gather((mine, res), ranks)
-    names = [f for f in SamplingResult.__dataclass_fields__ if f != "events"]  # incidence tasks sample no events
-    fields = {f: np.zeros((n, *getattr(res, f).shape[1:]), getattr(res, f).dtype) for f in names}
-    for rows, part in parts:
-        for f, array in fields.items():
-            array[rows] = getattr(part, f)
-    return SamplingResult(**fields)
+    return assembled(distributed.gather((mine, res), ranks), n)
 
 
 def _trajectory_writer(writer: pq.ParquetWriter, token_names: list[str], sids: np.ndarray, pts: np.ndarray):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ehrfast import distributed
+from ehrfast.cluster import connect, map_tasks, opened
 from ehrfast.errors import InvalidInputError, NonFiniteResultError
 from ehrfast.genomics.matrix import model_prs_rows
+from ehrfast.infer.blocks import assembled, block_label, check_cluster_scoring, row_blocks
 from ehrfast.infer.decoders import decoder_for
 from ehrfast.infer.options import ScoreOptions
 from ehrfast.infer.outcomes import estimate_outcomes, event_names, time_edges, time_to_event
@@ -106,13 +108,15 @@ def prediction_keys(subject_id: np.ndarray, anchor_id: np.ndarray) -> np.ndarray
 
 def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, labels_path: str | os.PathLike, task: EventTask,
                      out_path: str | os.PathLike, options: ScoreOptions | None = None, *, prs_path: str | os.PathLike | None = None,
-                     samples_path: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True) -> EventScoreSummary:
+                     samples_path: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
+                     cluster=None) -> EventScoreSummary:
     """Scores every anchor of ``labels_path`` (``ehrfast label --task <event task>``, or a plain
     MEDS label file such as ACES writes: each row scored at its prediction time) that is in
     ``data_dir``; outputs are checked by the caller (``score_cohort``)."""
     t0 = time.perf_counter()
     options = options or ScoreOptions()
     ranks, device = distributed.join(options.device)
+    check_cluster_scoring(cluster, device, ranks.world)
     if samples_path is not None and ranks.distributed:
         path = Path(samples_path)
         samples_path = path.with_name(f"{path.stem}.rank{ranks.rank}{path.suffix}")
@@ -130,55 +134,91 @@ def score_event_task(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
     labels = labels.filter(pa.array(keep))
     sids, pts, anchors = sids[keep], pts[keep], anchors[keep]
     window = model.config.token_window
-    context_tokens = min(window, options.context_tokens or window)
-    mine = distributed.shard(np.arange(len(sids)), ranks)
-    offsets = anchor_token_offsets(ds, labels, task)
-    contexts = [ds.context(int(sids[i]), int(pts[i]), max_tokens=context_tokens)[0] if offsets[i] < 0
-                else ds.context_at(int(sids[i]), int(offsets[i]), max_tokens=context_tokens, age_at=task.age_at)[0] for i in mine]
-    prefix = [ds.head_length(ds.row(int(sids[i]))) for i in mine]
-    prs = model_prs_rows(model.config.modality, prs_path, sids[mine])
-
     max_new_tokens = task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-    decoder = decoder_for(model, contexts, max_new_tokens, device, options.deterministic)
-    settings = SamplingSettings(horizon_us=float(task.time_limit_us), n_samples=task.n_samples, max_new_tokens=max_new_tokens,
-                                temperature=task.temperature, top_p=task.top_p, seed=options.seed, time_edges_us=time_edges(task),
-                                estimator=task.estimator)
-    bar = tqdm(total=len(contexts), desc=f"score {task.name}", unit="prediction", disable=not progress or not ranks.is_main)
-    res = sample_trajectories(decoder, contexts, np.zeros(0, np.int64), ds.vocab.interval_duration_us("mean"), settings,
-                              subject_keys=prediction_keys(sids[mine], anchors[mine]), prs=prs, window=window, device=device,
-                              progress=bar.update, event_class=classes, prefix_lengths=prefix)
+    rows = _EventRows(str(data_dir), None if prs_path is None else str(prs_path), sids, pts, prediction_keys(sids, anchors),
+                      anchor_token_offsets(ds, labels, task), context_tokens=min(window, options.context_tokens or window),
+                      age_at=task.age_at, event_class=classes, durations_us=ds.vocab.interval_duration_us("mean"),
+                      settings=SamplingSettings(horizon_us=float(task.time_limit_us), n_samples=task.n_samples,
+                                                max_new_tokens=max_new_tokens, temperature=task.temperature, top_p=task.top_p,
+                                                seed=options.seed, time_edges_us=time_edges(task), estimator=task.estimator),
+                      window=window, deterministic=options.deterministic)
+    bar = tqdm(total=len(sids), desc=f"score {task.name}", unit="prediction", disable=not progress or not ranks.is_main)
+    with connect(cluster) as cl:
+        if cl is None:
+            mine = distributed.shard(np.arange(len(sids)), ranks)
+            local = _sample_rows(mine, rows, model, ds, device, bar.update)
+            ev = _gathered(local, mine, len(sids), ranks)
+            n_ranks = ranks.world
+        else:
+            blocks = row_blocks(len(sids), cl.n_workers)
+            mine = np.arange(len(sids))
+            if blocks:
+                results = map_tasks(cl, _block_task, blocks, labels=[block_label(f"score {task.name}", b, sids) for b in blocks],
+                                    name="score", progress=bar.update, sizes=[len(b) for b in blocks],
+                                    args=(cl.broadcast(rows), cl.broadcast(model)))
+                local = ev = assembled(list(zip(blocks, results, strict=True)), len(sids))
+            else:  # nothing to sample: empty samples of the right shapes
+                local = ev = _sample_rows(mine, rows, model, ds, device)
+            n_ranks = cl.n_workers
     bar.close()
-    ev = _gathered(res.events, mine, len(sids), ranks)
     table = None
     if ranks.is_main:
         table = predictions_v2(task, labels, ev, options.model_name or Path(checkpoint).name)
         write_predictions(out_path, table, strict_copy=options.strict_copy, overwrite=overwrite)
     if samples_path is not None:
-        local = _gathered(res.events, np.arange(len(mine)), len(mine), None)
         with atomic_output(samples_path, overwrite) as tmp:
             pq.write_table(sample_table(task, tokens, sids[mine], pts[mine], anchors[mine], local), tmp)
     distributed.barrier(ranks)
     share_cap = float(np.mean(ev.end_reason == END_MAX_TOKENS)) if ev.end_reason.size else 0.0
     return EventScoreSummary(str(out_path), task.name, list(task.outcomes), int(len(sids)), int((~keep).sum()), int(ev.tokens.sum()),
-                             share_cap, ranks.world, round(time.perf_counter() - t0, 2))
+                             share_cap, n_ranks, round(time.perf_counter() - t0, 2))
+
+
+@dataclass(frozen=True)
+class _EventRows:
+    """The labelled anchors of an event-task run and how each is sampled — what every block
+    needs (sent once to each worker of a cluster). Per row [n]: ``sids``, ``pts`` (µs),
+    ``keys`` (random streams), ``offsets`` (``anchor_token_offsets``)."""
+
+    data_dir: str
+    prs_path: str | None
+    sids: np.ndarray
+    pts: np.ndarray
+    keys: np.ndarray
+    offsets: np.ndarray
+    context_tokens: int
+    age_at: str
+    event_class: np.ndarray
+    durations_us: np.ndarray
+    settings: SamplingSettings
+    window: int
+    deterministic: bool
+
+
+def _sample_rows(mine: np.ndarray, rows: _EventRows, model, ds: TokenizedDataset, device: str, progress=None) -> EventSamples:
+    """Samples the futures of label rows ``mine`` (indices into ``rows``) with competing events."""
+    contexts = [ds.context(int(rows.sids[i]), int(rows.pts[i]), max_tokens=rows.context_tokens)[0] if rows.offsets[i] < 0
+                else ds.context_at(int(rows.sids[i]), int(rows.offsets[i]), max_tokens=rows.context_tokens, age_at=rows.age_at)[0]
+                for i in mine]
+    prefix = [ds.head_length(ds.row(int(rows.sids[i]))) for i in mine]
+    prs = model_prs_rows(model.config.modality, rows.prs_path, rows.sids[mine])
+    decoder = decoder_for(model, contexts, rows.settings.max_new_tokens, device, rows.deterministic)
+    res = sample_trajectories(decoder, contexts, np.zeros(0, np.int64), rows.durations_us, rows.settings, subject_keys=rows.keys[mine],
+                              prs=prs, window=rows.window, device=device, progress=progress, event_class=rows.event_class,
+                              prefix_lengths=prefix)
+    return res.events
+
+
+def _block_task(mine: np.ndarray, rows: _EventRows, model) -> EventSamples:
+    """One cluster task: a block of anchors on this worker's CPU (its dataset opened once)."""
+    return _sample_rows(mine, rows, model, opened(("tokens", rows.data_dir), lambda: TokenizedDataset(rows.data_dir)), "cpu")
 
 
 def _gathered(ev: EventSamples, mine: np.ndarray, n: int, ranks) -> EventSamples:
     """Every rank's samples put back in label order (the samples themselves with one rank)."""
-    if ranks is None or not ranks.distributed:
+    if not ranks.distributed:
         return ev
-    parts = distributed.gather((mine, ev), ranks)
-    out = {}
-    for f in fields(EventSamples):
-        if f.name == "time_edges_us":
-            out[f.name] = ev.time_edges_us
-            continue
-        array = getattr(ev, f.name)
-        whole = np.zeros((n, *array.shape[1:]), array.dtype)
-        for rows, part in parts:
-            whole[rows] = getattr(part, f.name)
-        out[f.name] = whole
-    return replace(ev, **out)
+    return assembled(distributed.gather((mine, ev), ranks), n)
 
 
 def predictions_v2(task: EventTask, labels: pa.Table, ev: EventSamples, model_name: str) -> pa.Table:

@@ -55,3 +55,16 @@ def cohort(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mimic(shared_data) -> Path:
     return shared_data / "mimic-iv-demo-meds"
+
+
+@pytest.fixture(scope="session")
+def scoring_run(cohort, tmp_path_factory):
+    """The cohort tokenized and a tiny model (no PRS) trained on it: (cohort, directory with tok/ and run/)."""
+    from ehrfast.tokenize import tokenize_dataset
+    from ehrfast.train import TrainConfig, train
+
+    d = tmp_path_factory.mktemp("scoring")
+    tokenize_dataset(cohort, d / "tok", progress=False)
+    train(d / "tok", d / "run", TrainConfig(preset="tiny", steps=4, batch_size=2, seq_len=32, eval_every=4, eval_batches=1, modality="none"),
+          progress=False)
+    return cohort, d

@@ -111,8 +111,9 @@ def test_bad_cluster_spellings_are_refused(spelling):
         pass
 
 
-def test_without_cluster_dask_is_never_imported(cohort, tmp_path):
-    """``import ehrfast`` and the three commands run without --cluster in a fresh interpreter."""
+def test_without_cluster_dask_is_never_imported(scoring_run, tmp_path):
+    """``import ehrfast`` and the four commands run without --cluster in a fresh interpreter."""
+    cohort, d = scoring_run
     scores = sorted(glob.glob(str(cohort / "genomics" / "scores" / "*")))
     script = textwrap.dedent(f"""
         import sys
@@ -122,8 +123,11 @@ def test_without_cluster_dask_is_never_imported(cohort, tmp_path):
         assert main(["prs", "--genotypes", {str(cohort / "genomics" / "genotypes")!r}, "--scores", *{scores!r},
                      "--out", {str(tmp_path / "prs.parquet")!r}, "--quiet"]) == 0
         task = {str(tmp_path / "t.yaml")!r}
-        open(task, "w").write("name: t\\ntarget_regex: ['MEDS_DEATH']\\n")
-        assert main(["label", {str(cohort)!r}, "--task", task, "--out", {str(tmp_path / "labels.parquet")!r}]) == 0
+        open(task, "w").write("name: t\\ntarget_regex: ['MEDS_DEATH']\\nn_samples: 2\\nmax_new_tokens: 8\\n")
+        assert main(["label", {str(cohort)!r}, "--task", task, "--out", {str(tmp_path / "labels.parquet")!r},
+                     "--splits", "held_out"]) == 0
+        assert main(["score", {str(d / "run" / "model")!r}, {str(d / "tok" / "held_out")!r}, {str(tmp_path / "labels.parquet")!r},
+                     "--task", task, "--out", {str(tmp_path / "pred.parquet")!r}, "--quiet"]) == 0
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"))
         assert not loaded, loaded
     """)
