@@ -154,7 +154,7 @@ def score_cohort(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, lab
             # a rank may get no subject (more ranks than labels): sampling nothing returns empty arrays
             res = _gathered(_sample_rows(mine, rows, model, ds, device, bar.update, sink), mine, len(sids), ranks)
         else:
-            res = _sampled_on_cluster(cl, rows, model, bar.update, task.name, tmp_trajectories)
+            res = _sampled_on_cluster(cl, rows, model, ds, bar.update, task.name, tmp_trajectories)
     bar.close()
     if ranks.is_main:
         lo, hi = binomial_interval(res.sample_hit.sum(1), task.n_samples)  # exact (Clopper-Pearson), as reports use
@@ -200,13 +200,14 @@ def _sample_rows(mine: np.ndarray, rows: _IncidenceRows, model, ds: TokenizedDat
                                window=rows.window, device=device, progress=progress, trajectory_sink=sink)
 
 
-def _sampled_on_cluster(cl, rows: _IncidenceRows, model, progress, name: str, tmp_trajectories: str | None) -> SamplingResult:
+def _sampled_on_cluster(cl, rows: _IncidenceRows, model, ds: TokenizedDataset, progress, name: str,
+                        tmp_trajectories: str | None) -> SamplingResult:
     """Every label row sampled on the cluster, one task per block of rows; the model and the
     rows are sent once to each worker. Trajectories: each task writes its block's to a part
     file beside the output, joined in block order into ``tmp_trajectories``."""
     blocks = row_blocks(len(rows.sids), cl.n_workers)
     if not blocks:  # nothing to sample: empty results of the right shapes
-        return _sample_rows(np.zeros(0, np.int64), rows, model, TokenizedDataset(rows.data_dir), "cpu")
+        return _sample_rows(np.zeros(0, np.int64), rows, model, ds, "cpu")
     with contextlib.ExitStack() as stack:
         parts_dir = None
         if tmp_trajectories is not None:

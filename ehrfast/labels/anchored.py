@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pyarrow as pa
@@ -69,6 +69,15 @@ class _Columns:
     elapsed: list = field(default_factory=list)
     outcomes: dict = field(default_factory=dict)
     split: list = field(default_factory=list)
+
+    def extend(self, other: _Columns) -> None:
+        """Appends another shard's columns (shards joined in order)."""
+        for f in fields(self):
+            if f.name == "outcomes":
+                for name, parts in other.outcomes.items():
+                    self.outcomes.setdefault(name, []).extend(parts)
+            else:
+                getattr(self, f.name).extend(getattr(other, f.name))
 
 
 def _matches(pattern: str | None, dictionary: list[str]) -> np.ndarray:
@@ -230,10 +239,7 @@ def _anchored_labels(meds_dir, task: EventTask, out_path, splits, drop_timeline_
         ordinal += path.num_rows
     out = _Columns()
     for part, part_dropped in map_tasks(c, _anchored_shard, items, labels=[str(i.path) for i in items], name="label", args=(task,)):
-        for name in ("subject", "time", "label", "anchor_id", "anchor_code", "hadm", "event", "elapsed", "split"):
-            getattr(out, name).extend(getattr(part, name))
-        for name, parts in part.outcomes.items():
-            out.outcomes.setdefault(name, []).extend(parts)
+        out.extend(part)
         for k, v in part_dropped.items():
             dropped[k] += v
 

@@ -24,6 +24,8 @@ from ehrfast.predictions import label_table, write_labels
 from ehrfast.task import Task
 from ehrfast.units import US_PER_DAY
 
+_COUNTS = ("positive", "negative", "excluded_prior_target", "excluded_short_follow_up")  # LabelSummary's counts
+
 
 @dataclass
 class LabelSummary:
@@ -60,7 +62,7 @@ def incidence_labels(meds_dir: str | os.PathLike, task: Task, out_path: str | os
         shards = map_tasks(c, _shard_labels, [path for _, path in chosen], labels=[str(p) for _, p in chosen], name="label",
                            args=(task, descriptions))
     subject, pred, label, before_birth = [], [], [], []
-    counts = {"positive": 0, "negative": 0, "excluded_prior_target": 0, "excluded_short_follow_up": 0}
+    counts = dict.fromkeys(_COUNTS, 0)
     per_split = {split: 0 for split in files if not splits or split in splits}
     for (split, _), shard in zip(chosen, shards):
         subject += shard.subject
@@ -92,7 +94,7 @@ class _ShardLabels:
 
 def _shard_labels(path, task: Task, descriptions: dict[str, str]) -> _ShardLabels:
     """One shard's label rows (a task with --cluster)."""
-    out = _ShardLabels([], [], [], {"positive": 0, "negative": 0, "excluded_prior_target": 0, "excluded_short_follow_up": 0}, [])
+    out = _ShardLabels([], [], [], dict.fromkeys(_COUNTS, 0), [])
     counts = out.counts
     shard = read_shard(path)
     is_target = np.array([task.matches(c, descriptions.get(c, "")) for c in shard.code_dictionary] or [False])[shard.code_index]

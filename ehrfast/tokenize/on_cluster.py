@@ -35,20 +35,6 @@ from ehrfast.tokenize.dataset import write_subject_index
 from ehrfast.tokenize.tokenizer import ShardTokens, Tokenizer, TrainingStatistics, shard_statistics
 
 
-@dataclass
-class _Part:
-    """What one tokenize task returns: the shard's per-subject arrays (``tokens``/``times``
-    None: they are in the part files), every subject id of the shard, and its gaps."""
-
-    tokens: ShardTokens
-    all_subject_ids: np.ndarray  # [m] int64, kept or not (the one-shard-per-subject check)
-    path: object  # Path | ShardFile
-    token_file: Path
-    time_file: Path
-    n_tokens: int
-    gaps: tuple[np.ndarray, np.ndarray] | None  # (bins, shares) on the training split
-
-
 @dataclass(frozen=True)
 class _PartTask:
     path: object  # Path | ShardFile
@@ -57,13 +43,24 @@ class _PartTask:
     gaps: bool
 
 
+@dataclass
+class _Part:
+    """What one tokenize task returns: the shard's per-subject arrays (``tokens``/``times``
+    None: they are in the task's part files), every subject id of the shard, and its gaps."""
+
+    task: _PartTask
+    tokens: ShardTokens
+    all_subject_ids: np.ndarray  # [m] int64, kept or not (the one-shard-per-subject check)
+    path: object  # Path | ShardFile, as the reader names it
+    gaps: tuple[np.ndarray, np.ndarray] | None  # (bins, shares) on the training split
+
+
 def _tokenize_part(task: _PartTask, tok: Tokenizer, backend: str) -> _Part:
     shard = read_shard(task.path, backend)
     gaps = tok.new_gaps(backend) if task.gaps else None
     with NpyAppender(task.token_file, np.int32) as tokens, NpyAppender(task.time_file, np.int64) as times:
         out = tok.tokenize_shard(shard, backend, gaps, files=(tokens, times))
-        n = tokens.length
-    return _Part(out, shard.subject_ids, shard.path, task.token_file, task.time_file, n, gaps.take_shares() if gaps is not None else None)
+    return _Part(task, out, shard.subject_ids, shard.path, gaps.take_shares() if gaps is not None else None)
 
 
 def tokenize_on_cluster(shards: dict[str, list], tok: Tokenizer | None, config: TokenizerConfig, backend: str, out_dir, overwrite: bool,
@@ -119,8 +116,8 @@ def _assemble_split(tok: Tokenizer, directory: Path, parts: list[_Part]) -> dict
     """The split's tokens.npy / times.npy from its parts (shard order), then its subject index."""
     with NpyAppender(directory / "tokens.npy", np.int32) as tokens, NpyAppender(directory / "times.npy", np.int64) as times:
         for part in parts:
-            tokens.append_npy(part.token_file)
-            times.append_npy(part.time_file)
+            tokens.append_npy(part.task.token_file)
+            times.append_npy(part.task.time_file)
         n_tokens = tokens.length
     shutil.rmtree(directory / ".parts")
     return write_subject_index(directory, [p.tokens for p in parts], n_tokens, tok.has_latest)
