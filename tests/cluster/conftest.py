@@ -31,12 +31,25 @@ def assert_same_files(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="session")
 def client():
-    """A Client of a LocalCluster of 2 single-threaded worker processes (loopback only)."""
+    """A Client of a LocalCluster of 2 single-threaded worker processes (loopback only). The
+    tests' own task functions travel by reference (Dask pickles a task by value only when its
+    outermost object is from a by-value module), so the workers must import this test package:
+    they are spawned with this process's sys.path, to which the repository root is appended
+    (after site-packages, so that an installed ehrfast is still the one tested)."""
     import logging
+    import sys
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as c:
-        yield c
+    root = str(Path(__file__).resolve().parents[2])
+    added = root not in sys.path
+    if added:
+        sys.path.append(root)
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as c:
+            yield c
+    finally:
+        if added:
+            sys.path.remove(root)
 
 
 @pytest.fixture(scope="session")
