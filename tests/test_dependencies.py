@@ -24,7 +24,7 @@ def test_no_module_uses_pandas():
 # distribution name -> import name, where they differ
 IMPORT_NAME = {"scikit-learn": "sklearn", "pyyaml": "yaml"}
 # extras imported only where guarded (an optional feature says what to install when missing)
-GUARDED_EXTRAS = {"triton", "pgenlib", "cyvcf2", "cbgen", "distributed"}
+GUARDED_EXTRAS = {"triton", "pgenlib", "cyvcf2", "cbgen", "dask", "distributed"}
 
 
 def test_every_third_party_import_is_a_runtime_dependency():
