@@ -16,7 +16,9 @@ from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Appended, not prepended: the installed ehrfast (with its compiled core) must win over the source
+# tree, which has no built extension on a non-editable install; the root only supplies `fuzz`.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 import ehrfast.data.meds  # noqa: E402
 import ehrfast.genomics.genotypes  # noqa: E402
