@@ -29,6 +29,9 @@ class PRSOptions:
 
     variant_block: int = option("distinct variants per scoring block (one Dask task each with --cluster; a worker holds one "
                                 "block's genotype rows and weights, plus one [samples x traits] partial sum)", 100_000)
+    trait_block: int | None = option("traits per scoring task (a task = a block of variants x a group of traits); default: as "
+                                     "many as keep one task's [samples x traits] float64 partial sums under 512 MiB (167 at 400,000 "
+                                     "samples; a third of that with --raw's count columns)", None)
     min_subject_overlap: float = option("refuse when fewer than this share of the genotype samples reach a subject (through "
                                         "--sample-map) or a MEDS subject (--meds) — of the smaller side", DEFAULT_MIN_OVERLAP)
 
@@ -41,6 +44,9 @@ class PRSOptions:
         self.target_build = normalize_build(self.target_build, where="target_build (--target-build)")
         if isinstance(self.variant_block, bool) or not isinstance(self.variant_block, int) or self.variant_block < 1:
             raise InvalidInputError(f"variant_block (--variant-block) must be a positive number of variants, got {self.variant_block!r}")
+        if self.trait_block is not None and (isinstance(self.trait_block, bool) or not isinstance(self.trait_block, int)
+                                             or self.trait_block < 1):
+            raise InvalidInputError(f"trait_block (--trait-block) must be a positive number of traits, got {self.trait_block!r}")
         if not 0 < self.clip_sd < math.inf:
             raise InvalidInputError(f"clip_sd (--clip) must be a positive finite number of standard deviations, got {self.clip_sd}")
 

@@ -180,7 +180,7 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
                                 "give more samples, or --raw for unstandardized sums")
     bar = tqdm(total=len(distinct_variants(matches)), desc="prs: variants", unit="var", disable=not progress, leave=False)
     result = score_traits(source, matches, opt.model, backend=backend, plink2_columns=raw, progress=bar.update,
-                          variant_block=opt.variant_block, cluster=cluster)
+                          variant_block=opt.variant_block, trait_block=opt.trait_block, cluster=cluster)
     bar.close()
     shared = _shared_columns(source, matches, result, opt, backend, cluster) if fmt == "sscore" else None
     build_record = {"target": target_build, "target_from": "--target-build" if opt.target_build else "genotype header" if target_build else None,
@@ -225,7 +225,7 @@ def _shared_columns(source, matches: list[TraitMatch], result, opt: PRSOptions, 
         assigned[pos] = True
     everything = TraitMatch("all variants", source.path, union, effect, np.ones(len(union)), {})
     counts = score_traits(source, [everything], opt.model, backend=backend, plink2_columns=True, variant_block=opt.variant_block,
-                          cluster=cluster)
+                          trait_block=opt.trait_block, cluster=cluster)
     return np.stack([counts.allele_ct[:, 0], counts.denom[:, 0], counts.named_sum[:, 0]])
 
 

@@ -238,6 +238,19 @@ def alt_frequency(source: GenotypeSource, variants: np.ndarray, block: int = 409
 
 
 DEFAULT_VARIANT_BLOCK = 100_000  # distinct variants per block (per Dask task with --cluster)
+TASK_SUMS_BYTES = 512 * 2**20  # default bound on one task's partial sums: sets the traits per task
+
+
+def traits_per_task(n_samples: int, n_traits: int, plink2_columns: bool, trait_block: int | None = None) -> int:
+    """Traits scored together in one task: ``trait_block``, or as many as keep the task's
+    [n_samples, traits] float64 partials (three of them with plink2's count columns) under
+    ``TASK_SUMS_BYTES`` — all of them unless the cohort is large."""
+    if trait_block is not None:
+        if isinstance(trait_block, bool) or not isinstance(trait_block, int) or trait_block < 1:
+            raise InvalidInputError(f"trait_block must be a positive number of traits, got {trait_block!r}")
+        return min(trait_block, max(n_traits, 1))
+    per_trait = 8 * max(n_samples, 1) * (3 if plink2_columns else 1)
+    return max(1, min(max(n_traits, 1), TASK_SUMS_BYTES // per_trait))
 
 
 def score_traits(
@@ -250,44 +263,67 @@ def score_traits(
     block: int = 4096,
     progress=None,
     variant_block: int = DEFAULT_VARIANT_BLOCK,
+    trait_block: int | None = None,
     cluster: Cluster | None = None,
 ) -> ScoreResult:
     """Scores every trait of ``matches`` on every sample of ``source``. ``progress(k)`` is
     called as work proceeds; the calls add up to the number of distinct variants.
 
-    The distinct variants are cut into blocks of ``variant_block``, each scored alone (its own
-    allele frequencies, partial sums from zero) and the partials added in block order — in
-    this process, or as one Dask task per block on ``cluster`` (the source is reopened on each
-    worker, each task gets only its block's weights): the same sums to the bit either way."""
+    The work is cut into tasks of (block of ``variant_block`` distinct variants) × (group of
+    ``trait_block`` consecutive traits, default ``traits_per_task``), each scored alone (its own
+    allele frequencies, partial sums from zero), and each group's partials added in block
+    order — in this process, or as one Dask task each on ``cluster`` (the source is reopened on
+    each worker, each task gets only its weights): the same sums to the bit either way. A
+    task holds one block's genotype rows and [n_samples, group] partial sums, whatever the
+    number of traits."""
     m = model or ScoreModel()
     if isinstance(variant_block, bool) or not isinstance(variant_block, int) or variant_block < 1:
         raise InvalidInputError(f"variant_block must be a positive number of variants, got {variant_block!r}")
     union = distinct_variants(matches)
+    group = traits_per_task(source.n_samples, len(matches), plink2_columns, trait_block)
+    groups = [(g, min(g + group, len(matches))) for g in range(0, len(matches), group)] or [(0, 0)]
     bounds = [(a, min(a + variant_block, len(union))) for a in range(0, len(union), variant_block)] or [(0, 0)]
-    blocks = [_Block(_block_matches(matches, union, a, b)) for a, b in bounds]
-    labels = [f"{source.path}: variants {a + 1:,}-{b:,} of {len(union):,}" for a, b in bounds]
-    if cluster is None:
-        parts = results_in_order(None, _score_block, blocks, labels=labels, name="prs",
-                                 args=(source, m, backend, plink2_columns, block, progress))
+    tasks, labels, sizes = [], [], []
+    for g0, g1 in groups:  # a group's blocks in order: its partials are added in that order
+        traits = matches[g0:g1]
+        for a, b in bounds:
+            tasks.append(_Block(_block_matches(traits, union, a, b), a, g0, g1))
+            labels.append(f"{source.path}: variants {a + 1:,}-{b:,} of {len(union):,}"
+                          + (f", traits {g0 + 1:,}-{g1:,} of {len(matches):,}" if len(groups) > 1 else ""))
+            sizes.append((b - a) / len(groups))  # progress counts distinct variants, whatever the grouping
+    if cluster is None and len(groups) == 1:  # progress within each task (a task's variants are then its whole block)
+        parts = results_in_order(None, _score_block, tasks, labels=labels, name="prs", args=(source, m, backend, plink2_columns, block, progress))
+    elif cluster is None:
+        parts = results_in_order(None, _score_block, tasks, labels=labels, name="prs", args=(source, m, backend, plink2_columns, block, None),
+                                 progress=_scaled(progress, 1.0), sizes=sizes)
     else:
-        # each block's weights travel inside its task, not as scattered data: a task lost with
-        # its worker is rerun from what the scheduler holds; the source pickles as its path
-        # (each worker opens the files once)
-        parts = results_in_order(cluster, _score_block, blocks, labels=labels, name="prs", args=(source, m, backend, plink2_columns, block, None),
-                                 progress=progress, sizes=[b - a for a, b in bounds])
-    total: _BlockScores | None = None
-    p_alt = []
-    for part in parts:
-        p_alt.append(part.p_alt)
-        total = part if total is None else total.add(part)
-    p_alt = np.concatenate(p_alt)
-    n_traits = len(matches)
-    result = ScoreResult([t.trait for t in matches], source.sample_ids, np.ascontiguousarray(total.sums))
+        # each task's weights travel inside it, not as scattered data: a task lost with its
+        # worker is rerun from what the scheduler holds; the source pickles as its path (each
+        # worker opens the files once)
+        parts = results_in_order(cluster, _score_block, tasks, labels=labels, name="prs", args=(source, m, backend, plink2_columns, block, None),
+                                 progress=_scaled(progress, 1.0), sizes=sizes)
+    n, n_traits = source.n_samples, len(matches)
+    sums = np.zeros((n, n_traits))
+    allele_ct = np.zeros((n, n_traits)) if plink2_columns else None
+    named_sum = np.zeros((n, n_traits)) if plink2_columns else None
+    p_alt = np.full(len(union), np.nan)
+    for task, part in zip(tasks, parts):
+        cols = slice(task.first_trait, task.end_trait)
+        first = task.first_variant == 0  # a group's first block is its start (assigned: -0.0 stays -0.0)
+        for total, x in ((sums, part.sums), (allele_ct, part.allele_ct), (named_sum, part.named_sum)):
+            if total is None:
+                continue
+            if first:
+                total[:, cols] = x
+            else:
+                total[:, cols] += x
+        p_alt[np.searchsorted(union, part.variants)] = part.p_alt  # a variant's frequency is the same from every task
+    result = ScoreResult([t.trait for t in matches], source.sample_ids, sums)
     if plink2_columns:
-        result.allele_ct = total.allele_ct
-        result.named_sum = total.named_sum
+        result.allele_ct = allele_ct
+        result.named_sum = named_sum
         n_vars = np.array([len(t.variant) for t in matches], np.float64)
-        result.denom = np.broadcast_to(2 * n_vars, (source.n_samples, n_traits)).copy() if m.mean_impute else result.allele_ct
+        result.denom = np.broadcast_to(2 * n_vars, (n, n_traits)).copy() if m.mean_impute else result.allele_ct
     result.effect_allele_freq = {}
     freq_of = {}  # traits of one file share their variants and alleles (and so one frequency array)
     position = _union_positions(union, matches)
@@ -306,24 +342,21 @@ class _Block:
     which would part traits that share their arrays (and score a wide file as sparse pairs)."""
 
     matches: list[TraitMatch]
+    first_variant: int  # position of the block in the distinct variants
+    first_trait: int  # the traits [first_trait, end_trait) of the whole list
+    end_trait: int
 
 
 @dataclass
 class _BlockScores:
-    """One block's partial sums [n_samples, n_traits] float64 (plink2's counts when asked) and
-    the ALT frequency of its variants [b - a]."""
+    """One task's partial sums [n_samples, traits] float64 (plink2's counts when asked) and the
+    ALT frequency [k] of its distinct variants ``variants`` [k]."""
 
     sums: np.ndarray
     allele_ct: np.ndarray | None
     named_sum: np.ndarray | None
+    variants: np.ndarray
     p_alt: np.ndarray
-
-    def add(self, other: _BlockScores) -> _BlockScores:
-        self.sums += other.sums
-        if self.allele_ct is not None:
-            self.allele_ct += other.allele_ct
-            self.named_sum += other.named_sum
-        return self
 
 
 def _block_matches(matches: list[TraitMatch], union: np.ndarray, a: int, b: int) -> list[TraitMatch]:
@@ -365,8 +398,9 @@ def _score_block(task: _Block, source: GenotypeSource, m: ScoreModel, backend: s
             return pair_engine(source, _pairs(matches, union, unit_weights), p_alt, m, output, block, report).T
     sums = np.ascontiguousarray(engine(SCORE, False, progress))
     if not plink2_columns:
-        return _BlockScores(sums, None, None, p_alt)
-    return _BlockScores(sums, np.ascontiguousarray(2 * engine(NONMISSING, True, None)), np.ascontiguousarray(engine(NAMED, True, None)), p_alt)
+        return _BlockScores(sums, None, None, union, p_alt)
+    return _BlockScores(sums, np.ascontiguousarray(2 * engine(NONMISSING, True, None)), np.ascontiguousarray(engine(NAMED, True, None)),
+                        union, p_alt)
 
 
 def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, output: CallOutput) -> np.ndarray:

@@ -55,6 +55,8 @@ PRS_CASES = {
     # 8 weight columns over one variant set: the dense (matrix) kernel, which a block must keep
     "bed_dense": ("inputs/cineca/cineca_synthetic_subset.bed", ["derived/cineca_wide8_rsid.tsv"], "parquet", {}),
     "bed_sscore": ("inputs/cineca/cineca_synthetic_subset.bed", ["derived/cineca_wide8_rsid.tsv"], "sscore", {}),
+    # tasks of variant block x trait group: 3 + 3 + 2 traits of the wide file, and the counts' pass
+    "bed_trait_groups": ("inputs/cineca/cineca_synthetic_subset.bed", ["derived/cineca_wide8_rsid.tsv"], "sscore", {"trait_block": 3}),
     "pgen_dosage": ("derived/g1k_dosage.pgen", ["derived/g1k_matched.tsv"], "parquet", {}),
     "vcf_pgsc_calc": ("derived/g1k_dosage.vcf.gz", ["derived/g1k_matched.tsv"], "txt.gz", {}),
     "bgen_missing": ("inputs/1000g/missing.bgen", ["inputs/1000g/PGS001229_hmPOS_GRCh38.txt.gz"], "sscore",
@@ -67,7 +69,8 @@ def test_prs_on_real_genotypes_same_output(shared_data, tmp_path, client, case):
     geno, scores, fmt, kwargs = PRS_CASES[case]
     ref = shared_data / "prs-reference"
     kwargs = dict(kwargs)
-    options = PRSOptions(variant_block=97, raw=True, match=MatchOptions(min_overlap=kwargs.pop("min_overlap", 0.75)))  # many odd blocks
+    options = PRSOptions(variant_block=97, trait_block=kwargs.pop("trait_block", None), raw=True,
+                         match=MatchOptions(min_overlap=kwargs.pop("min_overlap", 0.75)))  # many odd blocks
     name = "aggregated_scores.txt.gz" if fmt == "txt.gz" else f"out.{fmt}"
     for out, cluster in (("one", None), ("two", client)):
         compute_prs(ref / geno, [ref / s for s in scores], tmp_path / out / name, options, progress=False, cluster=cluster, **kwargs)

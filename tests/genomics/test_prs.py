@@ -81,6 +81,39 @@ def test_bed_backends_agree(tmp_path_factory, problem, model):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
 
 
+@given(problems(), st.integers(1, 15), st.integers(1, 25), st.sampled_from(["cpp", "python"]))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_tasks_of_variant_blocks_and_trait_groups_give_the_one_task_scores(tmp_path_factory, problem, variant_block, trait_block,
+                                                                           backend):
+    """What --cluster distributes (variant block x trait group) adds up to the scores of one task."""
+    geno, matches, _ = problem
+    prefix = tmp_path_factory.mktemp("bed") / "g"
+    with PlinkWriter(prefix, [f"s{i}" for i in range(geno.shape[1])]) as w:
+        w.write(geno, [Variant("1", f"v{i}", 0, i + 1, "G", "A") for i in range(geno.shape[0])])
+    src = BedSource(prefix)
+    whole = score_traits(src, matches, backend=backend, plink2_columns=True, variant_block=10**6, trait_block=10**6)
+    steps = []
+    split = score_traits(src, matches, backend=backend, plink2_columns=True, variant_block=variant_block, trait_block=trait_block,
+                         progress=steps.append)
+    for x, y in ((split.sums, whole.sums), (split.allele_ct, whole.allele_ct), (split.named_sum, whole.named_sum), (split.denom, whole.denom)):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(split.allele_ct, whole.allele_ct)  # counts are integers: exact in any order
+    assert split.effect_allele_freq.keys() == whole.effect_allele_freq.keys()
+    for trait, p in whole.effect_allele_freq.items():
+        np.testing.assert_array_equal(split.effect_allele_freq[trait], p)
+    assert sum(steps) == len(score_mod.distinct_variants(matches))  # progress counts distinct variants, however split
+
+
+def test_traits_per_task_bounds_the_partial_sums():
+    assert score_mod.traits_per_task(400_000, 2_000, plink2_columns=False) == 167  # 512 MiB / (8 B x 400,000)
+    assert score_mod.traits_per_task(400_000, 2_000, plink2_columns=True) == 55
+    assert score_mod.traits_per_task(2_504, 100, plink2_columns=True) == 100  # a small cohort: one group
+    assert score_mod.traits_per_task(10**9, 5, plink2_columns=False) == 1
+    assert score_mod.traits_per_task(100, 5, plink2_columns=False, trait_block=3) == 3
+    with pytest.raises(score_mod.InvalidInputError, match="trait_block"):
+        score_mod.traits_per_task(100, 5, plink2_columns=False, trait_block=0)
+
+
 @given(problems(), models)
 @settings(max_examples=150, deadline=None)
 def test_dosage_backends_agree(problem, model):
