@@ -11,6 +11,7 @@ of chosen variants in blocks (float64, NaN = missing).
 from __future__ import annotations
 
 import abc
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,11 @@ class GenotypeSource(abc.ABC):
     def dosages(self, idx: np.ndarray) -> np.ndarray:
         """ALT dosages of variants ``idx`` (ascending): float64 [len(idx), n_samples], NaN missing."""
 
+    def release_pages(self) -> None:
+        """Lets go of what the reader keeps mapped of the rows read so far (after a scoring
+        task: a worker then holds one block's genotypes, not every block it has scored). The
+        readers that copy each read into memory of their own have nothing to release."""
+
 
 class BedSource(GenotypeSource):
     kind = "bed"
@@ -110,6 +116,14 @@ class BedSource(GenotypeSource):
         """Every variant's 2-bit codes, memory-mapped: uint8 [n_variants, ceil(n/4)] (the kernels
         read the rows they need straight from the page cache)."""
         return self.bed._packed
+
+    def release_pages(self) -> None:
+        # The .bed is memory-mapped: every row a task read stays mapped into this process (its
+        # resident size) until released. MADV_DONTNEED drops the mapping only; the bytes stay in
+        # the page cache, so a later read of the same rows is a minor fault, not a disk read.
+        mm = getattr(self.bed._packed, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)
 
     def packed(self, idx: np.ndarray) -> np.ndarray:
         """Raw 2-bit codes of variants ``idx``: uint8 [len(idx), ceil(n/4)] (memory-mapped reads)."""

@@ -140,7 +140,7 @@ def distinct_variants(matches: list[TraitMatch]) -> np.ndarray:
     if len(distinct) == 1:
         return np.asarray(next(iter(distinct.values())), np.int64)  # already ascending and distinct
     x = np.sort(np.concatenate(list(distinct.values())).astype(np.int64))
-    return x[np.r_[True, x[1:] != x[:-1]]]
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x  # a task's traits may have no variant in its block
 
 
 def _union_positions(union: np.ndarray, matches: list[TraitMatch]) -> dict[int, np.ndarray]:
@@ -379,12 +379,29 @@ def _block_matches(matches: list[TraitMatch], union: np.ndarray, a: int, b: int)
     return out
 
 
+DECODED_ROWS_BYTES = 256 * 2**20  # bound on the float64 dosage rows decoded at once [rows, n_samples]
+
+
+def decoded_rows(n_samples: int, block: int) -> int:
+    """Variants decoded to float64 at a time: ``block``, fewer when a cohort is so large that
+    ``block`` rows would pass ``DECODED_ROWS_BYTES`` (4096 rows of 400,000 samples are 13 GB)."""
+    return max(1, min(block, DECODED_ROWS_BYTES // (8 * max(n_samples, 1))))
+
+
 def _score_block(task: _Block, source: GenotypeSource, m: ScoreModel, backend: str | None, plink2_columns: bool, block: int,
                  progress) -> _BlockScores:
-    """The partial scores of one block's traits from zero."""
-    matches = task.matches
+    """The partial scores of one task's traits from zero."""
+    try:
+        return _score_task(task.matches, source, m, backend, plink2_columns, block, progress)
+    finally:
+        source.release_pages()
+
+
+def _score_task(matches: list[TraitMatch], source: GenotypeSource, m: ScoreModel, backend: str | None, plink2_columns: bool, block: int,
+                progress) -> _BlockScores:
     union = distinct_variants(matches)
-    p_alt = alt_frequency(source, union, block, backend)
+    rows = decoded_rows(source.n_samples, block)
+    p_alt = alt_frequency(source, union, rows, backend)
     if np.isnan(p_alt).any():
         bad = int(union[np.isnan(p_alt)][0])
         raise InvalidInputError(f"{source.path}: variant {source.variants.id[bad]} has no non-missing call; cannot impute it")
@@ -395,7 +412,7 @@ def _score_block(task: _Block, source: GenotypeSource, m: ScoreModel, backend: s
         pair_engine = _dosage_engine if resolve_backend(backend, "PRS scorer") == "cpp" else _numpy_engine
 
         def engine(output, unit_weights, report):
-            return pair_engine(source, _pairs(matches, union, unit_weights), p_alt, m, output, block, report).T
+            return pair_engine(source, _pairs(matches, union, unit_weights), p_alt, m, output, rows, report).T
     sums = np.ascontiguousarray(engine(SCORE, False, progress))
     if not plink2_columns:
         return _BlockScores(sums, None, None, union, p_alt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -216,3 +217,28 @@ def test_bad_inputs(tmp_path):
         open_genotypes(tmp_path / "nothing")
     assert not (tmp_path / "o.parquet").exists()
     assert MODELS == ("additive", "dominant", "recessive")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_a_bed_source_releases_the_rows_a_task_mapped(tmp_path):
+    """A scoring task ends by unmapping the .bed rows it read: a worker's resident memory is one
+    block's genotypes, not every block it has scored."""
+    geno = np.random.default_rng(0).integers(0, 3, (4000, 8000)).astype(np.int8)  # 8 MB of .bed
+    prefix = tmp_path / "g"
+    with PlinkWriter(prefix, [f"s{i}" for i in range(geno.shape[1])]) as w:
+        w.write(geno, [Variant("1", f"v{i}", 0, i + 1, "G", "A") for i in range(geno.shape[0])])
+    src = BedSource(prefix)
+    src.release_pages()
+    before = _rss_bytes()
+    assert int(np.asarray(src.packed_all).sum(dtype=np.uint64)) > 0  # every row read through the mapping
+    touched = _rss_bytes()
+    src.release_pages()
+    released = _rss_bytes()
+    assert touched - before > 6e6, "reading the rows maps them in"
+    assert touched - released > 6e6, "released, they are no longer resident"
+    assert int(np.asarray(src.packed_all[:10]).sum(dtype=np.uint64)) > 0  # and still readable
