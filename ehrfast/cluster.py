@@ -78,8 +78,8 @@ class Cluster:
 @contextlib.contextmanager
 def connect(cluster: Any) -> Iterator[Cluster | None]:
     """The ``Cluster`` for a ``cluster`` argument (see the module docstring), or None."""
-    if cluster is None:
-        yield None
+    if cluster is None or isinstance(cluster, Cluster):  # None, or one connected already
+        yield cluster
         return
     check_cluster(cluster)
     distributed = _distributed()
@@ -90,9 +90,10 @@ def connect(cluster: Any) -> Iterator[Cluster | None]:
         m = _LOCAL.match(cluster)
         if m:
             # one thread per worker: a task's C++ kernel then runs on one core (Dask sets
-            # OMP_NUM_THREADS=1 in its workers) and N workers use N cores
+            # OMP_NUM_THREADS=1 in its workers) and N workers use N cores; the dashboard on a free
+            # loopback port (None would still take :8787, and warn when two runs share a machine)
             local = stack.enter_context(distributed.LocalCluster(
-                n_workers=int(m.group(1)), threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                n_workers=int(m.group(1)), threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                 silence_logs=logging.ERROR))
             client = stack.enter_context(distributed.Client(local))
         else:

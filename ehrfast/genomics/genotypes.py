@@ -93,10 +93,12 @@ class GenotypeSource(abc.ABC):
     def dosages(self, idx: np.ndarray) -> np.ndarray:
         """ALT dosages of variants ``idx`` (ascending): float64 [len(idx), n_samples], NaN missing."""
 
-    def release_pages(self) -> None:
-        """Lets go of what the reader keeps mapped of the rows read so far (after a scoring
-        task: a worker then holds one block's genotypes, not every block it has scored). The
-        readers that copy each read into memory of their own have nothing to release."""
+    def release_pages(self, first: int = 0, end: int | None = None) -> None:
+        """Lets go of what the reader keeps mapped of variant rows [first, end) (default: all)
+        read so far — after a scoring task, a worker then holds one block's genotypes, not
+        every block it has scored. Readers that copy each read into memory of their own have
+        nothing to release."""
+        return None
 
 
 class BedSource(GenotypeSource):
@@ -117,13 +119,22 @@ class BedSource(GenotypeSource):
         read the rows they need straight from the page cache)."""
         return self.bed._packed
 
-    def release_pages(self) -> None:
+    def release_pages(self, first: int = 0, end: int | None = None) -> None:
         # The .bed is memory-mapped: every row a task read stays mapped into this process (its
         # resident size) until released. MADV_DONTNEED drops the mapping only; the bytes stay in
         # the page cache, so a later read of the same rows is a minor fault, not a disk read.
         mm = getattr(self.bed._packed, "_mmap", None)
-        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        if first == 0 and end is None:
             mm.madvise(mmap.MADV_DONTNEED)
+            return
+        row = self.bed._packed.shape[1]
+        head = self.bed._packed.offset - self.bed._packed.offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+        start = (head + first * row) // mmap.PAGESIZE * mmap.PAGESIZE  # whole pages: a neighbour row refaults, harmlessly
+        stop = min(len(mm), head + (len(self.bed._packed) if end is None else end) * row)
+        if stop > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def packed(self, idx: np.ndarray) -> np.ndarray:
         """Raw 2-bit codes of variants ``idx``: uint8 [len(idx), ceil(n/4)] (memory-mapped reads)."""

@@ -379,6 +379,7 @@ def _block_matches(matches: list[TraitMatch], union: np.ndarray, a: int, b: int)
     return out
 
 
+RESIDENT_ROWS_BYTES = 2**30  # a task whose block of .bed rows is larger unmaps each chunk after use, not only at its end
 DECODED_ROWS_BYTES = 256 * 2**20  # bound on the float64 dosage rows decoded at once [rows, n_samples]
 
 
@@ -461,17 +462,22 @@ def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output:
     work = sum(len(x.variant) for x in matrices) + len(sparse_union)
     report = _scaled(progress, len(union) / work if work else 0.0)
     out = np.zeros((n, len(matches)))
+    # a large block's rows are let go chunk by chunk (a worker then holds one chunk of them);
+    # a small block's stay mapped for the next pass (counts, frequencies) and go at the task's end
+    release_chunks = len(union) * source.packed_all.shape[1] > RESIDENT_ROWS_BYTES
     for x in matrices:
         lut = value_tables(p_alt[np.searchsorted(union, x.variant)], x.effect_is_alt, m, output)
         part = np.zeros((n, len(x.traits)))
         for a in range(0, len(x.variant), block):
             b = min(a + block, len(x.variant))
             core.score_dense(source.packed_all, n, x.variant[a:b].astype(np.int32), lut[a:b], np.ascontiguousarray(x.weight[a:b]), part)
+            if release_chunks:
+                source.release_pages(int(x.variant[a]), int(x.variant[b - 1]) + 1)
             report(b - a)
         out[:, x.traits] += part
     if sparse_matches:
         out[:, sparse] += _bed_sparse(core, source, _pairs(sparse_matches, sparse_union, unit_weights),
-                                      p_alt[np.searchsorted(union, sparse_union)], m, output, block, report).T
+                                      p_alt[np.searchsorted(union, sparse_union)], m, output, block, report, release_chunks).T
     return out
 
 
@@ -489,7 +495,8 @@ def _scaled(progress, scale: float):
     return report
 
 
-def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: CallOutput, block, report) -> np.ndarray:
+def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, output: CallOutput, block, report,
+                release_chunks: bool = False) -> np.ndarray:
     """[n_traits, n_samples] from (trait, variant) pairs, a block of the union at a time; each
     variant has two value rows (effect allele ALT, REF) and a pair reads one of them."""
     u = len(pairs.union)
@@ -501,6 +508,8 @@ def _bed_sparse(core, source: BedSource, pairs: _Pairs, p_alt, m: ScoreModel, ou
     for a, b, idx, off in _block_pairs(pairs, block):
         packed_row = np.repeat(pairs.union[a:b].astype(np.int32), 2)
         core.score_sparse(source.packed_all, source.n_samples, packed_row, lut[2 * a : 2 * b], off, lut_row[idx] - 2 * a, pairs.weight[idx], out)
+        if release_chunks:
+            source.release_pages(int(pairs.union[a]), int(pairs.union[b - 1]) + 1)
         report(b - a)
     return out
 

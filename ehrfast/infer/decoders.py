@@ -24,7 +24,8 @@ on shapes set by that subject alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -191,6 +192,23 @@ class IsolatedDecoder(CachedDecoder):
                     state.active.copy_(alive[rows])
                 logits[rows] = decoding.decode_slots(self.model, token[rows], state)
         return logits
+
+
+@contextlib.contextmanager
+def reproducible_threads(deterministic: bool, device: str) -> Iterator[None]:
+    """With ``deterministic`` on the CPU, torch's intra-op threads pinned to one while inside:
+    MKL splits a small matmul's reduction by thread count on some CPUs (AMD EPYC: 1 vs 2 threads
+    differ in the last bits), so the same shapes alone do not give the same bits in a 2-thread
+    process and in a one-thread Dask worker or torchrun rank."""
+    if not deterministic or torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def decoder_for(model, contexts: Sequence[np.ndarray], max_new_tokens: int, device: str,

@@ -23,7 +23,7 @@ from ehrfast.data.meds import code_descriptions
 from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.matrix import model_prs_rows
 from ehrfast.infer.blocks import assembled, block_label, check_cluster_scoring, join_parts, part_path, row_blocks
-from ehrfast.infer.decoders import decoder_for
+from ehrfast.infer.decoders import decoder_for, reproducible_threads
 from ehrfast.infer.options import ScoreOptions
 from ehrfast.infer.risk import binomial_interval, risk_level
 from ehrfast.infer.sampler import SamplingResult, SamplingSettings, sample_trajectories
@@ -196,8 +196,9 @@ def _sample_rows(mine: np.ndarray, rows: _IncidenceRows, model, ds: TokenizedDat
     contexts = [ds.context(int(rows.sids[i]), int(rows.pts[i]), max_tokens=rows.context_len, history_us=rows.history_us)[0] for i in mine]
     prs = model_prs_rows(model.config.modality, rows.prs_path, rows.sids[mine])
     decoder = decoder_for(model, contexts, rows.settings.max_new_tokens, device, rows.deterministic)
-    return sample_trajectories(decoder, contexts, rows.targets, rows.durations_us, rows.settings, subject_keys=rows.sids[mine], prs=prs,
-                               window=rows.window, device=device, progress=progress, trajectory_sink=sink)
+    with reproducible_threads(rows.deterministic, device):
+        return sample_trajectories(decoder, contexts, rows.targets, rows.durations_us, rows.settings, subject_keys=rows.sids[mine], prs=prs,
+                                   window=rows.window, device=device, progress=progress, trajectory_sink=sink)
 
 
 def _sampled_on_cluster(cl, rows: _IncidenceRows, model, ds: TokenizedDataset, progress, name: str,

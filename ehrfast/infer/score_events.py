@@ -32,7 +32,7 @@ from ehrfast.cluster import connect, map_tasks, opened
 from ehrfast.errors import InvalidInputError, NonFiniteResultError
 from ehrfast.genomics.matrix import model_prs_rows
 from ehrfast.infer.blocks import assembled, block_label, check_cluster_scoring, row_blocks
-from ehrfast.infer.decoders import decoder_for
+from ehrfast.infer.decoders import decoder_for, reproducible_threads
 from ehrfast.infer.options import ScoreOptions
 from ehrfast.infer.outcomes import estimate_outcomes, event_names, time_edges, time_to_event
 from ehrfast.infer.risk import binomial_interval, risk_level
@@ -203,9 +203,10 @@ def _sample_rows(mine: np.ndarray, rows: _EventRows, model, ds: TokenizedDataset
     prefix = [ds.head_length(ds.row(int(rows.sids[i]))) for i in mine]
     prs = model_prs_rows(model.config.modality, rows.prs_path, rows.sids[mine])
     decoder = decoder_for(model, contexts, rows.settings.max_new_tokens, device, rows.deterministic)
-    res = sample_trajectories(decoder, contexts, np.zeros(0, np.int64), rows.durations_us, rows.settings, subject_keys=rows.keys[mine],
-                              prs=prs, window=rows.window, device=device, progress=progress, event_class=rows.event_class,
-                              prefix_lengths=prefix)
+    with reproducible_threads(rows.deterministic, device):
+        res = sample_trajectories(decoder, contexts, np.zeros(0, np.int64), rows.durations_us, rows.settings, subject_keys=rows.keys[mine],
+                                  prs=prs, window=rows.window, device=device, progress=progress, event_class=rows.event_class,
+                                  prefix_lengths=prefix)
     return res.events
 
 

@@ -44,7 +44,7 @@ def client():
     if added:
         sys.path.append(root)
     try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                       silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as c:
             yield c
     finally:

@@ -52,7 +52,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_scores_are_the_same(cohort,
     args = (cohort / "genomics" / "genotypes", scores)
     compute_prs(*args, tmp_path / "one" / "PRS.parquet", options, meds_dir=cohort, progress=False)
     marker = tmp_path / "killed"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as client:
         client.register_plugin(KillAtThirdBlock(str(marker)))
         pids_before = set(client.run(os.getpid).values())

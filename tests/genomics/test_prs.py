@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -103,6 +104,10 @@ def test_tasks_of_variant_blocks_and_trait_groups_give_the_one_task_scores(tmp_p
     for trait, p in whole.effect_allele_freq.items():
         np.testing.assert_array_equal(split.effect_allele_freq[trait], p)
     assert sum(steps) == len(score_mod.distinct_variants(matches))  # progress counts distinct variants, however split
+    with mock.patch.object(score_mod, "RESIDENT_ROWS_BYTES", 0):  # every chunk's rows unmapped after use: the same bits
+        released = score_traits(src, matches, backend=backend, plink2_columns=True, variant_block=variant_block, trait_block=trait_block)
+    for x, y in ((released.sums, split.sums), (released.named_sum, split.named_sum)):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_traits_per_task_bounds_the_partial_sums():
@@ -242,3 +247,9 @@ def test_a_bed_source_releases_the_rows_a_task_mapped(tmp_path):
     assert touched - before > 6e6, "reading the rows maps them in"
     assert touched - released > 6e6, "released, they are no longer resident"
     assert int(np.asarray(src.packed_all[:10]).sum(dtype=np.uint64)) > 0  # and still readable
+    np.asarray(src.packed_all).sum(dtype=np.uint64)
+    touched = _rss_bytes()
+    src.release_pages(1000, 3000)  # half the rows: about half the pages
+    assert 3.5e6 < touched - _rss_bytes() < 4.5e6
+    src.release_pages(3000)
+    assert 5.5e6 < touched - _rss_bytes() < 6.5e6

@@ -82,3 +82,22 @@ def test_decoder_for_picks_the_isolated_decoder_when_deterministic():
     contexts = [np.arange(8, 20)]
     assert type(decoder_for(model, contexts, 10, "cpu")) is CachedDecoder
     assert type(decoder_for(model, contexts, 10, "cpu", deterministic=True)) is IsolatedDecoder
+
+
+def test_deterministic_cpu_sampling_runs_on_one_intra_op_thread_and_restores_the_count():
+    # MKL's small matmuls round differently with 1 and 2 threads on some CPUs (seen on AMD EPYC):
+    # the deterministic mode pins one thread so a 2-thread process and a 1-thread worker agree
+    import torch
+
+    from ehrfast.infer.decoders import reproducible_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with reproducible_threads(True, "cpu"):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with reproducible_threads(False, "cpu"):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -38,7 +38,7 @@ import pyarrow as pa
 from ehrfast.errors import InvalidInputError
 from ehrfast.infer.ares.groups import token_groups
 from ehrfast.infer.ares.options import TrajectorySettings
-from ehrfast.infer.decoders import RecomputeDecoder, decoder_for
+from ehrfast.infer.decoders import RecomputeDecoder, decoder_for, reproducible_threads
 from ehrfast.infer.risk import binomial_interval, risk_level
 from ehrfast.infer.sampler import SamplingSettings, sample_trajectories
 from ehrfast.infer.score_events import DEFAULT_MAX_NEW_TOKENS, anchor_token_offsets, event_token_classes, prediction_keys
@@ -268,9 +268,10 @@ def risk_trajectory(model, ds: TokenizedDataset, stays: Sequence[Stay], settings
         decoder = decoder_for(model, ctx, max_new, device, settings.deterministic) if hasattr(model, "config") else RecomputeDecoder(model, window, device)
         sampling = SamplingSettings(horizon_us=float(task.time_limit_us), n_samples=settings.n_samples, max_new_tokens=max_new,
                                     temperature=task.temperature, top_p=task.top_p, seed=settings.seed, estimator="mc")
-        res = sample_trajectories(decoder, ctx, np.zeros(0, np.int64), durations, sampling, subject_keys=keys[rows],
-                                  prs=None if job_prs is None else job_prs[rows], window=window, device=device, progress=progress,
-                                  event_class=classes, prefix_lengths=[prefix[i] for i in rows], step_backend=step_backend)
+        with reproducible_threads(settings.deterministic, device):
+            res = sample_trajectories(decoder, ctx, np.zeros(0, np.int64), durations, sampling, subject_keys=keys[rows],
+                                      prs=None if job_prs is None else job_prs[rows], window=window, device=device, progress=progress,
+                                      event_class=classes, prefix_lengths=[prefix[i] for i in rows], step_backend=step_backend)
         return res.events
 
     all_rows = np.arange(len(jobs))
