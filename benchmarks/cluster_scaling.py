@@ -15,6 +15,7 @@ over one worker divided by min(workers, cores): on a 2-core machine 4 workers ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import math
 import os
@@ -149,14 +150,11 @@ def main() -> None:
     configs = ["one process"] + [f"{n} worker{'s' * (n > 1)}" for n in workers]
     clusters = {}
     startup = {}
-    with_clusters = []
-    for n in workers:
-        t0 = time.perf_counter()
-        cm = connect(f"local:{n}")
-        clusters[n] = cm.__enter__()
-        with_clusters.append(cm)
-        startup[n] = time.perf_counter() - t0
-    try:
+    with contextlib.ExitStack() as stack:
+        for n in workers:
+            t0 = time.perf_counter()
+            clusters[n] = stack.enter_context(connect(f"local:{n}"))
+            startup[n] = time.perf_counter() - t0
         overhead = {}
         for n in workers:  # per-task overhead: a no-op task through map_tasks (submit, run, result, in order)
             c = clusters[n]
@@ -174,9 +172,6 @@ def main() -> None:
                 if r == 0 and n is not None:
                     assert same_tree(work / "tok_serial", work / f"tok_{tag}"), f"tokenize on {label} differs from one process"
                     assert same_tree(work / "prs_serial", work / f"prs_{tag}"), f"prs on {label} differs from one process"
-    finally:
-        for cm in reversed(with_clusters):
-            cm.__exit__(None, None, None)
 
     print("\ncluster start-up (LocalCluster + Client): " + ", ".join(f"{n} workers {startup[n]:.1f} s" for n in workers))
     print("per-task overhead (no-op tasks through map_tasks, 1,000 of them): "
@@ -206,12 +201,12 @@ def main() -> None:
     for vb in [int(x) for x in args.memory_blocks.split(",")]:
         with connect("local:1") as c:
             compute_prs(work / "tiny", [work / "tiny.tsv"], work / "tiny_out" / "PRS.parquet",
-                        PRSOptions(max_variants=None, variant_block=128, match=MatchOptions(min_overlap=0)), progress=False, cluster=c)
+                        PRSOptions(max_variants=None, variant_block=128, match=MatchOptions(min_overlap=0)), progress=False, cluster=c.client)
             shutil.rmtree(work / "tiny_out")
             base = next(iter(c.client.run(_worker_baseline, source_blob).values()))
             opts = PRSOptions(max_variants=None, raw=False, variant_block=vb, match=MatchOptions(min_overlap=0))
             shutil.rmtree(work / "mem", ignore_errors=True)
-            compute_prs(work / "g", [work / "w.tsv"], work / "mem" / "PRS.parquet", opts, progress=False, cluster=c)
+            compute_prs(work / "g", [work / "w.tsv"], work / "mem" / "PRS.parquet", opts, progress=False, cluster=c.client)
             peak = next(iter(c.client.run(_worker_peak).values()))
         growth, bound = peak - base["rss"], worker_memory_bound(args.samples, vb, args.traits)
         print(f"  variant block {vb:>7,}: growth {growth / 2**20:7.1f} MiB  bound {bound / 2**20:7.1f} MiB  "

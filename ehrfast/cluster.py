@@ -78,8 +78,8 @@ class Cluster:
 @contextlib.contextmanager
 def connect(cluster: Any) -> Iterator[Cluster | None]:
     """The ``Cluster`` for a ``cluster`` argument (see the module docstring), or None."""
-    if cluster is None or isinstance(cluster, Cluster):  # None, or one connected already
-        yield cluster
+    if cluster is None:
+        yield None
         return
     check_cluster(cluster)
     distributed = _distributed()

@@ -126,13 +126,10 @@ class BedSource(GenotypeSource):
         mm = getattr(self.bed._packed, "_mmap", None)
         if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        if first == 0 and end is None:
-            mm.madvise(mmap.MADV_DONTNEED)
-            return
-        row = self.bed._packed.shape[1]
-        head = self.bed._packed.offset - self.bed._packed.offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
-        start = (head + first * row) // mmap.PAGESIZE * mmap.PAGESIZE  # whole pages: a neighbour row refaults, harmlessly
-        stop = min(len(mm), head + (len(self.bed._packed) if end is None else end) * row)
+        packed = self.bed._packed
+        head = packed.offset % mmap.ALLOCATIONGRANULARITY  # where row 0 starts in the mapping
+        start = (head + first * packed.shape[1]) // mmap.PAGESIZE * mmap.PAGESIZE  # whole pages: a neighbour row refaults, harmlessly
+        stop = min(len(mm), head + (len(packed) if end is None else end) * packed.shape[1])
         if stop > start:
             mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
