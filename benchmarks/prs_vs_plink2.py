@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import shutil
 import subprocess
 import time
@@ -25,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from machine import cpu_line  # benchmarks/machine.py
 
 from ehrfast.genomics.bed import PlinkWriter, Variant
 from ehrfast.genomics.match import MatchOptions
@@ -94,8 +94,7 @@ def main() -> None:
     ids = [r[1] for r in bim]
     effect = [r[4] if k % 2 else r[5].strip() for k, r in enumerate(bim)]  # half the rows name A2
     print(f"data: {args.samples:,} samples x {args.variants:,} variants .bed in {time.perf_counter() - t:.1f} s")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; plink2: "
-          f"{subprocess.run(['plink2', '--version'], capture_output=True, text=True).stdout.strip()}")
+    print(f"{cpu_line()}; plink2: {subprocess.run(['plink2', '--version'], capture_output=True, text=True).stdout.strip()}")
 
     names = [f"d{j}" for j in range(args.dense_traits)]
     write_wide(work / "dense.tsv", ids, effect, rng.standard_normal((args.variants, args.dense_traits)) * 0.01, names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from machine import cpu_line  # benchmarks/machine.py
 
 from ehrfast.evaluate.bootstrap import paired_bootstrap
 
@@ -56,8 +57,19 @@ def sklearn_loop(y, a, b, iterations, seed=0, threshold=0.5):
 
 def test_bootstrap_ehrfast(benchmark, cohort):
     benchmark.group = "paired bootstrap, 12,009 subjects x 2,000 iterations"
+    benchmark.extra_info["machine"] = cpu_line()
+    print(cpu_line())
     y, a, b = cohort
     res = benchmark.pedantic(paired_bootstrap, args=(y, a, b), kwargs={"iterations": ITERATIONS, "seed": 0}, rounds=3, iterations=1)
+    assert res.iterations_used == ITERATIONS
+
+
+def test_bootstrap_numpy_reference(benchmark, cohort):
+    """The chunked numpy engine (the reference the C++ core is tested against)."""
+    benchmark.group = "paired bootstrap, 12,009 subjects x 2,000 iterations"
+    y, a, b = cohort
+    res = benchmark.pedantic(paired_bootstrap, args=(y, a, b), kwargs={"iterations": ITERATIONS, "seed": 0, "backend": "reference"},
+                             rounds=3, iterations=1)
     assert res.iterations_used == ITERATIONS
 
 

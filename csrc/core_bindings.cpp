@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 
+#include "evaluate/bootstrap.hpp"
 #include "prs/bed.hpp"
 #include "prs/score.hpp"
 #include "tokenizer/fit.hpp"
@@ -587,6 +588,48 @@ py::tuple bed_allele_counts(const UInt8Array& packed, std::size_t n_samples) {
     return py::make_tuple(alt_sum, called);
 }
 
+// [n_resamples, k] int32 counts of k draws of 0 … k−1 each, drawn from a numpy Generator's
+// BitGenerator (its `capsule`; the caller holds its lock) exactly as Generator.integers draws.
+Int32Array bootstrap_counts(const py::capsule& bit_generator, std::int64_t k, std::int64_t n_resamples) {
+    if (std::string(bit_generator.name() ? bit_generator.name() : "") != "BitGenerator")
+        throw std::invalid_argument("bit_generator must be a numpy BitGenerator's capsule");
+    if (k < 1 || k > std::numeric_limits<std::int32_t>::max()) throw std::invalid_argument("k must be in [1, 2^31)");
+    if (n_resamples < 0) throw std::invalid_argument("n_resamples must not be negative");
+    auto* gen = bit_generator.get_pointer<evaluate::BitGen>();
+    Int32Array counts({n_resamples, k});
+    std::int32_t* out = counts.mutable_data();
+    py::gil_scoped_release release;
+    evaluate::draw_counts(*gen, static_cast<std::uint32_t>(k), static_cast<std::size_t>(n_resamples), out);
+    return counts;
+}
+
+// [n_resamples, n_models, 7] metrics (evaluate/bootstrap.hpp) of the resamples `counts`
+// [n_resamples, k]; every model array [n_models, n] in that model's descending score order.
+Float64Array bootstrap_metrics(const Int32Array& counts, const Int32Array& cluster, const UInt8Array& positive, const UInt8Array& predicted,
+                               const Float64Array& sq_error, const UInt8Array& tie_end) {
+    require_2d(counts, "counts");
+    require_2d(cluster, "cluster");
+    const py::ssize_t n_models = cluster.shape(0), n = cluster.shape(1), k = counts.shape(1);
+    for (const py::array* a : {static_cast<const py::array*>(&positive), static_cast<const py::array*>(&predicted),
+                               static_cast<const py::array*>(&sq_error), static_cast<const py::array*>(&tie_end)})
+        if (a->ndim() != 2 || a->shape(0) != n_models || a->shape(1) != n)
+            throw std::invalid_argument("positive, predicted, sq_error and tie_end must be [n_models, n] like cluster");
+    for (py::ssize_t i = 0; i < n_models * n; ++i)
+        if (cluster.data()[i] < 0 || cluster.data()[i] >= k)
+            throw std::invalid_argument("cluster[" + std::to_string(i) + "] = " + std::to_string(cluster.data()[i]) + " is out of range (" +
+                                        std::to_string(k) + ")");
+    std::vector<evaluate::RankedModel> models;
+    for (py::ssize_t m = 0; m < n_models; ++m)
+        models.push_back({cluster.data() + m * n, positive.data() + m * n, predicted.data() + m * n, sq_error.data() + m * n,
+                          tie_end.data() + m * n});
+    Float64Array out({counts.shape(0), n_models, static_cast<py::ssize_t>(evaluate::kStats)});
+    double* o = out.mutable_data();
+    py::gil_scoped_release release;
+    evaluate::resampled_metrics(counts.data(), static_cast<std::size_t>(counts.shape(0)), static_cast<std::size_t>(k), models.data(),
+                                static_cast<std::size_t>(n_models), static_cast<std::size_t>(n), o);
+    return out;
+}
+
 bool built_with_openmp() {
 #if defined(EHRFAST_OPENMP)
     return true;
@@ -676,5 +719,10 @@ PYBIND11_MODULE(_core, m) {
           "scores[t, s] += Σ weight · value(effect-allele dosage) over trait t's pairs, fractional dosages (in place).");
     m.def("bed_allele_counts", &bed_allele_counts, py::arg("packed"), py::arg("n_samples"),
           "(A1 count sum, called samples) per variant of SNP-major .bed bytes.");
+    m.def("bootstrap_counts", &bootstrap_counts, py::arg("bit_generator"), py::arg("k"), py::arg("n_resamples"),
+          "[n_resamples, k] int32 counts of Generator.integers(0, k, (n_resamples, k)) draws, from the BitGenerator capsule.");
+    m.def("bootstrap_metrics", &bootstrap_metrics, py::arg("counts"), py::arg("cluster"), py::arg("positive"), py::arg("predicted"),
+          py::arg("sq_error"), py::arg("tie_end"),
+          "[n_resamples, n_models, 7] AUROC, AP, tp, fp, fn, tn, Brier of each resample (models in descending score order).");
     m.def("built_with_openmp", &built_with_openmp, "Whether the core was compiled with OpenMP.");
 }

@@ -138,3 +138,13 @@ def bed_allele_counts(packed: npt.NDArray[np.uint8], n_samples: int) -> tuple[np
 def event_counts(time: npt.NDArray[np.int64], code: npt.NDArray[np.int32], entry_of_code: npt.NDArray[np.int32],
                  seg: npt.NDArray[np.int64], birth_entry: int) -> npt.NDArray[np.int64]:
     """Timed rows per subject whose entry (entry_of_code[code]) is not birth_entry."""
+
+def bootstrap_counts(bit_generator: object, k: int, n_resamples: int) -> npt.NDArray[np.int32]:
+    """[n_resamples, k] counts of k draws of 0 … k−1 each: Generator.integers(0, k, (n_resamples, k)) drawn from the
+    BitGenerator ``bit_generator`` (its ``capsule``; hold its ``lock``)."""
+
+def bootstrap_metrics(counts: npt.NDArray[np.int32], cluster: npt.NDArray[np.int32], positive: npt.NDArray[np.uint8],
+                      predicted: npt.NDArray[np.uint8], sq_error: npt.NDArray[np.float64], tie_end: npt.NDArray[np.uint8]
+                      ) -> npt.NDArray[np.float64]:
+    """[n_resamples, n_models, 7]: AUROC, average precision, tp, fp, fn, tn, Brier score per resample and model; every
+    model array [n_models, n] in the model's descending score order (AUROC and AP NaN for a one-class resample)."""

@@ -1,8 +1,14 @@
 """Paired bootstrap of model differences, PR-difference bands, and single-model CIs.
 
 Each resample draws n predictions with replacement (or, with ``clusters``, whole subjects with
-all of their predictions); the same draw is applied to models A and B (paired). Resamples are generated as count matrices in memory-bounded chunks and every metric
-is computed for a whole chunk at once (see ``ranking.RankedScores``).
+all of their predictions); the same draw is applied to models A and B (paired). Resamples are
+count vectors: how often each prediction (or cluster) was drawn.
+
+Every metric of every resample (``resampled_metrics``) comes from the C++ core: each model's
+scores sorted once, then per resample one O(n) pass over that order (csrc/evaluate/). The
+counts are drawn through the numpy Generator's own bit stream exactly as ``resample_counts``
+draws them, so the reference — count matrices in memory-bounded chunks, every metric for a
+whole chunk at once by ``ranking.RankedScores`` — sees the same resamples.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ehrfast.backends import require_core, resolve_backend
 from ehrfast.errors import InvalidInputError
 from ehrfast.evaluate.metrics import BOOTSTRAP_METRICS, _confusion_to_metrics, check_binary, choose_threshold, model_metrics
 from ehrfast.evaluate.ranking import RankedScores
@@ -47,6 +54,48 @@ def metrics_for_weights(ranked: RankedScores, label, score, threshold, weights) 
     tp, fp, fn, tn = (weights @ cells).T
     out = {"auroc": auc, "auprc": ap, **_confusion_to_metrics(tp, fp, fn, tn)}
     out["brier"] = weights @ (score - label) ** 2 / weights.sum(axis=1)
+    return out
+
+
+def resampled_metrics(label: np.ndarray, models: list[tuple[np.ndarray, float]], iterations: int, seed: int,
+                      memory_bytes: int = DEFAULT_MEMORY_BYTES, clusters: np.ndarray | None = None,
+                      backend: str | None = None) -> list[dict[str, np.ndarray]]:
+    """Every bootstrap metric of each model ((score [n], threshold) in ``models``) on the same
+    ``iterations`` resamples: per model {metric: [iterations] float64}, AUROC and AUPRC NaN for
+    a resample holding one class. ``label`` [n] bool and scores as check_binary returns them."""
+    if resolve_backend(backend, "bootstrap") == "python":
+        ranked = [RankedScores(label, s) for s, _ in models]
+        parts: list[list[dict[str, np.ndarray]]] = [[] for _ in models]
+        for w in resample_counts(len(label), iterations, seed, memory_bytes, clusters):
+            for part, r, (s, t) in zip(parts, ranked, models):
+                part.append(metrics_for_weights(r, label, s, t, w))
+        return [{m: np.concatenate([p[m] for p in part]) for m in BOOTSTRAP_METRICS} for part in parts]
+    return _core_resampled_metrics(require_core(), label, models, iterations, seed, memory_bytes, clusters)
+
+
+def _core_resampled_metrics(core, label, models, iterations, seed, memory_bytes, clusters) -> list[dict[str, np.ndarray]]:
+    n = len(label)
+    cluster = np.arange(n) if clusters is None else np.asarray(clusters, np.int64)
+    k = int(cluster.max()) + 1 if n else 0
+    arrays = []
+    for s, t in models:  # each model in descending score order, built once
+        order = np.argsort(-s, kind="stable")
+        ranked = s[order]
+        arrays.append((cluster[order].astype(np.int32), label[order].astype(np.uint8), (ranked >= t).astype(np.uint8),
+                       (ranked - label[order]) ** 2, np.r_[ranked[1:] != ranked[:-1], True].astype(np.uint8)))
+    stacked = [np.ascontiguousarray(np.stack(a)) for a in zip(*arrays)]
+    rng = np.random.default_rng(seed)
+    chunk = int(max(1, min(iterations, memory_bytes // (4 * max(k, 1)))))  # the [chunk, k] int32 counts
+    parts = []
+    with rng.bit_generator.lock:  # numpy's own draws take it too; the core reads the stream through the capsule
+        for done in range(0, iterations, chunk):
+            counts = core.bootstrap_counts(rng.bit_generator.capsule, k, min(chunk, iterations - done))
+            parts.append(core.bootstrap_metrics(counts, *stacked))
+    stats = np.concatenate(parts)  # [iterations, n_models, 7]
+    out = []
+    for m in range(len(models)):
+        auc, ap, tp, fp, fn, tn, brier = stats[:, m].T
+        out.append({"auroc": auc, "auprc": ap, **_confusion_to_metrics(tp, fp, fn, tn), "brier": brier})
     return out
 
 
@@ -101,13 +150,15 @@ def paired_bootstrap(
     fixed_threshold: float = 0.5,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     clusters: np.ndarray | None = None,
+    backend: str | None = None,
 ) -> PairedBootstrap:
     """Paired bootstrap of Δ = metric(B) − metric(A) for AUROC, AUPRC, accuracy, precision,
     recall, F1, specificity and Brier score.
 
     Thresholds are chosen once per model on the full data by ``threshold_rule`` and held
     fixed across resamples. Resamples containing a single class are skipped and counted.
-    ``clusters`` ([n] int): resample clusters (subjects) instead of rows.
+    ``clusters`` ([n] int): resample clusters (subjects) instead of rows. ``backend``: the C++
+    core or the numpy reference (ehrfast.backends), the same resamples either way.
     """
     y, sa = check_binary(label, score_a)
     _, sb = check_binary(label, score_b)
@@ -115,17 +166,10 @@ def paired_bootstrap(
         raise InvalidInputError(f"iterations must be positive, got {iterations}")
     ta = choose_threshold(y, sa, threshold_rule, fixed_threshold)
     tb = choose_threshold(y, sb, threshold_rule, fixed_threshold)
-    ra, rb = RankedScores(y, sa), RankedScores(y, sb)
-    parts: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
-    skipped = 0
-    for w in resample_counts(len(y), iterations, seed, memory_bytes, clusters):
-        ma = metrics_for_weights(ra, y, sa, ta, w)
-        mb = metrics_for_weights(rb, y, sb, tb, w)
-        valid = ~np.isnan(ma["auroc"])
-        skipped += int((~valid).sum())
-        for m in BOOTSTRAP_METRICS:
-            parts[m].append((mb[m] - ma[m])[valid])
-    samples = {m: np.concatenate(v) for m, v in parts.items()}
+    ma, mb = resampled_metrics(y, [(sa, ta), (sb, tb)], iterations, seed, memory_bytes, clusters, backend)
+    valid = ~np.isnan(ma["auroc"])  # the labels are shared: a one-class resample is one for both models
+    skipped = int((~valid).sum())
+    samples = {m: (mb[m] - ma[m])[valid] for m in BOOTSTRAP_METRICS}
     used = len(samples["auroc"])
     if used == 0:
         raise InvalidInputError("every bootstrap resample held a single class; too few positives or negatives")

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ehrfast.errors import InvalidInputError
-from ehrfast.evaluate.bootstrap import DEFAULT_MEMORY_BYTES, metrics_for_weights, resample_counts
+from ehrfast.evaluate.bootstrap import DEFAULT_MEMORY_BYTES, resampled_metrics
 from ehrfast.evaluate.metrics import check_binary, choose_threshold, model_metrics
-from ehrfast.evaluate.ranking import RankedScores
 
 TABLE_METRICS = {"auroc": "auroc", "auprc": "auprc", "sensitivity": "recall", "specificity": "specificity"}
 
@@ -51,24 +50,17 @@ def method_table(label, scores: dict[str, np.ndarray], iterations: int = 1000, s
     checked = {name: check_binary(label, s) for name, s in scores.items()}
     y = next(iter(checked.values()))[0]
     thresholds = {name: choose_threshold(y, s, "closest") for name, (_, s) in checked.items()}
-    ranked = {name: RankedScores(y, s) for name, (_, s) in checked.items()}
-    draws = {name: {m: [] for m in TABLE_METRICS} for name in scores}
-    used = 0
-    for w in resample_counts(len(y), iterations, seed, memory_bytes, clusters):
-        positives = w @ y.astype(float)
-        valid = (positives > 0) & (positives < w.sum(1))
-        used += int(valid.sum())
-        for name, (_, s) in checked.items():
-            m = metrics_for_weights(ranked[name], y, s, thresholds[name], w[valid])
-            for key, source in TABLE_METRICS.items():
-                draws[name][key].append(m[source])
+    resampled = resampled_metrics(y, [(s, thresholds[name]) for name, (_, s) in checked.items()], iterations, seed, memory_bytes, clusters)
+    valid = ~np.isnan(resampled[0]["auroc"])  # both classes drawn (the labels are shared)
+    used = int(valid.sum())
+    draws = {name: {key: r[source][valid] for key, source in TABLE_METRICS.items()} for name, r in zip(checked, resampled)}
     rows = []
     for name, (_, s) in checked.items():
         full = model_metrics(y, s, "fixed", thresholds[name])
         values = {"auroc": full.auroc, "auprc": full.auprc, "sensitivity": full.recall, "specificity": full.specificity}
         estimates = {}
         for key in TABLE_METRICS:
-            d = np.concatenate(draws[name][key]) if draws[name][key] else np.zeros(0)
+            d = draws[name][key]
             lo, hi = np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
             estimates[key] = Estimate(float(values[key]), float(lo), float(hi))
         rows.append(MethodRow(name, len(y), int(y.sum()), thresholds[name], iterations_used=used, **estimates))
