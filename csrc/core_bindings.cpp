@@ -574,6 +574,26 @@ void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const
                             weight.data(), static_cast<std::size_t>(n_traits), model, out);
 }
 
+// (named, called) [n_traits, n_samples] += plink2's count columns over each trait's pairs (see prs/score.hpp).
+void score_counts(const UInt8Array& packed, std::size_t n_samples, const Int32Array& packed_row, const UInt8Array& named_lut,
+                  const Int64Array& trait_off, const Int32Array& row, py::array named, py::array called) {
+    const prs::PackedGenotypes g = packed_view(packed, n_samples);
+    if (named_lut.ndim() != 2 || named_lut.shape(1) != 4 || named_lut.shape(0) != packed_row.shape(0))
+        throw std::invalid_argument("named_lut must be [n_rows, 4] with one table per packed_row entry");
+    check_rows(packed_row, g.n_variants, "packed_row");
+    const std::uint8_t* lut = named_lut.data();
+    for (py::ssize_t i = 0; i < named_lut.size(); ++i)
+        if (lut[i] > 2) throw std::invalid_argument("named_lut values must be named-allele counts 0, 1 or 2");
+    const py::ssize_t n_traits = csr_segments(trait_off, row.shape(0), "trait_off");
+    check_rows(row, static_cast<std::size_t>(packed_row.shape(0)), "row");
+    const auto n = static_cast<py::ssize_t>(n_samples);
+    double* named_out = checked_output<double>(named, {n_traits, n}, "named", "n_traits, n_samples");
+    double* called_out = checked_output<double>(called, {n_traits, n}, "called", "n_traits, n_samples");
+    py::gil_scoped_release release;
+    prs::accumulate_counts(g, packed_row.data(), lut, static_cast<std::size_t>(packed_row.shape(0)), trait_off.data(), row.data(),
+                           static_cast<std::size_t>(n_traits), named_out, called_out);
+}
+
 // Per variant: (sum of A1 counts, number of called samples) straight from .bed bytes.
 py::tuple bed_allele_counts(const UInt8Array& packed, std::size_t n_samples) {
     const prs::PackedGenotypes g = packed_view(packed, n_samples);
@@ -692,6 +712,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"),
           py::arg("trait_off"), py::arg("row"), py::arg("weight"), py::arg("scores"),
           "scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k (in place).");
+    m.def("score_counts", &score_counts, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("named_lut"),
+          py::arg("trait_off"), py::arg("row"), py::arg("named"), py::arg("called"),
+          "named[t, s] += named_lut[row[k]][code], called[t, s] += 1 per non-missing call, over trait t's pairs k (in place, exact).");
     py::enum_<prs::CallKind>(m, "CallKind", "The genotype model of a call.")
         .value("additive", prs::CallKind::additive)
         .value("dominant", prs::CallKind::dominant)

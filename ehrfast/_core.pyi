@@ -100,6 +100,13 @@ def score_sparse(
 ) -> None:
     """scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k, in place; scores [n_traits, n_samples]."""
 
+def score_counts(
+    packed: npt.NDArray[np.uint8], n_samples: int, packed_row: npt.NDArray[np.int32], named_lut: npt.NDArray[np.uint8],
+    trait_off: npt.NDArray[np.int64], row: npt.NDArray[np.int32], named: npt.NDArray[np.float64], called: npt.NDArray[np.float64],
+) -> None:
+    """plink2's count columns, exact: named[t, s] += named_lut[row[k]][code] (0..2) and called[t, s] += 1 per non-missing
+    call, over trait t's pairs k, in place; named, called [n_traits, n_samples] float64."""
+
 class CallKind:
     """The genotype model of a call: ``additive``, ``dominant`` or ``recessive``."""
 

@@ -215,6 +215,95 @@ void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const st
     }
 }
 
+namespace {
+
+// Lanes 0-3: the named counts of a byte's four samples; lanes 4-7: whether each was called.
+using v8u16 = std::uint16_t __attribute__((vector_size(16)));
+constexpr std::int64_t kCountFlush = 16383;  // pairs between flushes: 2 x 16383 < 2^16, a lane never wraps
+
+// The 256-entry table of one 4-entry named_lut (values 0..2, checked by the caller).
+void fill_count_table(const std::uint8_t* lut, v8u16* table) {
+    for (unsigned b = 0; b < 256; ++b) {
+        v8u16 e{};
+        for (unsigned k = 0; k < 4; ++k) {
+            const unsigned code = (b >> (2 * k)) & 3u;
+            e[k] = lut[code];
+            e[4 + k] = code != 1;  // 01 = missing
+        }
+        table[b] = e;
+    }
+}
+
+template <int kPairs>
+void add_count_pairs(const std::uint8_t* const* bytes, const v8u16* const* tables, std::size_t full, std::size_t n_quads, v8u16 tail_mask,
+                     v8u16* acc) {
+    for (std::size_t i = 0; i < full; ++i) {
+        v8u16 sum = tables[0][bytes[0][i]];
+        for (int j = 1; j < kPairs; ++j) sum += tables[j][bytes[j][i]];
+        acc[i] += sum;
+    }
+    if (full < n_quads)  // the last byte's padding codes (00) are masked out
+        for (int j = 0; j < kPairs; ++j) acc[full] += tables[j][bytes[j][full]] & tail_mask;
+}
+
+}  // namespace
+
+void accumulate_counts(const PackedGenotypes& g, const std::int32_t* packed_row, const std::uint8_t* named_lut, std::size_t n_rows,
+                       const std::int64_t* trait_off, const std::int32_t* row, std::size_t n_traits, double* named, double* called) {
+    // one table per distinct named_lut (a handful: each model has one per allele orientation)
+    std::vector<int> table_of_pattern(81, -1), table_of_row(n_rows);
+    std::vector<v8u16> tables;
+    for (std::size_t r = 0; r < n_rows; ++r) {
+        const std::uint8_t* lut = named_lut + 4 * r;
+        const int pattern = lut[0] + 3 * lut[1] + 9 * lut[2] + 27 * lut[3];
+        if (table_of_pattern[pattern] < 0) {
+            table_of_pattern[pattern] = static_cast<int>(tables.size() / 256);
+            tables.resize(tables.size() + 256);
+            fill_count_table(lut, tables.data() + tables.size() - 256);
+        }
+        table_of_row[r] = table_of_pattern[pattern];
+    }
+    const std::size_t full = g.n_samples / 4, n_quads = (g.n_samples + 3) / 4, rem = g.n_samples % 4;
+    v8u16 tail_mask{};
+    for (std::size_t k = 0; k < rem; ++k) tail_mask[k] = tail_mask[4 + k] = 0xFFFF;
+#if defined(EHRFAST_OPENMP)
+#pragma omp parallel
+#endif
+    {
+        std::vector<v8u16> acc(n_quads);
+#if defined(EHRFAST_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (std::int64_t t = 0; t < static_cast<std::int64_t>(n_traits); ++t) {
+            for (std::int64_t k = trait_off[t]; k < trait_off[t + 1]; k += kCountFlush) {
+                const std::int64_t end = std::min(trait_off[t + 1], k + kCountFlush);
+                std::fill(acc.begin(), acc.end(), v8u16{});
+                for (std::int64_t j = k; j < end;) {
+                    const int n_pairs = end - j >= 4 ? 4 : 1;
+                    const std::uint8_t* bytes[4];
+                    const v8u16* pair_tables[4];
+                    for (int i = 0; i < n_pairs; ++i) {
+                        const auto r = static_cast<std::size_t>(row[j + i]);
+                        bytes[i] = g.bytes + static_cast<std::size_t>(packed_row[r]) * g.bytes_per_variant;
+                        pair_tables[i] = tables.data() + 256 * static_cast<std::size_t>(table_of_row[r]);
+                    }
+                    if (n_pairs == 4)
+                        add_count_pairs<4>(bytes, pair_tables, full, n_quads, tail_mask, acc.data());
+                    else
+                        add_count_pairs<1>(bytes, pair_tables, full, n_quads, tail_mask, acc.data());
+                    j += n_pairs;
+                }
+                double* nt = named + static_cast<std::size_t>(t) * g.n_samples;
+                double* ct = called + static_cast<std::size_t>(t) * g.n_samples;
+                for (std::size_t s = 0; s < g.n_samples; ++s) {
+                    nt[s] += acc[s / 4][s % 4];
+                    ct[s] += acc[s / 4][4 + s % 4];
+                }
+            }
+        }
+    }
+}
+
 void allele_counts(const PackedGenotypes& g, double* a1_sum, double* called) {
     // per byte: A1 count and called count of its four samples (padding bits are 00 = two A1,
     // so the tail byte is handled sample by sample)

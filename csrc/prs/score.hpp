@@ -39,6 +39,15 @@ void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const dou
 void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const std::int64_t* trait_off, const std::int32_t* row,
                        const double* weight, std::size_t n_traits, double* out);
 
+// plink2's count columns over each trait's pairs, exact in integers: named[t * n_samples + s]
+// += named_lut[row[k]][code] (the named-allele count 0..2 of a call, 0 when missing) and
+// called[t * n_samples + s] += 1 per non-missing call. Counts are kept in 16-bit lanes (four
+// samples x both counts in one 16-byte vector per packed byte) and added to the float64
+// outputs every kCountFlush pairs, so a pass reads a quarter of the bytes the float64 kernel
+// moves; a row's table is shared by every row with the same 4-entry named_lut.
+void accumulate_counts(const PackedGenotypes& g, const std::int32_t* packed_row, const std::uint8_t* named_lut, std::size_t n_rows,
+                       const std::int64_t* trait_off, const std::int32_t* row, std::size_t n_traits, double* named, double* called);
+
 // Per variant: sum of A1 counts over called samples, and the number of called samples.
 void allele_counts(const PackedGenotypes& g, double* a1_sum, double* called);
 

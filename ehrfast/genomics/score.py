@@ -417,6 +417,9 @@ def _score_task(matches: list[TraitMatch], source: GenotypeSource, m: ScoreModel
     sums = np.ascontiguousarray(engine(SCORE, False, progress))
     if not plink2_columns:
         return _BlockScores(sums, None, None, union, p_alt)
+    if resolve_backend(backend, "PRS scorer") == "cpp" and isinstance(source, BedSource):
+        named, called = _bed_counts(source, matches, union, m)
+        return _BlockScores(sums, 2 * called, named, union, p_alt)
     return _BlockScores(sums, np.ascontiguousarray(2 * engine(NONMISSING, True, None)), np.ascontiguousarray(engine(NAMED, True, None)),
                         union, p_alt)
 
@@ -479,6 +482,40 @@ def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output:
         out[:, sparse] += _bed_sparse(core, source, _pairs(sparse_matches, sparse_union, unit_weights),
                                       p_alt[np.searchsorted(union, sparse_union)], m, output, block, report, release_chunks).T
     return out
+
+
+def _bed_counts(source: BedSource, matches: list[TraitMatch], union: np.ndarray, m: ScoreModel) -> tuple[np.ndarray, np.ndarray]:
+    """(NAMED_ALLELE_DOSAGE_SUM, non-missing calls) [n_samples, n_traits] float64 from the packed
+    bytes, in integers (a .bed call's named count is 0, 1 or 2 under every model): exact, so the
+    same numbers as the float64 passes. Traits that share their variant and allele arrays (the
+    columns of one score file) have the same counts: each such group is counted once."""
+    core = require_core()
+    n = source.n_samples
+    group_of: dict[tuple[int, int], int] = {}
+    members = []
+    for t in matches:
+        key = (id(t.variant), id(t.effect_is_alt))
+        if key not in group_of:
+            group_of[key] = len(members)
+            members.append(t)
+    pairs = _pairs(members, union, unit_weights=True)
+    lut = np.empty((2 * len(union), 4))  # rows 2i and 2i + 1: variant i counted for its ALT and for its REF allele
+    p_unused = np.full(len(union), 0.5)  # counts do not depend on the frequency
+    lut[0::2] = value_tables(p_unused, np.ones(len(union), bool), m, NAMED)
+    lut[1::2] = value_tables(p_unused, np.zeros(len(union), bool), m, NAMED)
+    if not np.isin(lut, (0.0, 1.0, 2.0)).all():
+        raise AssertionError("a .bed call's named-allele count must be 0, 1 or 2")
+    named = np.zeros((len(members), n))
+    called = np.zeros((len(members), n))
+    rows_per_chunk = max(1, RESIDENT_ROWS_BYTES // max(source.packed_all.shape[1], 1))
+    release_chunks = len(union) > rows_per_chunk
+    for a, b, idx, off in _block_pairs(pairs, rows_per_chunk):  # one pass unless the rows would pass RESIDENT_ROWS_BYTES
+        core.score_counts(source.packed_all, n, np.repeat(union[a:b].astype(np.int32), 2), lut[2 * a : 2 * b].astype(np.uint8), off,
+                          (2 * pairs.uidx[idx] + (~pairs.effect_is_alt[idx]) - 2 * a).astype(np.int32), named, called)
+        if release_chunks:
+            source.release_pages(int(union[a]), int(union[b - 1]) + 1)
+    group = np.fromiter((group_of[(id(t.variant), id(t.effect_is_alt))] for t in matches), np.int64, len(matches))
+    return np.ascontiguousarray(named.T[:, group]), np.ascontiguousarray(called.T[:, group])
 
 
 def _scaled(progress, scale: float):

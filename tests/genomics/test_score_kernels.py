@@ -52,6 +52,53 @@ def test_sparse_kernel_matches_reference(block):
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
+def reference_counts(packed, n, packed_row, named_lut, trait_off, row):
+    """(named, called) [n_traits, n_samples]: the count kernel's sums, pair by pair."""
+    named_values = reference_values(packed, n, packed_row, named_lut.astype(np.float64))
+    called_values = reference_values(packed, n, packed_row, np.broadcast_to([1.0, 0.0, 1.0, 1.0], (len(packed_row), 4)))
+    trait = np.repeat(np.arange(len(trait_off) - 1), np.diff(trait_off))
+    named, called = np.zeros((len(trait_off) - 1, n)), np.zeros((len(trait_off) - 1, n))
+    np.add.at(named, trait, named_values[row])
+    np.add.at(called, trait, called_values[row])
+    return named, called
+
+
+@given(blocks())
+@settings(max_examples=200, deadline=None)
+def test_count_kernel_matches_reference(block):
+    packed, n, packed_row, _, weight = block
+    named_lut = np.random.default_rng(n).integers(0, 3, (len(packed_row), 4)).astype(np.uint8)
+    trait, row = np.nonzero(weight.T)
+    trait_off = np.r_[0, np.cumsum(np.bincount(trait, minlength=weight.shape[1]))].astype(np.int64)
+    named, called = np.full((weight.shape[1], n), 3.0), np.full((weight.shape[1], n), 1.0)  # accumulates into what is there
+    core.score_counts(packed, n, packed_row, named_lut, trait_off, row.astype(np.int32), named, called)
+    expected_named, expected_called = reference_counts(packed, n, packed_row, named_lut, trait_off, row)
+    np.testing.assert_array_equal(named, 3.0 + expected_named)  # integers: exact
+    np.testing.assert_array_equal(called, 1.0 + expected_called)
+
+
+def test_count_kernel_flushes_before_its_16_bit_lanes_wrap():
+    # 40,000 pairs of one trait, each counting 2 for every sample: past 2^16 in a lane unless flushed
+    n = 7
+    packed = np.zeros((3, 2), np.uint8)  # code 00 everywhere (padding too)
+    named_lut = np.array([[2, 0, 1, 0]] * 3, np.uint8)
+    row = np.zeros(40_000, np.int32)
+    named, called = np.zeros((1, n)), np.zeros((1, n))
+    core.score_counts(packed, n, np.arange(3, dtype=np.int32), named_lut, np.array([0, len(row)], np.int64), row, named, called)
+    np.testing.assert_array_equal(named, np.full((1, n), 80_000.0))
+    np.testing.assert_array_equal(called, np.full((1, n), 40_000.0))
+
+
+def test_count_kernel_rejects_what_is_not_a_count():
+    packed = np.zeros((1, 1), np.uint8)
+    with pytest.raises(ValueError, match="0, 1 or 2"):
+        core.score_counts(packed, 4, np.zeros(1, np.int32), np.array([[3, 0, 1, 0]], np.uint8), np.array([0, 1], np.int64),
+                          np.zeros(1, np.int32), np.zeros((1, 4)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="row"):
+        core.score_counts(packed, 4, np.zeros(1, np.int32), np.array([[2, 0, 1, 0]], np.uint8), np.array([0, 1], np.int64),
+                          np.array([5], np.int32), np.zeros((1, 4)), np.zeros((1, 4)))
+
+
 def test_kernels_reject_bad_shapes():
     packed = np.zeros((2, 1), np.uint8)
     lut = np.zeros((2, 4))
