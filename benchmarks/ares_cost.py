@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import torch
+from machine import cpu_line  # benchmarks/machine.py
 
 from ehrfast.infer.ares import TrajectorySettings, risk_trajectory, stays_from_labels
 from ehrfast.labels import make_labels
@@ -57,7 +56,7 @@ def main() -> None:
     ap.add_argument("--baseline-positions", type=int, default=12, help="positions timed one at a time (their rate is extrapolated)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; device {args.device}"
+    print(f"{cpu_line()}; torch {torch.__version__}; device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

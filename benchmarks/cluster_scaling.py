@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_line  # benchmarks/machine.py
 from prs_vs_plink2 import make_bed, write_wide  # noqa: E402
 
 from ehrfast.cluster import connect, map_tasks  # noqa: E402
@@ -111,12 +112,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     workers = [int(w) for w in args.workers.split(",")]
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    print(f"machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}")
+    print(f"{cpu_line()}; Python {platform.python_version()}")
 
     t = time.perf_counter()
     cohort = work / "cohort"

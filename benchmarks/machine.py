@@ -25,7 +25,8 @@ def cpu_line() -> str:
         pass
     from ehrfast.backends import core
 
-    build = "C++ core not built" if core is None else f"C++ core{' + OpenMP' if core.built_with_openmp() else ''}"
+    build = "C++ core not built" if core is None else \
+        f"C++ core{' + OpenMP' if core.built_with_openmp() else ''}, kernels compiled for {core.kernel_isa()}"
     simd = " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
     return f"cpu: {model}, {os.cpu_count()} cores; SIMD: {simd}; {build}"
 

@@ -7,11 +7,11 @@ run, checks that both outputs validate, and prints the hospital world's achieved
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import shutil
 import time
+
+from machine import cpu_line  # benchmarks/machine.py
 
 from ehrfast.data.meds import validate_meds_dataset
 from ehrfast.synth.generator import SyntheticConfig, generate_cohort
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, default=100_000)
     ap.add_argument("--out", default="/tmp/ehrfast_synth_scale")
     args = ap.parse_args()
-    print(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(cpu_line())
     times = {}
     for hospital in (False, True):
         gen, val, s = _run(args.out + ("_hospital" if hospital else "_chronic"), args.subjects, hospital)

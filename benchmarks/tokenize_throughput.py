@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from machine import cpu_line  # benchmarks/machine.py
 
 CHILD = r"""
 import json, shutil, sys, time
@@ -55,7 +56,7 @@ def main() -> None:
             times[mode].append(res.pop("seconds"))
             info.update(res)
     med = {m: statistics.median(v) for m, v in times.items()}
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores; rows {info['rows']:,}; tokens {info['tokens']:,}")
+    print(f"{cpu_line()}; rows {info['rows']:,}; tokens {info['tokens']:,}")
     for m, v in med.items():
         print(f"  {m:<10} median {v:6.2f} s  ({info['rows'] / v / 1e6:5.1f} M rows/s)   runs: {', '.join(f'{x:.2f}' for x in times[m])}")
     print(f"  tokenize / read = {med['tokenize'] / med['read']:.2f}x   tokenize / read-dict = {med['tokenize'] / med['read-dict']:.2f}x")

@@ -10,6 +10,8 @@ def unpack_bed(packed: npt.NDArray[np.uint8], n_samples: int) -> npt.NDArray[np.
     """[n_variants, ceil(n_samples/4)] uint8 -> [n_variants, n_samples] int8 A1 counts (-1 missing)."""
 
 def built_with_openmp() -> bool: ...
+def kernel_isa() -> str:
+    """The widest vector unit the C++ kernels were compiled for: avx512f, avx2, avx, sse2, neon or scalar."""
 
 class CodeTableArrays:
     """What each code-table entry emits, as CSR arrays (``CodeTable.csr()``)."""

@@ -79,17 +79,21 @@ def write_parquet(table: PRSTable, path: str | os.PathLike) -> None:
         "sample_id": pa.array([str(s) for s in table.sample_ids], pa.string()),
         "subject_id": pa.array(list(table.subject_ids), pa.int64()),
     }
-    averages = table.averages if table.raw else None
-    for j, trait in enumerate(table.traits):
-        if not table.raw:
-            columns[trait] = pa.array(table.values[:, j].astype(np.float32))
-            continue
-        columns[trait] = pa.array(table.sums[:, j])
-        columns[f"{trait}_SUM"] = pa.array(table.sums[:, j])
-        columns[f"{trait}_AVG"] = pa.array(averages[:, j], mask=np.isnan(averages[:, j]))
-        columns[f"{trait}_ALLELE_CT"] = pa.array(np.rint(table.allele_ct[:, j]).astype(np.int64))
-        columns[f"{trait}_DENOM"] = pa.array(np.rint(table.denom[:, j]).astype(np.int64))
-        columns[f"{trait}_NAMED_ALLELE_DOSAGE_SUM"] = pa.array(table.named[:, j])
+    # [n_samples, n_traits] transposed once: each trait's column is then a contiguous row that
+    # Arrow wraps without a strided copy (thousands of traits write in a fraction of the time)
+    if not table.raw:
+        for trait, values in zip(table.traits, np.ascontiguousarray(table.values.T, np.float32)):
+            columns[trait] = pa.array(values)
+    else:
+        averages = np.ascontiguousarray(table.averages.T)
+        allele_ct, denom = (np.ascontiguousarray(np.rint(x.T).astype(np.int64)) for x in (table.allele_ct, table.denom))
+        named = np.ascontiguousarray(table.named.T)
+        for j, (trait, sums) in enumerate(zip(table.traits, np.ascontiguousarray(table.sums.T))):
+            columns[trait] = columns[f"{trait}_SUM"] = pa.array(sums)
+            columns[f"{trait}_AVG"] = pa.array(averages[j], mask=np.isnan(averages[j]))
+            columns[f"{trait}_ALLELE_CT"] = pa.array(allele_ct[j])
+            columns[f"{trait}_DENOM"] = pa.array(denom[j])
+            columns[f"{trait}_NAMED_ALLELE_DOSAGE_SUM"] = pa.array(named[j])
     t = pa.table(columns).replace_schema_metadata({TRAITS_KEY: json.dumps(table.traits).encode()})
     pq.write_table(t, path, use_dictionary=False, write_statistics=False)  # continuous values: no dictionary pages
 
