@@ -28,7 +28,7 @@ COLUMNS = ["subject_id", "time", "code", "numeric_value"]
 def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench") / "cohort"
     generate_cohort(root, SyntheticConfig(n_subjects=N_SUBJECTS, n_variants=200, n_null_traits=0, causal_variants=20, score_variants=50), progress=False)
-    files = [f for fs in data_files(root).values() for f in fs]
+    files = [f.path for fs in data_files(root).values() for f in fs]
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     return root, files, rows
 

@@ -27,7 +27,7 @@ shutil.rmtree(out, ignore_errors=True)  # a first run: no earlier output to dele
 import pyarrow.parquet as pq
 from ehrfast.data.meds import data_files
 from ehrfast.tokenize import tokenize_dataset
-files = [f for fs in data_files(meds).values() for f in fs]
+files = [f.path for fs in data_files(meds).values() for f in fs]
 cols = ["subject_id", "time", "code", "numeric_value"]
 t = time.perf_counter()
 if mode == "tokenize":

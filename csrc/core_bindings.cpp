@@ -20,6 +20,7 @@
 #include "evaluate/bootstrap.hpp"
 #include "prs/bed.hpp"
 #include "prs/score.hpp"
+#include "prs/tsv.hpp"
 #include "tokenizer/fit.hpp"
 #include "tokenizer/rows.hpp"
 #include "tokenizer/timeline.hpp"
@@ -574,6 +575,33 @@ void score_dosages(const Float64Array& dosages, const Float64Array& p_alt, const
                             weight.data(), static_cast<std::size_t>(n_traits), model, out);
 }
 
+// A score-file body parsed by the fast path (see prs/tsv.hpp): (n_rows, declined_row,
+// numbers [n_rows, n_numeric] float64 column-major, [(offsets int32 [n_rows + 1], bytes uint8)]
+// per text column). Declined: numbers and the text list are None.
+py::tuple parse_score_table(const py::buffer& body, const std::vector<bool>& is_numeric, int n_threads) {
+    const py::buffer_info info = body.request();
+    if (info.ndim != 1 || info.itemsize != 1) throw std::invalid_argument("body must be a 1-D byte buffer");
+    std::vector<std::uint8_t> numeric(is_numeric.begin(), is_numeric.end());
+    prs::ParsedTsv parsed;
+    {
+        py::gil_scoped_release release;
+        parsed = prs::parse_tsv(static_cast<const char*>(info.ptr), static_cast<std::size_t>(info.shape[0]), numeric,
+                                n_threads > 0 ? n_threads : static_cast<int>(max_threads()));
+    }
+    if (parsed.declined_row >= 0) return py::make_tuple(parsed.n_rows, parsed.declined_row, py::none(), py::none());
+    const auto n_numeric = static_cast<py::ssize_t>(std::count(numeric.begin(), numeric.end(), 1));
+    const auto n_rows = static_cast<py::ssize_t>(parsed.n_rows);
+    double* data = parsed.numbers.release();
+    py::capsule free_numbers(data, [](void* p) { delete[] static_cast<double*>(p); });
+    py::array_t<double> numbers({n_rows, n_numeric}, {static_cast<py::ssize_t>(sizeof(double)), static_cast<py::ssize_t>(sizeof(double)) * n_rows},
+                                data, free_numbers);
+    py::list text;
+    for (prs::TextColumn& col : parsed.text) {
+        text.append(py::make_tuple(adopt(std::move(col.offsets)), adopt(std::move(col.bytes))));
+    }
+    return py::make_tuple(parsed.n_rows, -1, numbers, text);
+}
+
 // (named, called) [n_traits, n_samples] += plink2's count columns over each trait's pairs (see prs/score.hpp).
 void score_counts(const UInt8Array& packed, std::size_t n_samples, const Int32Array& packed_row, const UInt8Array& named_lut,
                   const Int64Array& trait_off, const Int32Array& row, py::array named, py::array called) {
@@ -730,6 +758,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("score_sparse", &score_sparse, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("lut"),
           py::arg("trait_off"), py::arg("row"), py::arg("weight"), py::arg("scores"),
           "scores[t, s] += lut[row[k]][code(packed_row[row[k]], s)] · weight[k] over trait t's pairs k (in place).");
+    m.def("parse_score_table", &parse_score_table, py::arg("body"), py::arg("is_numeric"), py::arg("n_threads") = 0,
+          "A tab-separated score-file body: (n_rows, declined_row, numbers [n_rows, n_numeric] F-order, [(offsets, bytes)] per text column).");
     m.def("score_counts", &score_counts, py::arg("packed"), py::arg("n_samples"), py::arg("packed_row"), py::arg("named_lut"),
           py::arg("trait_off"), py::arg("row"), py::arg("named"), py::arg("called"),
           "named[t, s] += named_lut[row[k]][code], called[t, s] += 1 per non-missing call, over trait t's pairs k (in place, exact).");

@@ -1,5 +1,7 @@
 """Type stubs for the compiled C++ core ``ehrfast._core``."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -108,6 +110,14 @@ def score_counts(
 ) -> None:
     """plink2's count columns, exact: named[t, s] += named_lut[row[k]][code] (0..2) and called[t, s] += 1 per non-missing
     call, over trait t's pairs k, in place; named, called [n_traits, n_samples] float64."""
+
+def parse_score_table(
+    body: bytes | bytearray | memoryview, is_numeric: Sequence[bool], n_threads: int = 0,
+) -> tuple[int, int, npt.NDArray[np.float64] | None, list[tuple[npt.NDArray[np.int32], npt.NDArray[np.uint8]]] | None]:
+    """A tab-separated score-file body (the rows after the column line): (n_rows, declined_row, numbers [n_rows,
+    n_numeric] float64 column-major, [(offsets [n_rows + 1], utf-8 bytes)] per text column). declined_row >= 0 (the
+    0-based body row): a row the fast path leaves to pyarrow (blank line, CR, wrong field count, a weight that is not
+    a plain finite decimal, non-ASCII text); numbers and text are then None. n_threads 0: OpenMP's maximum."""
 
 class CallKind:
     """The genotype model of a call: ``additive``, ``dominant`` or ``recessive``."""

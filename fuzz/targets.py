@@ -125,14 +125,31 @@ def plink(data: bytes) -> None:
 
 
 def scorefile(data: bytes) -> None:
-    """The bytes as a score file (gzip-compressed when the first byte is odd), parsed."""
+    """The bytes as a score file (gzip-compressed when the first byte is odd), parsed by the C++
+    reader and by pyarrow (the reference): the same refusal, or the same columns."""
+    from ehrfast.backends import core
     from ehrfast.genomics.scorefile import read_score_file
 
     b = Bytes(data)
     packed = b.flag()
     body = b.rest()
     path = _file("f.txt.gz" if packed else "f.txt", gzip.compress(body, mtime=0) if packed else body)
-    _refused(lambda: read_score_file(path))
+    if core is None:
+        _refused(lambda: read_score_file(path))
+        return
+    outcome = {}
+    for backend in ("python", "cpp"):
+        try:
+            outcome[backend] = read_score_file(path, backend)
+        except EhrfastError as exc:
+            outcome[backend] = exc
+    ref, fast = outcome["python"], outcome["cpp"]
+    if isinstance(ref, EhrfastError) or isinstance(fast, EhrfastError):
+        assert type(ref) is type(fast) and str(ref) == str(fast), (ref, fast)
+        return
+    assert fast.traits == ref.traits and fast.header == ref.header and fast.chrom == ref.chrom
+    assert fast.ids.equals(ref.ids) and fast.effect_allele.equals(ref.effect_allele) and fast.other_allele.equals(ref.other_allele)
+    np.testing.assert_array_equal(fast.weights, ref.weights)
 
 
 # ---- the Arrow-buffer MEDS reader: nulls, chunks, slices (bit offsets), sort order ------------

@@ -155,7 +155,7 @@ def _match_and_score(genotypes, score_files, opt: PRSOptions, backend, sample_ma
     compute_prs. plink2's count columns (extra passes over the genotypes) only for the outputs
     that hold them: raw parquet, pgsc_calc, and sscore (which also counts over all variants)."""
     source = open_genotypes(genotypes, **(genotype_options or {}))
-    files = read_score_files(score_files)
+    files = read_score_files(score_files, backend)
     target_build = opt.target_build or source.genome_build
     builds = check_builds(files, target_build, source.path)
     matches, dropped = [], []

@@ -107,7 +107,7 @@ def call_values(d: np.ndarray, p: np.ndarray, m: ScoreModel, output: CallOutput 
 class ScoreResult:
     traits: list[str]
     sample_ids: np.ndarray
-    sums: np.ndarray  # [n_samples, n_traits] float64
+    sums: np.ndarray  # [n_samples, n_traits] float64, column-major (each trait's values contiguous)
     allele_ct: np.ndarray | None = None  # [n_samples, n_traits]
     denom: np.ndarray | None = None  # [n_samples, n_traits]
     named_sum: np.ndarray | None = None  # [n_samples, n_traits]
@@ -311,9 +311,11 @@ def score_traits(
         parts = results_in_order(cluster, _score_block, tasks, labels=labels, name="prs", args=(source, m, backend, plink2_columns, block, None),
                                  progress=_scaled(progress, 1.0), sizes=sizes)
     n, n_traits = source.n_samples, len(matches)
-    sums = np.zeros((n, n_traits))
-    allele_ct = np.zeros((n, n_traits)) if plink2_columns else None
-    named_sum = np.zeros((n, n_traits)) if plink2_columns else None
+    # [n_samples, n_traits] views of trait-major memory: the kernels write traits as rows and
+    # the writers read them so, without a transposing copy on either side
+    sums = np.zeros((n_traits, n)).T
+    allele_ct = np.zeros((n_traits, n)).T if plink2_columns else None
+    named_sum = np.zeros((n_traits, n)).T if plink2_columns else None
     p_alt = np.full(len(union), np.nan)
     for task, part in zip(tasks, parts):
         cols = slice(task.first_trait, task.end_trait)
@@ -331,7 +333,7 @@ def score_traits(
         result.allele_ct = allele_ct
         result.named_sum = named_sum
         n_vars = np.array([len(t.variant) for t in matches], np.float64)
-        result.denom = np.broadcast_to(2 * n_vars, (n, n_traits)).copy() if m.mean_impute else result.allele_ct
+        result.denom = np.broadcast_to(2 * n_vars[:, None], (n_traits, n)).copy().T if m.mean_impute else result.allele_ct
     result.effect_allele_freq = {}
     freq_of = {}  # traits of one file share their variants and alleles (and so one frequency array)
     position = _union_positions(union, matches)
@@ -422,14 +424,13 @@ def _score_task(matches: list[TraitMatch], source: GenotypeSource, m: ScoreModel
 
         def engine(output, unit_weights, report):
             return pair_engine(source, _pairs(matches, union, unit_weights), p_alt, m, output, rows, report).T
-    sums = np.ascontiguousarray(engine(SCORE, False, progress))
+    sums = engine(SCORE, False, progress)
     if not plink2_columns:
         return _BlockScores(sums, None, None, union, p_alt)
     if resolve_backend(backend, "PRS scorer") == "cpp" and isinstance(source, BedSource):
         named, called = _bed_counts(source, matches, union, m)
         return _BlockScores(sums, 2 * called, named, union, p_alt)
-    return _BlockScores(sums, np.ascontiguousarray(2 * engine(NONMISSING, True, None)), np.ascontiguousarray(engine(NAMED, True, None)),
-                        union, p_alt)
+    return _BlockScores(sums, 2 * engine(NONMISSING, True, None), engine(NAMED, True, None), union, p_alt)
 
 
 def value_tables(p_alt: np.ndarray, effect_is_alt: np.ndarray, m: ScoreModel, output: CallOutput) -> np.ndarray:
@@ -463,7 +464,7 @@ def _numpy_engine(source, pairs: _Pairs, p_alt, m: ScoreModel, output: CallOutpu
 
 def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output: CallOutput, unit_weights: bool, block, progress) -> np.ndarray:
     """C++ from the packed bytes: wide score files as dense weight matrices, the other traits
-    as sparse pairs. Returns [n_samples, n_traits]."""
+    as sparse pairs. Returns [n_samples, n_traits] (a view of trait-major memory)."""
     core = require_core()
     n = source.n_samples
     matrices, sparse = _split_dense(matches, unit_weights)
@@ -472,7 +473,7 @@ def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output:
     # progress is reported in units of the union so that callers can size a bar by it
     work = sum(len(x.variant) for x in matrices) + len(sparse_union)
     report = _scaled(progress, len(union) / work if work else 0.0)
-    out = np.zeros((n, len(matches)))
+    out = np.zeros((len(matches), n))  # trait-major, as the sparse kernel writes and the parquet writer reads
     # a large block's rows are let go chunk by chunk (a worker then holds one chunk of them);
     # a small block's stay mapped for the next pass (counts, frequencies) and go at the task's end
     release_chunks = len(union) * source.packed_all.shape[1] > RESIDENT_ROWS_BYTES
@@ -485,11 +486,11 @@ def _bed_engine(source: BedSource, matches, union, p_alt, m: ScoreModel, output:
             if release_chunks:
                 source.release_pages(int(x.variant[a]), int(x.variant[b - 1]) + 1)
             report(b - a)
-        out[:, x.traits] += part
+        out[x.traits] += part.T
     if sparse_matches:
-        out[:, sparse] += _bed_sparse(core, source, _pairs(sparse_matches, sparse_union, unit_weights),
-                                      p_alt[np.searchsorted(union, sparse_union)], m, output, block, report, release_chunks).T
-    return out
+        out[sparse] += _bed_sparse(core, source, _pairs(sparse_matches, sparse_union, unit_weights),
+                                   p_alt[np.searchsorted(union, sparse_union)], m, output, block, report, release_chunks)
+    return out.T
 
 
 def _bed_counts(source: BedSource, matches: list[TraitMatch], union: np.ndarray, m: ScoreModel) -> tuple[np.ndarray, np.ndarray]:
@@ -523,9 +524,9 @@ def _bed_counts(source: BedSource, matches: list[TraitMatch], union: np.ndarray,
         if release_chunks:
             source.release_pages(int(union[a]), int(union[b - 1]) + 1)
     if len(members) == len(matches):  # no shared arrays: the groups are the traits, in order
-        return np.ascontiguousarray(named.T), np.ascontiguousarray(called.T)
+        return named.T, called.T
     group = np.fromiter((group_of[(id(t.variant), id(t.effect_is_alt))] for t in matches), np.int64, len(matches))
-    return np.ascontiguousarray(named[group].T), np.ascontiguousarray(called[group].T)
+    return named[group].T, called[group].T
 
 
 def _scaled(progress, scale: float):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import mmap
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ehrfast.backends import require_core, resolve_backend
 from ehrfast.errors import InvalidInputError
 from ehrfast.genomics.builds import build_from_filename, normalize_build
 
@@ -84,9 +86,66 @@ def _header(path: Path) -> tuple[dict[str, str], int, list[str]]:
     raise ScoreFileError(f"{path}: no column header line")
 
 
-def _table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozenset()) -> dict:
-    """The body as columns, parsed by pyarrow's multithreaded CSV reader: ``numeric`` columns
-    as float64 (falling back to strings so a bad value can be located), the rest as strings."""
+def _table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozenset(), backend: str | None = None
+           ) -> tuple[dict, np.ndarray | None]:
+    """The body as columns: ``numeric`` columns as float64, the rest as strings; with the
+    numeric columns also as one [n_rows, n_numeric] column-major matrix (file order) when the
+    C++ fast path read the file, else None. The fast path reads clean files only; anything it
+    declines is read by pyarrow's CSV reader (the reference), whose errors name the line."""
+    if resolve_backend(backend, "score-file reader") == "cpp":
+        fast = _fast_table(path, skip, columns, numeric)
+        if fast is not None:
+            return fast
+    return _pyarrow_table(path, skip, columns, numeric), None
+
+
+def _body(path: Path, skip: int):
+    """(buffer, offset of the first body row): the file mapped (gzip: decompressed) and the
+    byte after its column line (``skip`` lines come before it)."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    if gz:
+        with gzip.open(path) as fh:
+            buf = fh.read()
+    elif path.stat().st_size == 0:
+        buf = b""
+    else:
+        with open(path, "rb") as fh:
+            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    at = 0
+    for _ in range(skip + 1):
+        at = buf.find(b"\n", at) + 1
+        if at == 0:
+            return buf, len(buf)
+    return buf, at
+
+
+def _fast_table(path: Path, skip: int, columns: list[str], numeric: set[str]) -> tuple[dict, np.ndarray] | None:
+    import pyarrow as pa
+
+    buf, at = _body(path, skip)
+    try:
+        with memoryview(buf) as view:
+            n_rows, declined, numbers, text = require_core().parse_score_table(view[at:], [c in numeric for c in columns])
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+    if declined >= 0:
+        return None
+    col, texts, j = {}, iter(text), 0
+    for c in columns:
+        if c in numeric:
+            col[c] = pa.chunked_array([pa.array(numbers[:, j])], pa.float64())
+            j += 1
+        else:
+            offsets, data = next(texts)
+            col[c] = pa.chunked_array([pa.Array.from_buffers(pa.string(), n_rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])])
+    return col, numbers
+
+
+def _pyarrow_table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozenset()) -> dict:
+    """The reference: pyarrow's multithreaded CSV reader, ``numeric`` columns as float64
+    (falling back to strings so a bad value can be located), the rest as strings."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -109,16 +168,17 @@ def _table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozen
     return {c: t.column(c) for c in columns}
 
 
-def read_score_file(path: str | os.PathLike) -> ScoreFile:
+def read_score_file(path: str | os.PathLike, backend: str | None = None) -> ScoreFile:
     """Reads one score file; traits are named by ``pgs_id`` (PGS Catalog), the ``accession``
-    column (normalised files) or the weight column names (plink2-style tables)."""
+    column (normalised files) or the weight column names (plink2-style tables). ``backend``:
+    "python" reads every file with pyarrow (the reference of the C++ reader)."""
     path = Path(path)
     if not path.exists():
         raise ScoreFileError(f"{path}: no such score file")
     if path.is_dir():
         raise ScoreFileError(f"{path}: is a directory; --scores takes the score files themselves (e.g. {path}/*.txt.gz)")
     try:
-        return _parse_score_file(path)
+        return _parse_score_file(path, backend)
     except UnicodeDecodeError as exc:
         raise ScoreFileError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}) — not a score file, or written in another "
                              "encoding") from None
@@ -126,18 +186,18 @@ def read_score_file(path: str | os.PathLike) -> ScoreFile:
         raise ScoreFileError(f"{path}: not a readable score file ({type(exc).__name__}: {exc})") from None
 
 
-def _parse_score_file(path: Path) -> ScoreFile:
+def _parse_score_file(path: Path, backend: str | None) -> ScoreFile:
     header, body_start, columns = _header(path)
     if len(set(columns)) != len(columns):
         raise ScoreFileError(f"{path}: duplicate column names in {columns}")
     is_pgs = any(c in columns for c in ("effect_weight", "chr_position", "hm_pos", "rsID"))
     skip = {"ID", "effect_allele", "A1", "other_allele", "A2", "CHR", "POS", "chr_name", "chr_position"}
     numeric = {"effect_weight"} if is_pgs else {c for c in columns if c not in skip}
-    col = _table(path, body_start, columns, numeric)
+    col, numbers = _table(path, body_start, columns, numeric, backend)
     if "effect_weight" in col or "chr_position" in col or "hm_pos" in col or "rsID" in col:
         sf = _pgs_catalog(path, header, col, body_start)
     elif "ID" in col and ("effect_allele" in col or "A1" in col):
-        sf = _plink_table(path, col, columns, body_start)
+        sf = _plink_table(path, col, columns, body_start, numbers)
     else:
         raise ScoreFileError(f"{path}: unrecognised columns {columns}; expected a PGS Catalog file or ID/effect_allele/weight columns")
     _check_alleles(sf, body_start)
@@ -241,15 +301,20 @@ def _build(path: Path, header: dict, harmonized: bool) -> str | None:
     return normalize_build(declared, where=f"{path}: #genome_build")
 
 
-def _plink_table(path: Path, col: dict, columns: list[str], body_start: int) -> ScoreFile:
+def _plink_table(path: Path, col: dict, columns: list[str], body_start: int, numbers: np.ndarray | None) -> ScoreFile:
+    """``numbers``: the weight columns as one column-major matrix when the C++ reader parsed
+    them (finite by construction), else None."""
     ea_col = "effect_allele" if "effect_allele" in col else "A1"
     skip = {"ID", ea_col, "other_allele", "A2", "CHR", "POS", "chr_name", "chr_position"}
     traits = [c for c in columns if c not in skip]
     if not traits:
         raise ScoreFileError(f"{path}: no weight columns besides {sorted(skip & set(columns))}")
-    weights = np.empty((len(col[ea_col]), len(traits)), order="F")  # column by column: contiguous writes
-    for j, t in enumerate(traits):
-        weights[:, j] = _weights(path, col[t], t, body_start)
+    if numbers is not None and numbers.shape[1] == len(traits):  # the numeric columns are the traits, in file order
+        weights = numbers
+    else:
+        weights = np.empty((len(col[ea_col]), len(traits)), order="F")  # column by column: contiguous writes
+        for j, t in enumerate(traits):
+            weights[:, j] = _weights(path, col[t], t, body_start)
     ids = _arrow_strings(col, "ID")
     other = _first_column(col, ("other_allele", "A2"), len(ids), upper=True)
     return ScoreFile(str(path), traits, ids, None, None, _arrow_strings(col, ea_col, upper=True), other, weights)
@@ -265,9 +330,9 @@ def _check_alleles(sf: ScoreFile, body_start: int) -> None:
         raise ScoreFileError(f"{sf.path}: line {body_start + 2 + i}: empty effect allele")
 
 
-def read_score_files(paths) -> list[ScoreFile]:
+def read_score_files(paths, backend: str | None = None) -> list[ScoreFile]:
     """Reads several score files; duplicate trait names across files are an error."""
-    files = [read_score_file(p) for p in paths]
+    files = [read_score_file(p, backend) for p in paths]
     seen: dict[str, str] = {}
     for f in files:
         for t in f.traits:
