@@ -40,11 +40,14 @@ def _real(path: str | os.PathLike) -> Path:
 
 def _overlap(a: Path, b: Path) -> str | None:
     """How real path ``a`` relates to real path ``b``: "is", "lies inside", "contains" or None."""
-    if a == b:
+    # on the cached parts tuples: Path.parents builds a Path per level, and PRS checks one
+    # output against thousands of score files
+    pa, pb = a.parts, b.parts
+    if pa == pb:
         return "is"
-    if b in a.parents:
+    if len(pa) > len(pb) and pa[: len(pb)] == pb:
         return "lies inside"
-    if a in b.parents:
+    if len(pb) > len(pa) and pb[: len(pa)] == pa:
         return "contains"
     return None
 
