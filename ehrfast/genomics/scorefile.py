@@ -101,7 +101,7 @@ def _table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozen
 
 def _body(path: Path, skip: int):
     """(buffer, offset of the first body row): the file mapped (gzip: decompressed) and the
-    byte after its column line (``skip`` lines come before it)."""
+    byte after its column line (``skip`` lines come before it); -1 when no line follows it."""
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     if gz:
@@ -115,8 +115,8 @@ def _body(path: Path, skip: int):
     at = 0
     for _ in range(skip + 1):
         at = buf.find(b"\n", at) + 1
-        if at == 0:
-            return buf, len(buf)
+        if at == 0:  # the column line is the last line, with no newline: pyarrow's own case
+            return buf, -1
     return buf, at
 
 
@@ -125,6 +125,8 @@ def _fast_table(path: Path, skip: int, columns: list[str], numeric: set[str]) ->
 
     buf, at = _body(path, skip)
     try:
+        if at < 0 or buf.find(b"\r", 0, at) >= 0:  # '\r' line ends: the header's line count (universal newlines) is not ours
+            return None
         with memoryview(buf) as view:
             n_rows, declined, numbers, text = require_core().parse_score_table(view[at:], [c in numeric for c in columns])
     finally:

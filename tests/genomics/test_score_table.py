@@ -100,6 +100,31 @@ def test_unusual_rows_are_left_to_pyarrow(tmp_path, row):
     assert got.ids.equals(expected.ids)
 
 
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_carriage_return_line_ends_are_left_to_pyarrow(tmp_path, newline):
+    path = tmp_path / "s.tsv"
+    path.write_bytes(newline.join(["#pgs_id=X", "ID\teffect_allele\tT1", "rs1\tA\t0.5", "rs2\tC\t1.5", ""]).encode())
+    header, skip, columns = scorefile._header(path)
+    assert scorefile._fast_table(path, skip, columns, {"T1"}) is None
+    got, expected = read_score_file(path, "cpp"), read_score_file(path, "python")
+    np.testing.assert_array_equal(got.weights, expected.weights)
+    assert got.ids.equals(expected.ids) and expected.n_rows == 2
+
+
+@pytest.mark.parametrize("text", ["ID\teffect_allele\tT1\n", "ID\teffect_allele\tT1"])
+def test_files_without_rows_read_as_pyarrow_reads_them(tmp_path, text):
+    path = tmp_path / "s.tsv"
+    path.write_text(text)
+    try:
+        expected = read_score_file(path, "python")
+    except ScoreFileError as exc:  # pyarrow refuses a column line without a newline
+        with pytest.raises(ScoreFileError, match="Could not skip"):
+            read_score_file(path, "cpp")
+        assert "Could not skip" in str(exc)
+        return
+    assert read_score_file(path, "cpp").weights.shape == expected.weights.shape == (0, 1)
+
+
 def test_errors_name_the_line_as_before(tmp_path):
     (tmp_path / "nonnum.tsv").write_text("ID\teffect_allele\tT1\nrs1\tA\t0.5\nrs2\tA\tabc\n")
     with pytest.raises(ScoreFileError, match=r"line 3: column 'T1' has non-numeric weight 'abc'"):
