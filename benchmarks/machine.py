@@ -10,8 +10,6 @@ import platform
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
 
 
-
-
 def amd_generation(family: int | None, model: int | None) -> str | None:
     """The Zen generation a VM's bare "AMD EPYC" model name hides (AMD's family/model numbers)."""
     if family == 26:

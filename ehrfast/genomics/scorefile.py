@@ -58,11 +58,15 @@ class ScoreFile:
         return self.chrom is not None and self.pos is not None and bool((self.pos >= 0).any())
 
 
+def is_gzip(path: Path) -> bool:
+    """Whether ``path`` starts with gzip's magic bytes."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 def open_text(path: Path):
     """A text reader of ``path``, gzip or plain (by its magic bytes)."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+    if is_gzip(path):
         return io.TextIOWrapper(gzip.open(path), encoding="utf-8")
     return open(path, encoding="utf-8")
 
@@ -102,9 +106,7 @@ def _table(path: Path, skip: int, columns: list[str], numeric: set[str] = frozen
 def _body(path: Path, skip: int):
     """(buffer, offset of the first body row): the file mapped (gzip: decompressed) and the
     byte after its column line (``skip`` lines come before it); -1 when no line follows it."""
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    if gz:
+    if is_gzip(path):
         with gzip.open(path) as fh:
             buf = fh.read()
     elif path.stat().st_size == 0:
