@@ -49,14 +49,7 @@ int thread_rank() {
 }
 
 constexpr std::size_t kRowsPerGroup = 4;     // 4 rows x 2 bits = an 8-bit table index
-constexpr std::size_t kGroupsPerPass = 16;   // 16 tables of 256 x 16 doubles = 512 KiB, fits L2
-
-// One thread's scratch for the dense kernel: combined codes and tables of the current pass.
-struct DensePass {
-    std::size_t first_sample, n_samples;
-    std::vector<std::uint8_t> codes;  // [kGroupsPerPass, n_samples (padded to 4)]
-    std::vector<v4d> tables;          // [kGroupsPerPass, 256, kVec]
-};
+constexpr std::size_t kDenseVec = 2;         // 8 traits (two 4-double vectors) per table entry: 16 KiB tables
 
 // codes[gi][s] = c0 | c1 << 2 | c2 << 4 | c3 << 6 for the four rows of group `group`.
 void combine_codes(const PackedGenotypes& g, const ValueRows& rows, std::size_t group, std::uint8_t* codes, std::size_t first_quad,
@@ -104,28 +97,51 @@ void build_table(const ValueRows& rows, std::size_t group, const double* weight,
     }
 }
 
-// out[s, first_trait ..] += Σ_groups table_g[codes_g[s]] for this thread's samples.
-template <std::size_t kVec>
-void add_tables(const DensePass& pass, std::size_t n_groups, std::size_t n_traits, std::size_t first_trait, double* out) {
-    const std::size_t stride = pass.codes.size() / kGroupsPerPass;
-    for (std::size_t s = 0; s < pass.n_samples; ++s) {
-        v4d acc[kVec] = {};
-        for (std::size_t gi = 0; gi < n_groups; ++gi) {
-            const v4d* entry = pass.tables.data() + (gi * 256 + pass.codes[gi * stride + s]) * kVec;
-            for (std::size_t v = 0; v < kVec; ++v) acc[v] += entry[v];
+// Tables per sweep over the samples x vectors per entry: 8 tables of 16 KiB (128 KiB, in L2).
+// Measured on Zen 5 (RESULTS.md 2026-12-07, second session): 16 KiB x 8 tables with the
+// accumulators streamed took 20 ms per 4,000-variant block; 16 tables of 32 KiB with the
+// accumulators in registers (the kernel before), 28 ms; 4 tables of 8 KiB in L1, 26 ms.
+constexpr std::size_t kSweepVectors = 16;
+
+// acc[s] += Σ_{gi < kCount} tables_gi[codes[gi][s]] over the thread's samples.
+template <std::size_t kVec, std::size_t kCount>
+void add_sweep(const v4d* tables, const std::uint8_t* codes, std::size_t stride, std::size_t n_samples, v4d* acc) {
+    for (std::size_t s = 0; s < n_samples; ++s) {
+        v4d a[kVec];
+        for (std::size_t v = 0; v < kVec; ++v) a[v] = acc[s * kVec + v];
+        for (std::size_t gi = 0; gi < kCount; ++gi) {
+            const v4d* entry = tables + (gi * 256 + codes[gi * stride + s]) * kVec;
+            for (std::size_t v = 0; v < kVec; ++v) a[v] += entry[v];
         }
-        double* o = out + (pass.first_sample + s) * n_traits + first_trait;
-        const std::size_t width = std::min<std::size_t>(4 * kVec, n_traits - first_trait);
-        for (std::size_t t = 0; t < width; ++t) o[t] += acc[t / 4][t % 4];
+        for (std::size_t v = 0; v < kVec; ++v) acc[s * kVec + v] = a[v];
     }
 }
 
+// out[s, first_trait .. + 4 kVec] += Σ over all groups: a few small tables at a time, and the
+// thread's accumulators [n_samples, kVec] swept in order once per few tables (a stream the
+// prefetcher keeps ahead of), rather than many large tables and the accumulators in registers.
 template <std::size_t kVec>
-void dense_chunk(const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t first_group, std::size_t n_groups,
-                 std::size_t first_trait, DensePass& pass, double* out) {
-    for (std::size_t gi = 0; gi < n_groups; ++gi)
-        build_table<kVec>(rows, first_group + gi, weight, n_traits, first_trait, pass.tables.data() + gi * 256 * kVec);
-    add_tables<kVec>(pass, n_groups, n_traits, first_trait, out);
+void dense_traits(const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t n_groups, std::size_t first_trait,
+                  const std::uint8_t* codes, std::size_t stride, std::size_t first_sample, std::size_t n_samples, v4d* tables,
+                  v4d* acc, double* out) {
+    constexpr std::size_t kTables = kSweepVectors / kVec;
+    std::fill(acc, acc + n_samples * kVec, v4d{});
+    for (std::size_t first = 0; first < n_groups; first += kTables) {
+        const std::size_t count = std::min(kTables, n_groups - first);
+        for (std::size_t gi = 0; gi < count; ++gi)
+            build_table<kVec>(rows, first + gi, weight, n_traits, first_trait, tables + gi * 256 * kVec);
+        const std::uint8_t* c = codes + first * stride;
+        if (count == kTables) {
+            add_sweep<kVec, kTables>(tables, c, stride, n_samples, acc);
+        } else {
+            for (std::size_t gi = 0; gi < count; ++gi) add_sweep<kVec, 1>(tables + gi * 256 * kVec, c + gi * stride, stride, n_samples, acc);
+        }
+    }
+    const std::size_t width = std::min<std::size_t>(4 * kVec, n_traits - first_trait);
+    for (std::size_t s = 0; s < n_samples; ++s) {
+        double* o = out + (first_sample + s) * n_traits + first_trait;
+        for (std::size_t t = 0; t < width; ++t) o[t] += acc[s * kVec + t / 4][t % 4];
+    }
 }
 
 }  // namespace
@@ -143,16 +159,17 @@ void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const dou
         n_threads = omp_get_num_threads();
 #endif
         const auto [q0, q1] = quad_range(n_quads, thread_rank(), n_threads);
-        DensePass pass{4 * q0, std::min(g.n_samples, 4 * q1) - std::min(g.n_samples, 4 * q0), {}, {}};
-        pass.codes.resize(kGroupsPerPass * 4 * (q1 - q0));
-        pass.tables.resize(kGroupsPerPass * 256 * 4);  // up to 16 traits (4 vectors) per entry
-        for (std::size_t first = 0; q1 > q0 && first < n_groups; first += kGroupsPerPass) {
-            const std::size_t count = std::min(kGroupsPerPass, n_groups - first);
-            for (std::size_t gi = 0; gi < count; ++gi)
-                combine_codes(g, rows, first + gi, pass.codes.data() + gi * 4 * (q1 - q0), q0, q1 - q0);
+        const std::size_t first_sample = 4 * q0, n_samples = std::min(g.n_samples, 4 * q1) - std::min(g.n_samples, 4 * q0);
+        const std::size_t stride = 4 * (q1 - q0);
+        if (q1 > q0) {
+            std::vector<std::uint8_t> codes(n_groups * stride);  // every group's codes, computed once
+            for (std::size_t gi = 0; gi < n_groups; ++gi) combine_codes(g, rows, gi, codes.data() + gi * stride, q0, q1 - q0);
+            std::vector<v4d> tables(256 * kSweepVectors), acc(stride * kDenseVec);
             std::size_t t = 0;
-            for (; t + 16 <= n_traits; t += 16) dense_chunk<4>(rows, weight, n_traits, first, count, t, pass, out);
-            for (; t < n_traits; t += 4) dense_chunk<1>(rows, weight, n_traits, first, count, t, pass, out);
+            for (; t + 4 * kDenseVec <= n_traits; t += 4 * kDenseVec)
+                dense_traits<kDenseVec>(rows, weight, n_traits, n_groups, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
+            for (; t < n_traits; t += 4)
+                dense_traits<1>(rows, weight, n_traits, n_groups, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
         }
     }
 }
