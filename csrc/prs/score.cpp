@@ -49,7 +49,6 @@ int thread_rank() {
 }
 
 constexpr std::size_t kRowsPerGroup = 4;     // 4 rows x 2 bits = an 8-bit table index
-constexpr std::size_t kDenseVec = 2;         // 8 traits (two 4-double vectors) per table entry: 16 KiB tables
 
 // codes[gi][s] = c0 | c1 << 2 | c2 << 4 | c3 << 6 for the four rows of group `group`.
 void combine_codes(const PackedGenotypes& g, const ValueRows& rows, std::size_t group, std::uint8_t* codes, std::size_t first_quad,
@@ -97,10 +96,12 @@ void build_table(const ValueRows& rows, std::size_t group, const double* weight,
     }
 }
 
-// Tables per sweep over the samples x vectors per entry: 8 tables of 16 KiB (128 KiB, in L2).
-// Measured on Zen 5 (RESULTS.md 2026-12-07, second session): 16 KiB x 8 tables with the
-// accumulators streamed took 20 ms per 4,000-variant block; 16 tables of 32 KiB with the
+// The dense kernel's shape: entries of kDenseVec 4-double vectors (8 traits: 16 KiB tables), and
+// kSweepVectors / kVec tables added per sweep over the accumulators (8 tables, 128 KiB, in L2).
+// Measured on Zen 5 (RESULTS.md 2026-12-07, second session): 8 tables of 16 KiB with the
+// accumulators swept took 20 ms per 4,000-variant block; 16 tables of 32 KiB with the
 // accumulators in registers (the kernel before), 28 ms; 4 tables of 8 KiB in L1, 26 ms.
+constexpr std::size_t kDenseVec = 2;
 constexpr std::size_t kSweepVectors = 16;
 
 // acc[s] += Σ_{gi < kCount} tables_gi[codes[gi][s]] over the thread's samples.
@@ -126,16 +127,10 @@ void dense_traits(const ValueRows& rows, const double* weight, std::size_t n_tra
                   v4d* acc, double* out) {
     constexpr std::size_t kTables = kSweepVectors / kVec;
     std::fill(acc, acc + n_samples * kVec, v4d{});
-    for (std::size_t first = 0; first < n_groups; first += kTables) {
-        const std::size_t count = std::min(kTables, n_groups - first);
-        for (std::size_t gi = 0; gi < count; ++gi)
+    for (std::size_t first = 0; first < n_groups; first += kTables) {  // n_groups: a multiple of kSweepVectors
+        for (std::size_t gi = 0; gi < kTables; ++gi)
             build_table<kVec>(rows, first + gi, weight, n_traits, first_trait, tables + gi * 256 * kVec);
-        const std::uint8_t* c = codes + first * stride;
-        if (count == kTables) {
-            add_sweep<kVec, kTables>(tables, c, stride, n_samples, acc);
-        } else {
-            for (std::size_t gi = 0; gi < count; ++gi) add_sweep<kVec, 1>(tables + gi * 256 * kVec, c + gi * stride, stride, n_samples, acc);
-        }
+        add_sweep<kVec, kTables>(tables, codes + first * stride, stride, n_samples, acc);
     }
     const std::size_t width = std::min<std::size_t>(4 * kVec, n_traits - first_trait);
     for (std::size_t s = 0; s < n_samples; ++s) {
@@ -162,14 +157,18 @@ void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const dou
         const std::size_t first_sample = 4 * q0, n_samples = std::min(g.n_samples, 4 * q1) - std::min(g.n_samples, 4 * q0);
         const std::size_t stride = 4 * (q1 - q0);
         if (q1 > q0) {
-            std::vector<std::uint8_t> codes(n_groups * stride);  // every group's codes, computed once
+            // every group's codes, computed once; the groups past the block (rows past n_rows)
+            // pad to whole sweeps: code 0 into a table build_table leaves all zero
+            const std::size_t n_padded = (n_groups + kSweepVectors - 1) / kSweepVectors * kSweepVectors;
+            std::vector<std::uint8_t> codes(n_padded * stride);
             for (std::size_t gi = 0; gi < n_groups; ++gi) combine_codes(g, rows, gi, codes.data() + gi * stride, q0, q1 - q0);
             std::vector<v4d> tables(256 * kSweepVectors), acc(stride * kDenseVec);
-            std::size_t t = 0;
-            for (; t + 4 * kDenseVec <= n_traits; t += 4 * kDenseVec)
-                dense_traits<kDenseVec>(rows, weight, n_traits, n_groups, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
-            for (; t < n_traits; t += 4)
-                dense_traits<1>(rows, weight, n_traits, n_groups, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
+            for (std::size_t t = 0; t < n_traits; t += 4 * kDenseVec) {
+                if (n_traits - t > 4)
+                    dense_traits<kDenseVec>(rows, weight, n_traits, n_padded, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
+                else  // the last 1-4 traits: half the table bytes
+                    dense_traits<1>(rows, weight, n_traits, n_padded, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
+            }
         }
     }
 }
