@@ -41,7 +41,8 @@ def cpu_line() -> str:
     from ehrfast.backends import core
 
     build = "C++ core not built" if core is None else \
-        f"C++ core{' + OpenMP' if core.built_with_openmp() else ''}, kernels compiled for {core.kernel_isa()}"
+        f"C++ core{' + OpenMP' if core.built_with_openmp() else ''}, PRS kernels on {core.kernel_isa()} " \
+        f"({'chosen at run time' if core.kernel_isa_chosen_at_run_time() else 'compiled for'})"
     simd = " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
     return f"cpu: {model}, {os.cpu_count()} cores; SIMD: {simd}; {build}"
 

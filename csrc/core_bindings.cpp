@@ -686,23 +686,6 @@ bool built_with_openmp() {
 #endif
 }
 
-// The widest vector unit the PRS kernels were compiled for (their 4-double vectors are one
-// AVX register, or two SSE2 halves): what a benchmark reports as the kernel path taken.
-const char* kernel_isa() {
-#if defined(__AVX512F__)
-    return "avx512f";
-#elif defined(__AVX2__)
-    return "avx2";
-#elif defined(__AVX__)
-    return "avx";
-#elif defined(__SSE2__)
-    return "sse2";
-#elif defined(__aarch64__)
-    return "neon";
-#else
-    return "scalar";
-#endif
-}
 
 }  // namespace
 
@@ -796,5 +779,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("sq_error"), py::arg("tie_end"),
           "[n_resamples, n_models, 7] AUROC, AP, tp, fp, fn, tn, Brier of each resample (models in descending score order).");
     m.def("built_with_openmp", &built_with_openmp, "Whether the core was compiled with OpenMP.");
-    m.def("kernel_isa", &kernel_isa, "The widest vector unit the C++ kernels were compiled for (avx512f, avx2, avx, sse2, neon, scalar).");
+    m.def("kernel_isa", &prs::kernel_isa, "The vector unit the dense and sparse PRS kernels run on (avx512f, avx2, avx, sse2, neon, scalar).");
+    m.def("kernel_isa_chosen_at_run_time", &prs::kernel_isa_chosen_at_run_time,
+          "Whether the PRS kernels were compiled for several vector units and picked one for this CPU when loaded.");
 }

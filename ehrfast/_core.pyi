@@ -13,7 +13,10 @@ def unpack_bed(packed: npt.NDArray[np.uint8], n_samples: int) -> npt.NDArray[np.
 
 def built_with_openmp() -> bool: ...
 def kernel_isa() -> str:
-    """The widest vector unit the C++ kernels were compiled for: avx512f, avx2, avx, sse2, neon or scalar."""
+    """The vector unit the dense and sparse PRS kernels run on: avx512f, avx2, avx, sse2, neon or scalar."""
+
+def kernel_isa_chosen_at_run_time() -> bool:
+    """Whether a portable build picked ``kernel_isa()`` for this CPU when loaded (not fixed when compiled)."""
 
 class CodeTableArrays:
     """What each code-table entry emits, as CSR arrays (``CodeTable.csr()``)."""

@@ -25,6 +25,22 @@ def test_version_and_build_info():
             assert info["cuda_kernels"], "nvcc is on PATH but ehrfast._cuda was not built"
 
 
+
+@pytest.mark.skipif(backends.core is None, reason="C++ core not built")
+def test_prs_kernels_run_on_a_vector_unit_this_cpu_has():
+    """The unit kernel_isa() reports is one the CPU has, whether the build fixed it
+    (-march=native) or picked it when loading (EHRFAST_NATIVE=OFF: x86-64-v4 / v3 / baseline)."""
+    isa, picked = backends.core.kernel_isa(), backends.core.kernel_isa_chosen_at_run_time()
+    assert isa in {"avx512f", "avx2", "avx", "sse2", "neon", "scalar"} and isinstance(picked, bool)
+    cpuinfo = Path("/proc/cpuinfo")
+    if isa in {"avx512f", "avx2", "avx"} and cpuinfo.exists():
+        flags = set(next((ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("flags")), "").split())
+        assert isa in flags, f"kernels run on {isa}, which this CPU lacks"
+        if picked:  # the resolver's levels: v4 needs all of AVX-512 F/BW/CD/DQ/VL, v3 AVX2 + FMA + BMI
+            v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
+            assert (isa == "avx512f") == v4
+            assert isa != "avx2" or {"avx2", "fma", "bmi1", "bmi2"} <= flags
+
 def test_unknown_backend():
     with pytest.raises(ValueError, match="must be one of auto, fast, reference \\(or 'cpp' / 'python'\\)"):
         backends.resolve_backend("fortran", "bed packing")

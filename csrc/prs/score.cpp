@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -16,6 +17,34 @@ namespace {
 
 // Four doubles as one SIMD value (AVX when the compiler targets it, SSE pairs otherwise).
 using v4d = double __attribute__((vector_size(32)));
+
+// n zeroed v4d, 32-byte aligned: alignof(v4d) is 16 on an SSE2 baseline, and the AVX copies of
+// a dispatched function (EHRFAST_DISPATCH) assume 32, so std::vector<v4d> would not do there.
+class V4dBuffer {
+  public:
+    explicit V4dBuffer(std::size_t n) : storage_(4 * n + 4) {}
+    v4d* data() {
+        void* p = storage_.data();
+        std::size_t space = storage_.size() * sizeof(double);
+        return static_cast<v4d*>(std::align(32, 32, p, space));
+    }
+
+  private:
+    std::vector<double> storage_;
+};
+
+// On a function: compiled once per x86-64 level (v4: AVX-512, v3: AVX2, baseline SSE2), the
+// highest the CPU has chosen when the module loads (an ifunc), where the build's baseline lacks
+// AVX2 (EHRFAST_NATIVE=OFF, portable wheels). Native builds already use the CPU's widest unit.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)
+#define EHRFAST_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define EHRFAST_DISPATCHES 1
+#else
+#define EHRFAST_DISPATCH
+#endif
+// On the helpers of a dispatched function: GCC does not inline a baseline function into a
+// target clone on its own, and left out of line they would run on SSE2.
+#define EHRFAST_INLINE __attribute__((always_inline)) inline
 
 // kSpread[b]: the four 2-bit codes of byte b, one per byte of a uint32 (sample k in byte k).
 const std::array<std::uint32_t, 256> kSpread = [] {
@@ -51,7 +80,7 @@ int thread_rank() {
 constexpr std::size_t kRowsPerGroup = 4;     // 4 rows x 2 bits = an 8-bit table index
 
 // codes[gi][s] = c0 | c1 << 2 | c2 << 4 | c3 << 6 for the four rows of group `group`.
-void combine_codes(const PackedGenotypes& g, const ValueRows& rows, std::size_t group, std::uint8_t* codes, std::size_t first_quad,
+EHRFAST_INLINE void combine_codes(const PackedGenotypes& g, const ValueRows& rows, std::size_t group, std::uint8_t* codes, std::size_t first_quad,
                    std::size_t n_quads) {
     const std::uint8_t* row_bytes[kRowsPerGroup];
     for (std::size_t j = 0; j < kRowsPerGroup; ++j) {
@@ -70,12 +99,12 @@ void combine_codes(const PackedGenotypes& g, const ValueRows& rows, std::size_t 
 // one row at a time: an entry with digit d for row j is the entry without it plus d's term.
 // Rows past the end of the block contribute nothing.
 template <std::size_t kVec>
-void build_table(const ValueRows& rows, std::size_t group, const double* weight, std::size_t n_traits, std::size_t first_trait,
+EHRFAST_INLINE void build_table(const ValueRows& rows, std::size_t group, const double* weight, std::size_t n_traits, std::size_t first_trait,
                  v4d* table) {
     for (std::size_t j = 0, width = 1; j < kRowsPerGroup; ++j, width *= 4) {
         const std::size_t r = group * kRowsPerGroup + j;
         const bool real = r < rows.n_rows;
-        v4d w[kVec];
+        v4d w[kVec] = {};  // every lane is set below (GCC cannot see it in the dispatched copies)
         for (std::size_t v = 0; v < kVec; ++v)
             for (std::size_t i = 0; i < 4; ++i) {
                 const std::size_t t = first_trait + 4 * v + i;
@@ -106,7 +135,7 @@ constexpr std::size_t kSweepVectors = 16;
 
 // acc[s] += Σ_{gi < kCount} tables_gi[codes[gi][s]] over the thread's samples.
 template <std::size_t kVec, std::size_t kCount>
-void add_sweep(const v4d* tables, const std::uint8_t* codes, std::size_t stride, std::size_t n_samples, v4d* acc) {
+EHRFAST_INLINE void add_sweep(const v4d* tables, const std::uint8_t* codes, std::size_t stride, std::size_t n_samples, v4d* acc) {
     for (std::size_t s = 0; s < n_samples; ++s) {
         v4d a[kVec];
         for (std::size_t v = 0; v < kVec; ++v) a[v] = acc[s * kVec + v];
@@ -122,7 +151,7 @@ void add_sweep(const v4d* tables, const std::uint8_t* codes, std::size_t stride,
 // thread's accumulators [n_samples, kVec] swept in order once per few tables (a stream the
 // prefetcher keeps ahead of), rather than many large tables and the accumulators in registers.
 template <std::size_t kVec>
-void dense_traits(const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t n_groups, std::size_t first_trait,
+EHRFAST_INLINE void dense_traits(const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t n_groups, std::size_t first_trait,
                   const std::uint8_t* codes, std::size_t stride, std::size_t first_sample, std::size_t n_samples, v4d* tables,
                   v4d* acc, double* out) {
     constexpr std::size_t kTables = kSweepVectors / kVec;
@@ -139,7 +168,62 @@ void dense_traits(const ValueRows& rows, const double* weight, std::size_t n_tra
     }
 }
 
+// One thread's share of accumulate_dense: its samples' codes for every group, then all traits,
+// 4 kDenseVec at a time. A portable build (EHRFAST_NATIVE=OFF: SSE2 only) compiles it, and the
+// helpers inlined into it, once per vector unit and picks the widest the CPU has when the module
+// loads: the kernel's 4-double vectors are one AVX register but two SSE2 halves.
+EHRFAST_DISPATCH
+void dense_thread(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t n_groups,
+                  std::size_t q0, std::size_t q1, double* out) {
+    const std::size_t first_sample = 4 * q0, n_samples = std::min(g.n_samples, 4 * q1) - std::min(g.n_samples, 4 * q0);
+    const std::size_t stride = 4 * (q1 - q0);
+    // every group's codes, computed once; the groups past the block (rows past n_rows) pad to
+    // whole sweeps: code 0 into a table build_table leaves all zero
+    const std::size_t n_padded = (n_groups + kSweepVectors - 1) / kSweepVectors * kSweepVectors;
+    std::vector<std::uint8_t> codes(n_padded * stride);
+    for (std::size_t gi = 0; gi < n_groups; ++gi) combine_codes(g, rows, gi, codes.data() + gi * stride, q0, q1 - q0);
+    V4dBuffer table_buffer(256 * kSweepVectors), acc_buffer(stride * kDenseVec);
+    v4d* tables = table_buffer.data();
+    v4d* acc = acc_buffer.data();
+    for (std::size_t t = 0; t < n_traits; t += 4 * kDenseVec) {
+        if (n_traits - t > 4)
+            dense_traits<kDenseVec>(rows, weight, n_traits, n_padded, t, codes.data(), stride, first_sample, n_samples, tables, acc, out);
+        else  // the last 1-4 traits: half the table bytes
+            dense_traits<1>(rows, weight, n_traits, n_padded, t, codes.data(), stride, first_sample, n_samples, tables, acc, out);
+    }
+}
+
 }  // namespace
+
+const char* kernel_isa() {
+#if defined(EHRFAST_DISPATCHES)
+    // the same choice the ifunc resolver makes: the clones in order of priority
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "avx512f";
+    if (__builtin_cpu_supports("x86-64-v3")) return "avx2";
+#endif
+#if defined(__AVX512F__)
+    return "avx512f";
+#elif defined(__AVX2__)
+    return "avx2";
+#elif defined(__AVX__)
+    return "avx";
+#elif defined(__SSE2__)
+    return "sse2";
+#elif defined(__aarch64__)
+    return "neon";
+#else
+    return "scalar";
+#endif
+}
+
+bool kernel_isa_chosen_at_run_time() {
+#if defined(EHRFAST_DISPATCHES)
+    return true;
+#else
+    return false;
+#endif
+}
 
 void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits, double* out) {
     const std::size_t n_groups = (rows.n_rows + kRowsPerGroup - 1) / kRowsPerGroup;
@@ -154,29 +238,14 @@ void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const dou
         n_threads = omp_get_num_threads();
 #endif
         const auto [q0, q1] = quad_range(n_quads, thread_rank(), n_threads);
-        const std::size_t first_sample = 4 * q0, n_samples = std::min(g.n_samples, 4 * q1) - std::min(g.n_samples, 4 * q0);
-        const std::size_t stride = 4 * (q1 - q0);
-        if (q1 > q0) {
-            // every group's codes, computed once; the groups past the block (rows past n_rows)
-            // pad to whole sweeps: code 0 into a table build_table leaves all zero
-            const std::size_t n_padded = (n_groups + kSweepVectors - 1) / kSweepVectors * kSweepVectors;
-            std::vector<std::uint8_t> codes(n_padded * stride);
-            for (std::size_t gi = 0; gi < n_groups; ++gi) combine_codes(g, rows, gi, codes.data() + gi * stride, q0, q1 - q0);
-            std::vector<v4d> tables(256 * kSweepVectors), acc(stride * kDenseVec);
-            for (std::size_t t = 0; t < n_traits; t += 4 * kDenseVec) {
-                if (n_traits - t > 4)
-                    dense_traits<kDenseVec>(rows, weight, n_traits, n_padded, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
-                else  // the last 1-4 traits: half the table bytes
-                    dense_traits<1>(rows, weight, n_traits, n_padded, t, codes.data(), stride, first_sample, n_samples, tables.data(), acc.data(), out);
-            }
-        }
+        if (q1 > q0) dense_thread(g, rows, weight, n_traits, n_groups, q0, q1, out);
     }
 }
 
 namespace {
 
 // table[b] = the weighted values of the four samples of byte b, for one (trait, row) pair.
-void fill_byte_table(const double* lut_row, double weight, v4d* table) {
+EHRFAST_INLINE void fill_byte_table(const double* lut_row, double weight, v4d* table) {
     using v2d = double __attribute__((vector_size(16)));
     const double wl[4] = {weight * lut_row[0], weight * lut_row[1], weight * lut_row[2], weight * lut_row[3]};
     v2d half[16];  // two samples (a nibble) at a time, then each byte is two halves
@@ -187,7 +256,7 @@ void fill_byte_table(const double* lut_row, double weight, v4d* table) {
 // acc[s] += Σ_j value_j(s) for kPairs pairs at once: one load and store of the accumulator
 // per kPairs table look-ups (the loop is bound by those stores).
 template <int kPairs>
-void add_pairs(const PackedGenotypes& g, const ValueRows& rows, const std::int32_t* row, const double* weight, v4d* tables, double* acc) {
+EHRFAST_INLINE void add_pairs(const PackedGenotypes& g, const ValueRows& rows, const std::int32_t* row, const double* weight, v4d* tables, double* acc) {
     const std::uint8_t* bytes[kPairs];
     for (int j = 0; j < kPairs; ++j) {
         const auto r = static_cast<std::size_t>(row[j]);
@@ -210,6 +279,16 @@ void add_pairs(const PackedGenotypes& g, const ValueRows& rows, const std::int32
         for (std::size_t s = 4 * full, k = 0; s < g.n_samples; ++s, ++k) acc[s] += tables[256 * j + ((bytes[j][full] >> (2 * k)) & 3)][0];
 }
 
+// out_t[s] += the pairs of trait t (accumulate_sparse's unit of work), on the CPU's widest vector
+// unit in a portable build. tables: 4 x 256 v4d of scratch.
+EHRFAST_DISPATCH
+void sparse_trait(const PackedGenotypes& g, const ValueRows& rows, std::int64_t begin, std::int64_t end, const std::int32_t* row,
+                  const double* weight, v4d* tables, double* acc) {
+    std::int64_t k = begin;
+    for (; k + 4 <= end; k += 4) add_pairs<4>(g, rows, row + k, weight + k, tables, acc);
+    for (; k < end; ++k) add_pairs<1>(g, rows, row + k, weight + k, tables, acc);
+}
+
 }  // namespace
 
 void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const std::int64_t* trait_off, const std::int32_t* row,
@@ -218,16 +297,12 @@ void accumulate_sparse(const PackedGenotypes& g, const ValueRows& rows, const st
 #pragma omp parallel
 #endif
     {
-        std::vector<v4d> tables(4 * 256);
+        V4dBuffer tables(4 * 256);
 #if defined(EHRFAST_OPENMP)
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (std::int64_t t = 0; t < static_cast<std::int64_t>(n_traits); ++t) {
-            double* acc = out + static_cast<std::size_t>(t) * g.n_samples;
-            std::int64_t k = trait_off[t];
-            for (; k + 4 <= trait_off[t + 1]; k += 4) add_pairs<4>(g, rows, row + k, weight + k, tables.data(), acc);
-            for (; k < trait_off[t + 1]; ++k) add_pairs<1>(g, rows, row + k, weight + k, tables.data(), acc);
-        }
+        for (std::int64_t t = 0; t < static_cast<std::int64_t>(n_traits); ++t)
+            sparse_trait(g, rows, trait_off[t], trait_off[t + 1], row, weight, tables.data(), out + static_cast<std::size_t>(t) * g.n_samples);
     }
 }
 

@@ -33,6 +33,11 @@ struct ValueRows {
 void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits,
                       double* out);
 
+// The vector unit accumulate_dense and accumulate_sparse run on (avx512f, avx2, avx, sse2, neon, scalar), and whether
+// it was picked for this CPU at load time (a portable build) rather than fixed at compile time.
+const char* kernel_isa();
+bool kernel_isa_chosen_at_run_time();
+
 // Sparse weights, CSR over traits: pairs k in [trait_off[t], trait_off[t+1]) add
 // lut[row[k]][code(row[k], s)] · weight[k] to out[t * n_samples + s]. Per pair, a 256-entry
 // table maps a packed byte to its four samples' weighted values, added as one 4-wide vector.
