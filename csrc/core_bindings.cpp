@@ -686,7 +686,6 @@ bool built_with_openmp() {
 #endif
 }
 
-
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {

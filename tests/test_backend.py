@@ -25,7 +25,6 @@ def test_version_and_build_info():
             assert info["cuda_kernels"], "nvcc is on PATH but ehrfast._cuda was not built"
 
 
-
 @pytest.mark.skipif(backends.core is None, reason="C++ core not built")
 def test_prs_kernels_run_on_a_vector_unit_this_cpu_has():
     """The unit kernel_isa() reports is one the CPU has, whether the build fixed it
@@ -40,6 +39,7 @@ def test_prs_kernels_run_on_a_vector_unit_this_cpu_has():
             v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
             assert (isa == "avx512f") == v4
             assert isa != "avx2" or {"avx2", "fma", "bmi1", "bmi2"} <= flags
+
 
 def test_unknown_backend():
     with pytest.raises(ValueError, match="must be one of auto, fast, reference \\(or 'cpp' / 'python'\\)"):

@@ -44,7 +44,11 @@ class V4dBuffer {
 #endif
 // On the helpers of a dispatched function: GCC does not inline a baseline function into a
 // target clone on its own, and left out of line they would run on SSE2.
+#if defined(EHRFAST_DISPATCHES)
 #define EHRFAST_INLINE __attribute__((always_inline)) inline
+#else
+#define EHRFAST_INLINE inline
+#endif
 
 // kSpread[b]: the four 2-bit codes of byte b, one per byte of a uint32 (sample k in byte k).
 const std::array<std::uint32_t, 256> kSpread = [] {
@@ -169,9 +173,7 @@ EHRFAST_INLINE void dense_traits(const ValueRows& rows, const double* weight, st
 }
 
 // One thread's share of accumulate_dense: its samples' codes for every group, then all traits,
-// 4 kDenseVec at a time. A portable build (EHRFAST_NATIVE=OFF: SSE2 only) compiles it, and the
-// helpers inlined into it, once per vector unit and picks the widest the CPU has when the module
-// loads: the kernel's 4-double vectors are one AVX register but two SSE2 halves.
+// 4 kDenseVec at a time.
 EHRFAST_DISPATCH
 void dense_thread(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits, std::size_t n_groups,
                   std::size_t q0, std::size_t q1, double* out) {
@@ -279,8 +281,8 @@ EHRFAST_INLINE void add_pairs(const PackedGenotypes& g, const ValueRows& rows, c
         for (std::size_t s = 4 * full, k = 0; s < g.n_samples; ++s, ++k) acc[s] += tables[256 * j + ((bytes[j][full] >> (2 * k)) & 3)][0];
 }
 
-// out_t[s] += the pairs of trait t (accumulate_sparse's unit of work), on the CPU's widest vector
-// unit in a portable build. tables: 4 x 256 v4d of scratch.
+// acc[s] += the pairs [begin, end) of one trait (accumulate_sparse's unit of work).
+// tables: 4 x 256 v4d of scratch.
 EHRFAST_DISPATCH
 void sparse_trait(const PackedGenotypes& g, const ValueRows& rows, std::int64_t begin, std::int64_t end, const std::int32_t* row,
                   const double* weight, v4d* tables, double* acc) {

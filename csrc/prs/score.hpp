@@ -33,8 +33,9 @@ struct ValueRows {
 void accumulate_dense(const PackedGenotypes& g, const ValueRows& rows, const double* weight, std::size_t n_traits,
                       double* out);
 
-// The vector unit accumulate_dense and accumulate_sparse run on (avx512f, avx2, avx, sse2, neon, scalar), and whether
-// it was picked for this CPU at load time (a portable build) rather than fixed at compile time.
+// The vector unit accumulate_dense and accumulate_sparse run on (avx512f, avx2, avx, sse2, neon,
+// scalar), and whether it was picked for this CPU at load time (a portable build) rather than
+// fixed at compile time.
 const char* kernel_isa();
 bool kernel_isa_chosen_at_run_time();
 
